@@ -1,0 +1,5 @@
+import sys
+
+from deen.cli import main
+
+sys.exit(main())

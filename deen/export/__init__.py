@@ -1,0 +1,1 @@
+"""Exports of DEEN to deployable formats, each verified against PyTorch."""

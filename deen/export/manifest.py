@@ -1,0 +1,96 @@
+"""The export manifest: what a deployed model file expects and produces, and where it came from.
+
+Written twice: inside the ONNX file (metadata property ``deen.manifest``), so the model
+describes itself wherever it is copied, and beside it as ``<file>.json`` with the
+verification results added. Readers (the embedders, later the TensorRT builder) take the
+input convention and the embedding layout from here rather than assuming them.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from deen import __version__
+from deen.embedding import EmbeddingConfig, embedding_layout
+from deen.errors import DeenError
+from deen.modality import Modality
+from deen.models.checkpoint import SourceInfo
+from deen.preprocess import preprocessing_manifest
+
+MANIFEST_FORMAT = "deen-export-manifest"
+MANIFEST_VERSION = 1
+METADATA_KEY = "deen.manifest"
+INPUT_IMAGES = "images"
+INPUT_MODALITY = "modality"
+OUTPUT_EMBEDDING = "embedding"
+
+
+def manifest_path_for(model_path: str | Path) -> Path:
+    """``model.onnx`` → ``model.onnx.json``."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + ".json")
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {
+        "deen": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def build_manifest(*, engine: str, variant: str, num_classes: int, embedding_dim: int,
+                   config: EmbeddingConfig, source: SourceInfo, opset: int) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "engine": engine,
+        "variant": variant,
+        "num_classes": num_classes,
+        "inputs": {
+            INPUT_IMAGES: {"shape": ["batch", 3, *preprocessing_manifest()["input_size_hw"]],
+                           "dtype": "float32", "preprocessing": preprocessing_manifest()},
+            INPUT_MODALITY: {"shape": ["batch"], "dtype": "int64",
+                             "values": {m.name.lower(): int(m) for m in Modality}},
+        },
+        "output": {OUTPUT_EMBEDDING: {"shape": ["batch", 6 * embedding_dim], "dtype": "float32",
+                                      "layout": embedding_layout(embedding_dim, config)}},
+        "embedding": config.to_dict(),
+        "opset": opset,
+        "dynamic_batch": True,
+        "source": asdict(source),
+        "versions": library_versions(),
+        "created_unix": int(time.time()),
+    }
+
+
+def parse_manifest(text: str, origin: str) -> dict[str, Any]:
+    """Parse and check a manifest; ``origin`` names where it came from for error messages."""
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DeenError(f"{origin}: manifest is not valid JSON ({exc.msg})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise DeenError(f"{origin}: not a deen export manifest")
+    if manifest.get("format_version") != MANIFEST_VERSION:
+        raise DeenError(f"{origin}: manifest version {manifest.get('format_version')!r} "
+                        f"is not supported (expected {MANIFEST_VERSION})")
+    return manifest
+
+
+def embedding_config_from(manifest: dict[str, Any]) -> EmbeddingConfig:
+    settings = manifest["embedding"]
+    return EmbeddingConfig(flip=bool(settings["flip"]), a=settings["a"])

@@ -1,0 +1,118 @@
+"""``deen export --engine onnx``: DEEN → one verified ONNX graph with a manifest.
+
+The graph is :class:`~deen.embedding.EmbeddingNetwork` traced by ``torch.onnx.export``
+(dynamo): inputs ``images`` (N×3×384×144 float32) and ``modality`` (N int64), output
+``embedding`` (N×6D), dynamic N, standard ONNX operators only (DEE's dilated convolutions are
+plain ``Conv`` nodes). Both stems run on every row and a ``Where`` picks per row, so one
+batch may mix modalities. After tracing, ONNX Runtime runs the file against PyTorch on
+generated images of both modalities; the file and its manifest appear under their final
+names only if that comparison is within tolerance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deen.embedding import EmbeddingConfig, EmbeddingNetwork
+from deen.errors import DeenError
+from deen.export.compare import TOLERANCES
+from deen.export.manifest import (
+    INPUT_IMAGES,
+    INPUT_MODALITY,
+    METADATA_KEY,
+    OUTPUT_EMBEDDING,
+    build_manifest,
+    manifest_path_for,
+)
+from deen.export.verify import VerificationReport, verify_embedder
+from deen.fileio import atomic_path, sha256_file
+from deen.models.checkpoint import SourceInfo
+from deen.models.deen import DEEN
+from deen.preprocess import INPUT_HEIGHT, INPUT_WIDTH
+from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
+from deen.runtime.torch_backend import TorchEmbedder
+
+DEFAULT_OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    model_path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    verification: VerificationReport
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
+                  metadata: dict[str, str]) -> None:
+    """Write ``network`` as a single-file ONNX graph with a dynamic batch axis."""
+    batch = torch.export.Dim("batch", min=1)
+    example = (torch.randn(2, 3, INPUT_HEIGHT, INPUT_WIDTH), torch.tensor([0, 1]))
+    # The exporter narrates its steps on stdout and logs warnings about its internals (e.g.
+    # torchvision ops it cannot register); neither is ours to show. Real failures still raise.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            _quiet_logger("torch.onnx"):
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                network, example, None, dynamo=True, opset_version=opset,
+                input_names=[INPUT_IMAGES, INPUT_MODALITY], output_names=[OUTPUT_EMBEDDING],
+                dynamic_shapes={"images": {0: batch}, "modality": {0: batch}},
+                external_data=False, verbose=False,
+            )
+        except Exception as exc:
+            raise DeenError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from exc
+    program.model.metadata_props.update(metadata)
+    program.save(str(path), external_data=False)
+
+
+def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingConfig,
+                source: SourceInfo, opset: int = DEFAULT_OPSET) -> ExportResult:
+    """Export, verify against PyTorch, then move the ONNX file and its manifest into place.
+
+    Raises :class:`DeenError` (and leaves nothing at ``out``) when verification fails.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise DeenError(f"{out}: the output file must end in .onnx")
+    model = model.cpu().eval()
+    network = EmbeddingNetwork(model, config)
+    manifest = build_manifest(
+        engine="onnx", variant=model.variant.name, num_classes=model.num_classes,
+        embedding_dim=model.variant.embedding_dim, config=config, source=source, opset=opset,
+    )
+    manifest_file = manifest_path_for(out)
+    tolerance = TOLERANCES["onnx-fp32"]
+    with atomic_path(out) as tmp_model, atomic_path(manifest_file) as tmp_manifest:
+        trace_to_onnx(network, tmp_model, opset, {METADATA_KEY: json.dumps(manifest)})
+        report = verify_embedder(TorchEmbedder(model, config, device="cpu"),
+                                 OnnxRuntimeEmbedder(tmp_model, device="cpu"), tolerance)
+        if not report.passed:
+            failed = "; ".join(c.describe() for c in report.comparisons if not c.passed)
+            raise DeenError(f"{out}: export failed verification ({failed}); no file written")
+        manifest = {**manifest, "file": out.name, "sha256": sha256_file(tmp_model),
+                    "verification": report.to_dict()}
+        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+    return ExportResult(out, manifest_file, manifest, report)

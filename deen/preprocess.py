@@ -1,0 +1,79 @@
+"""Image preprocessing: the one function that turns uint8 images into the network's input.
+
+The reference evaluation resizes with Pillow's Lanczos filter to 144×384 (W×H) on the uint8
+RGB image, scales to [0, 1] and normalises with the ImageNet mean and std; infrared images
+are 3-channel images normalised the same way. Everything in this project (embedders, export
+verification, the demo, later the runtime and evaluation) calls :func:`preprocess`, so the
+input convention lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from deen.errors import DeenError
+
+INPUT_HEIGHT = 384
+INPUT_WIDTH = 144
+#: ImageNet statistics, in RGB channel order, applied after scaling to [0, 1].
+MEAN_RGB = (0.485, 0.456, 0.406)
+STD_RGB = (0.229, 0.224, 0.225)
+
+ColorOrder = Literal["bgr", "rgb"]
+#: OpenCV decodes to BGR, so that is what a uint8 image is taken to be unless told otherwise.
+DEFAULT_COLOR_ORDER: ColorOrder = "bgr"
+
+
+def _as_rgb(image: np.ndarray, color_order: ColorOrder) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise DeenError(f"images must be uint8 numpy arrays, got {type(image).__name__} "
+                        f"{getattr(image, 'dtype', '')}".rstrip())
+    if image.ndim == 2:  # single-channel infrared: replicate, as Pillow's L→RGB does
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 1:
+        raise DeenError(f"images must be H×W, H×W×3 or H×W×4, got shape {image.shape}")
+    image = image[:, :, :3]
+    if color_order == "bgr":
+        return image[:, :, ::-1]
+    if color_order == "rgb":
+        return image
+    raise DeenError(f"color order must be 'bgr' or 'rgb', got {color_order!r}")
+
+
+def preprocess(
+    images: Sequence[np.ndarray], color_order: ColorOrder = DEFAULT_COLOR_ORDER
+) -> np.ndarray:
+    """Turn uint8 images (any size) into the normalised N×3×384×144 float32 network input.
+
+    ``color_order`` says how 3-channel images are stored: ``"bgr"`` (OpenCV's
+    ``cv2.imread``/``VideoCapture``, the default) or ``"rgb"`` (Pillow, most datasets
+    decoded with PIL). 2-D images are treated as single-channel infrared and replicated.
+    """
+    batch = np.empty((len(images), 3, INPUT_HEIGHT, INPUT_WIDTH), dtype=np.float32)
+    mean = np.asarray(MEAN_RGB, dtype=np.float32)[:, None, None]
+    std = np.asarray(STD_RGB, dtype=np.float32)[:, None, None]
+    for i, image in enumerate(images):
+        rgb = np.ascontiguousarray(_as_rgb(image, color_order))
+        resized = Image.fromarray(rgb).resize((INPUT_WIDTH, INPUT_HEIGHT), Image.LANCZOS)
+        chw = np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255.0
+        batch[i] = (chw - mean) / std
+    return batch
+
+
+def preprocessing_manifest() -> dict[str, object]:
+    """What :func:`preprocess` does, for export manifests and non-Python readers."""
+    return {
+        "input_size_hw": [INPUT_HEIGHT, INPUT_WIDTH],
+        "layout": "NCHW float32",
+        "channel_order": "RGB",
+        "resize": "Pillow LANCZOS on the uint8 RGB image to 144x384 (WxH)",
+        "scale": "1/255",
+        "mean": list(MEAN_RGB),
+        "std": list(STD_RGB),
+        "formula": "(pixel/255 - mean) / std, per RGB channel",
+        "infrared": "3-channel image, normalised like visible (single-channel is replicated)",
+    }

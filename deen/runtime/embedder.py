@@ -1,0 +1,121 @@
+"""The embedder interface: images and modalities in, one embedding row per image out.
+
+Each backend (PyTorch, ONNX Runtime; TensorRT later) is one small class with a ``run``
+method on preprocessed batches; :meth:`Embedder.embed` adds preprocessing and batching on
+top, the same for all. :func:`open_embedder` picks the backend from the model file.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from deen.embedding import EmbeddingConfig
+from deen.errors import DeenError
+from deen.modality import Modality, parse_modality
+from deen.preprocess import (
+    DEFAULT_COLOR_ORDER,
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    ColorOrder,
+    preprocess,
+)
+
+TORCH_SUFFIXES = (".t", ".pth", ".pt")
+ONNX_SUFFIXES = (".onnx",)
+
+
+class Embedder(abc.ABC):
+    """Runs one embedding model. Subclasses implement :meth:`run`."""
+
+    #: Short backend name for reports ("pytorch", "onnxruntime", …).
+    backend: str
+    variant: str
+    config: EmbeddingConfig
+    dim: int
+
+    @abc.abstractmethod
+    def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        """N×3×384×144 float32 (see :mod:`deen.preprocess`) and N int64 codes → N×dim float32."""
+
+    def embed(
+        self,
+        images: Sequence[np.ndarray],
+        modality: Modality | str | int | Sequence[Modality | str | int],
+        color_order: ColorOrder = DEFAULT_COLOR_ORDER,
+        batch_size: int = 16,
+    ) -> np.ndarray:
+        """uint8 images (BGR by default, as OpenCV reads them) → N×dim embeddings.
+
+        ``modality`` is one value for all images or one per image; mixed batches are fine.
+        """
+        codes = modality_codes(modality, len(images))
+        out = np.empty((len(images), self.dim), dtype=np.float32)
+        for start in range(0, len(images), batch_size):
+            stop = start + batch_size
+            out[start:stop] = self.run(preprocess(images[start:stop], color_order),
+                                       codes[start:stop])
+        return out
+
+
+def modality_codes(
+    modality: Modality | str | int | Sequence[Modality | str | int], count: int
+) -> np.ndarray:
+    """One int64 code per image from a single modality or a per-image sequence."""
+    if isinstance(modality, (str, int, Modality)):
+        return np.full(count, int(parse_modality(modality)), dtype=np.int64)
+    codes = np.array([int(parse_modality(m)) for m in modality], dtype=np.int64)
+    if len(codes) != count:
+        raise DeenError(f"got {count} images but {len(codes)} modality values")
+    return codes
+
+
+def check_batch(images: np.ndarray, modality: np.ndarray) -> None:
+    """The input contract of :meth:`Embedder.run`, checked once for every backend."""
+    if images.dtype != np.float32 or images.ndim != 4 or images.shape[1:] != (
+        3, INPUT_HEIGHT, INPUT_WIDTH
+    ):
+        raise DeenError(f"images must be N×3×{INPUT_HEIGHT}×{INPUT_WIDTH} float32, "
+                        f"got {images.shape} {images.dtype}")
+    if modality.shape != (images.shape[0],):
+        raise DeenError(f"modality must hold one code per image ({images.shape[0]}), "
+                        f"got shape {modality.shape}")
+    valid = {int(m) for m in Modality}
+    if not set(np.unique(modality).tolist()) <= valid:
+        raise DeenError(f"modality codes must be {sorted(valid)}, got {np.unique(modality)}")
+
+
+def open_embedder(
+    path: str | os.PathLike[str],
+    *,
+    config: EmbeddingConfig | None = None,
+    variant: str | None = None,
+    device: str | None = None,
+) -> Embedder:
+    """Open a model file with the backend its suffix names.
+
+    ``.t``/``.pth``/``.pt`` → PyTorch (``config`` and ``variant`` apply; ``device`` defaults
+    to CUDA when present), ``.onnx`` → ONNX Runtime (flip and layout are baked into the
+    graph; a ``config`` that disagrees with its manifest is an error).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in TORCH_SUFFIXES:
+        from deen.runtime.torch_backend import TorchEmbedder
+
+        return TorchEmbedder.from_checkpoint(path, config=config, variant=variant, device=device)
+    if suffix in ONNX_SUFFIXES:
+        from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
+
+        embedder = OnnxRuntimeEmbedder(path, device=device)
+        if config is not None and config != embedder.config:
+            raise DeenError(f"{path}: was exported with {embedder.config}, not {config}; "
+                            "re-export to change flip or a")
+        return embedder
+    known = ", ".join(TORCH_SUFFIXES + ONNX_SUFFIXES)
+    raise DeenError(f"{path}: unknown model file type {suffix or '(no suffix)'!r}; "
+                    f"expected one of {known}")

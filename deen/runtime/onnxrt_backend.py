@@ -1,0 +1,77 @@
+"""ONNX Runtime embedder: runs a graph written by ``deen export --engine onnx``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from deen.errors import DeenError
+from deen.export.manifest import (
+    INPUT_IMAGES,
+    INPUT_MODALITY,
+    METADATA_KEY,
+    OUTPUT_EMBEDDING,
+    embedding_config_from,
+    manifest_path_for,
+    parse_manifest,
+)
+from deen.runtime.embedder import Embedder, check_batch
+
+#: Preferred first; only those this onnxruntime build offers are used.
+_PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(device: str | None = None) -> list[str]:
+    """CUDA when this onnxruntime has it (unless ``device='cpu'``), then CPU."""
+    available = set(ort.get_available_providers())
+    wanted = ["CPUExecutionProvider"] if device == "cpu" else list(_PROVIDER_PREFERENCE)
+    return [p for p in wanted if p in available]
+
+
+class OnnxRuntimeEmbedder(Embedder):
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str | None = None,
+                 session_options: ort.SessionOptions | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DeenError(f"{self.path}: no such ONNX file")
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=session_options, providers=choose_providers(device)
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types per failure
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DeenError(f"{self.path}: not a loadable ONNX model: {reason}") from exc
+        self.manifest = self._read_manifest()
+        self.config = embedding_config_from(self.manifest)
+        self.variant = self.manifest["variant"]
+        self.dim = int(self.manifest["output"][OUTPUT_EMBEDDING]["shape"][1])
+        names = {i.name for i in self.session.get_inputs()}
+        if names != {INPUT_IMAGES, INPUT_MODALITY}:
+            raise DeenError(f"{self.path}: inputs are {sorted(names)}, expected "
+                            f"{INPUT_IMAGES!r} and {INPUT_MODALITY!r}")
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def _read_manifest(self) -> dict:
+        text = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if text is not None:
+            return parse_manifest(text, str(self.path))
+        sidecar = manifest_path_for(self.path)
+        if sidecar.is_file():
+            return parse_manifest(sidecar.read_text(), str(sidecar))
+        raise DeenError(f"{self.path}: not a deen export (no {METADATA_KEY!r} metadata and "
+                        f"no {sidecar.name})")
+
+    def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        check_batch(images, modality)
+        (out,) = self.session.run(
+            [OUTPUT_EMBEDDING], {INPUT_IMAGES: images, INPUT_MODALITY: modality}
+        )
+        return out

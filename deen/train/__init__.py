@@ -1,0 +1,1 @@
+"""Training DEEN (datasets, losses, trainer): filled by issue #3."""
