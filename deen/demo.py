@@ -24,13 +24,18 @@ from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.runtime.torch_backend import TorchEmbedder
 from deen.synthetic import make_people, render_pairs
 
-RANDOM_INIT_WARNING = """\
-************************************************************************************
-* No --checkpoint given: using a RANDOMLY INITIALISED DEEN (seed {seed}).            *
-* Its embeddings are untrained: the numbers below show that the pipeline runs and  *
-* that ONNX Runtime matches PyTorch, not that anyone is re-identified.             *
-* Pass --checkpoint FILE (the authors' .t or a deen checkpoint) for real weights.  *
-************************************************************************************"""
+RANDOM_INIT_WARNING = (
+    "No --checkpoint given: using a RANDOMLY INITIALISED DEEN (seed {seed}).",
+    "Its embeddings are untrained: the numbers below show that the pipeline runs and",
+    "that ONNX Runtime matches PyTorch, not that anyone is re-identified.",
+    "Pass --checkpoint FILE (the authors' .t or a deen checkpoint) for real weights.",
+)
+
+
+def _boxed(lines: list[str]) -> str:
+    width = max(len(line) for line in lines)
+    rule = "*" * (width + 4)
+    return "\n".join([rule, *(f"* {line:<{width}} *" for line in lines), rule])
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -45,7 +50,7 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 def _print_matrix(similarity: np.ndarray) -> None:
     n = similarity.shape[0]
-    print("        " + "".join(f"   ir{j:<3d}" for j in range(n)))
+    print("        " + "".join(f"{'ir' + str(j):>9}" for j in range(n)))
     for i in range(n):
         row = "".join(f"{s:9.3f}" if i != j else f"{s:8.3f}*" for j, s in enumerate(similarity[i]))
         print(f"  vis{i:<3d}{row}")
@@ -54,7 +59,7 @@ def _print_matrix(similarity: np.ndarray) -> None:
 def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: int,
              config: EmbeddingConfig, out_dir: Path | None, repeats: int = 3) -> int:
     if checkpoint is None:
-        print(RANDOM_INIT_WARNING.format(seed=seed))
+        print(_boxed([line.format(seed=seed) for line in RANDOM_INIT_WARNING]))
         model, source = random_model(variant or "sysu", seed)
     else:
         loaded = load_checkpoint(checkpoint, variant=variant)

@@ -29,24 +29,50 @@ from deen.models.deen import DEEN, VARIANTS, get_variant
 OWN_FORMAT = "deen-checkpoint"
 OWN_FORMAT_VERSION = 1
 
-#: Reference names → this project's module names (spec §7). Applied in order, first match.
-_REFERENCE_RENAMES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^visible_module\.visible\.conv1\."), "stems.visible.conv."),
-    (re.compile(r"^visible_module\.visible\.bn1\."), "stems.visible.bn."),
-    (re.compile(r"^thermal_module\.thermal\.conv1\."), "stems.infrared.conv."),
-    (re.compile(r"^thermal_module\.thermal\.bn1\."), "stems.infrared.bn."),
-    (re.compile(r"^base_resnet\.base\.(layer\d)\."), r"\1."),
-    (re.compile(r"^MFA(\d)\.CNL\.W\."), r"mfa\1.cnl.out."),
-    (re.compile(r"^MFA(\d)\.PNL\.W\."), r"mfa\1.pnl.out."),
-    (re.compile(r"^MFA(\d)\.CNL\."), r"mfa\1.cnl."),
-    (re.compile(r"^MFA(\d)\.PNL\."), r"mfa\1.pnl."),
-    (re.compile(r"^DEE\.FC([12])1\."), r"dee.branch\1.dilated.0."),
-    (re.compile(r"^DEE\.FC([12])2\."), r"dee.branch\1.dilated.1."),
-    (re.compile(r"^DEE\.FC([12])3\."), r"dee.branch\1.dilated.2."),
-    (re.compile(r"^DEE\.FC([12])\."), r"dee.branch\1.expand."),
-    (re.compile(r"^bottleneck\."), "neck.bn."),
-    (re.compile(r"^classifier\."), "neck.classifier."),
-]
+def _name_prefixes() -> list[tuple[str, str]]:
+    """(reference prefix, this project's prefix) for every used tensor family (spec §7).
+
+    One table serves both directions; no prefix of one column is a prefix of another
+    entry's name in a way that matters, because longer prefixes come first.
+    """
+    pairs = [
+        ("visible_module.visible.conv1.", "stems.visible.conv."),
+        ("visible_module.visible.bn1.", "stems.visible.bn."),
+        ("thermal_module.thermal.conv1.", "stems.infrared.conv."),
+        ("thermal_module.thermal.bn1.", "stems.infrared.bn."),
+    ]
+    pairs += [(f"base_resnet.base.layer{n}.", f"layer{n}.") for n in (1, 2, 3, 4)]
+    for n in (1, 2, 3):
+        for block in ("CNL", "PNL"):
+            pairs.append((f"MFA{n}.{block}.W.", f"mfa{n}.{block.lower()}.out."))
+            pairs.append((f"MFA{n}.{block}.", f"mfa{n}.{block.lower()}."))
+    for branch in (1, 2):
+        pairs += [(f"DEE.FC{branch}{d}.", f"dee.branch{branch}.dilated.{d - 1}.")
+                  for d in (1, 2, 3)]
+        pairs.append((f"DEE.FC{branch}.", f"dee.branch{branch}.expand."))
+    pairs += [("bottleneck.", "neck.bn."), ("classifier.", "neck.classifier.")]
+    return pairs
+
+
+_NAME_PREFIXES = _name_prefixes()
+
+
+def _rename(name: str, source: int) -> str | None:
+    for pair in _NAME_PREFIXES:
+        if name.startswith(pair[source]):
+            return pair[1 - source] + name[len(pair[source]):]
+    return None
+
+
+def reference_to_model_name(name: str) -> str | None:
+    """This project's name for a reference tensor name, or None if it has none."""
+    return _rename(name, source=0)
+
+
+def model_to_reference_name(name: str) -> str:
+    """The name a tensor of this project has in a reference checkpoint."""
+    return _rename(name, source=1) or name
+
 
 #: Tensors the reference model carries but never reads (spec §7): the per-modality
 #: ResNets' stages, the shared ResNet's own stem and fc, and (regdb) its layer4.
@@ -55,14 +81,6 @@ _REFERENCE_UNUSED = re.compile(
     r"|^base_resnet\.base\.(conv1|bn1|fc)\."
 )
 _REFERENCE_UNUSED_REGDB = re.compile(r"^base_resnet\.base\.layer4\.")
-
-
-def reference_to_model_name(name: str) -> str | None:
-    """This project's name for a reference tensor name, or None if it has none."""
-    for pattern, replacement in _REFERENCE_RENAMES:
-        if pattern.match(name):
-            return pattern.sub(replacement, name, count=1)
-    return None
 
 
 @dataclass(frozen=True)
@@ -152,17 +170,25 @@ def _num_classes(state: dict[str, torch.Tensor], key: str, path: Path) -> int:
     return int(weight.shape[0])
 
 
-def _load_into(model: DEEN, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Copy ``state`` (this project's names) into ``model``; every tensor must match."""
+def _load_into(model: DEEN, state: dict[str, torch.Tensor], path: Path,
+               file_names: dict[str, str] | None = None) -> None:
+    """Copy ``state`` (this project's names) into ``model``; every tensor must match.
+
+    ``file_names`` maps this project's names to the names in the file, so that messages
+    name what the user's file holds.
+    """
+    def shown(name: str) -> str:
+        return (file_names or {}).get(name, name)
+
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(shown(k) for k in set(expected) - set(state))
+    unexpected = sorted(shown(k) for k in set(state) - set(expected))
     problems = []
     if missing:
         problems.append(f"missing tensors: {_names(missing)}")
     if unexpected:
         problems.append(f"unexpected tensors: {_names(unexpected)}")
-    mismatched = [f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+    mismatched = [f"{shown(k)} {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}"
                   for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
     if mismatched:
         problems.append(f"shape mismatch: {_names(mismatched)}")
@@ -184,11 +210,13 @@ def _from_reference(
     if variant is not None and VARIANTS[variant].dee_channels != VARIANTS[detected].dee_channels:
         raise DeenError(f"{path}: holds a {detected} model, but variant {variant!r} was asked for")
     model = DEEN(_num_classes(state, "classifier.weight", path), variant or detected)
-    ours, ignored, unknown = {}, [], []
+    ours, file_names, ignored, unknown = {}, {}, [], []
+    expected = model.state_dict()
     for name, tensor in state.items():
         target = reference_to_model_name(name)
-        if target is not None and target in model.state_dict():
+        if target is not None and target in expected:
             ours[target] = tensor
+            file_names[target] = name
         elif _REFERENCE_UNUSED.match(name) or (
             detected == "regdb" and _REFERENCE_UNUSED_REGDB.match(name)
         ):
@@ -197,7 +225,9 @@ def _from_reference(
             unknown.append(name)
     if unknown:
         raise DeenError(f"{path}: unexpected tensors: {_names(sorted(unknown))}")
-    _load_into(model, ours, path)
+    missing = set(expected) - set(ours)
+    file_names.update({k: model_to_reference_name(k) for k in missing})
+    _load_into(model, ours, path, file_names)
     return model, ignored
 
 

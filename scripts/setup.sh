@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Creates .venv in the checkout (if missing) and installs deen with what it needs.
+# Safe to re-run: pip skips what is already installed. Usage: scripts/setup.sh [--dev]
+#
+# PyTorch: the CPU build is installed first, pinned, so that nothing later pulls the CUDA
+# build and its several GB of packages. A local wheel folder (DEEN_WHEELS, default
+# /opt/wheels) is used when present; DEEN_TORCH_INDEX may name a PyTorch CPU package index.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv"
+python="${PYTHON:-python3}"
+torch_version="${DEEN_TORCH_VERSION:-2.13.0}"
+wheels="${DEEN_WHEELS:-/opt/wheels}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating $venv"
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+torch_source=()
+[ -d "$wheels" ] && torch_source+=(--find-links "$wheels")
+[ -n "${DEEN_TORCH_INDEX:-}" ] && torch_source+=(--extra-index-url "$DEEN_TORCH_INDEX")
+
+if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2>/dev/null; then
+  echo "setup: installing torch==$torch_version (CPU build)"
+  "${pip[@]}" "${torch_source[@]}" "torch==$torch_version"
+fi
+extra=""
+[ "${1:-}" = "--dev" ] && extra="[dev]"
+echo "setup: installing deen$extra"
+"${pip[@]}" "${torch_source[@]}" -e "$root$extra"

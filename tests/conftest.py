@@ -1,0 +1,51 @@
+"""Shared fixtures: reference-format checkpoints (built once per session) and test images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from reference_spec import make_reference_state, save_reference_checkpoint  # noqa: E402
+
+from deen.modality import Modality  # noqa: E402
+from deen.synthetic import make_people, render_person  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def reference_state():
+    """variant → reference-named state dict with calibrated, non-identity BN statistics."""
+    cache: dict[str, dict] = {}
+
+    def get(variant: str) -> dict:
+        if variant not in cache:
+            cache[variant] = make_reference_state(variant, seed={"sysu": 1, "regdb": 2}[variant])
+        return cache[variant]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def reference_checkpoint(reference_state, tmp_path_factory):
+    """variant → path of a checkpoint saved the way the reference training script saves."""
+    paths: dict[str, Path] = {}
+
+    def get(variant: str) -> Path:
+        if variant not in paths:
+            path = tmp_path_factory.mktemp("ckpt") / f"{variant}_deen_best.t"
+            save_reference_checkpoint(path, reference_state(variant))
+            paths[variant] = path
+        return paths[variant]
+
+    return get
+
+
+def person_images(modalities: list[Modality], seed: int) -> list[np.ndarray]:
+    """Generated BGR uint8 people, one per requested modality (distinct identities)."""
+    rng = np.random.default_rng(seed)
+    people = make_people(len(modalities), seed=seed)
+    return [render_person(p, m, rng) for p, m in zip(people, modalities, strict=True)]
