@@ -119,14 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_cmd_export)
 
     for name, (what, where) in PLANNED_COMMANDS.items():
-        planned = commands.add_parser(name, help=f"{what} (not yet: {where})", add_help=True)
-        planned.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        planned = commands.add_parser(name, help=f"{what} (not yet: {where})")
         planned.set_defaults(handler=_planned(name))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command not in PLANNED_COMMANDS:  # planned ones take anything
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     command = f"deen {args.command}"
     try:
         return args.handler(args)

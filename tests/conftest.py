@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reference_spec import make_reference_state, save_reference_checkpoint  # noqa: E402
+from reference_spec import make_reference_state, save_reference_checkpoint
 
-from deen.modality import Modality  # noqa: E402
-from deen.synthetic import make_people, render_person  # noqa: E402
+from deen.modality import Modality
+from deen.preprocess import preprocess
+from deen.synthetic import make_people, render_person
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +25,13 @@ def reference_state():
 
     def get(variant: str) -> dict:
         if variant not in cache:
-            cache[variant] = make_reference_state(variant, seed={"sysu": 1, "regdb": 2}[variant])
+            seed = {"sysu": 1, "regdb": 2}[variant]
+            calibration = {
+                name: torch.from_numpy(preprocess(person_images([modality] * 8, seed=100 + seed)))
+                for name, modality in (("visible", Modality.VISIBLE),
+                                       ("infrared", Modality.INFRARED))
+            }
+            cache[variant] = make_reference_state(variant, calibration, seed=seed)
         return cache[variant]
 
     return get

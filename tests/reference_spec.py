@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 KEYS_FILE = Path(__file__).parent / "data" / "official-state-dict-keys.txt"
 KEY_VARIANT = {"sysu": "sysu-llcm", "llcm": "sysu-llcm", "regdb": "regdb"}
@@ -33,11 +33,14 @@ def reference_tensor_specs(variant: str) -> list[tuple[str, tuple[int, ...], boo
     return specs
 
 
-def make_reference_state(variant: str, num_classes: int | None = None,
-                         seed: int = 0) -> dict[str, torch.Tensor]:
+def make_reference_state(variant: str, calibration: dict[str, torch.Tensor],
+                         num_classes: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random reference-format weights: He-normal convolutions, BN affine parameters far from
     (1, 0) (MFA output BNs included, which start at 0 in training), and BN running statistics
-    calibrated on a forward pass, so activations stay O(1) through the network."""
+    calibrated on a forward pass over ``calibration`` ("visible"/"infrared" → normalised
+    N×3×384×144 images), so activations stay O(1) on images like those. (MFA has no softmax,
+    so its output grows with the cube of its input's scale: BN statistics that do not fit the
+    images, e.g. calibrated on noise, blow activations up — as they would in a real model.)"""
     gen = torch.Generator().manual_seed(seed)
     state: dict[str, torch.Tensor] = {}
     for name, shape, _ in reference_tensor_specs(variant):
@@ -52,17 +55,20 @@ def make_reference_state(variant: str, num_classes: int | None = None,
         elif len(shape) == 4:  # conv: He-normal
             fan_in = shape[1] * shape[2] * shape[3]
             state[name] = torch.randn(shape, generator=gen) * (2.0 / fan_in) ** 0.5
+        elif ".W.1." in name and name.endswith(".weight"):  # MFA output BN: 0 at init
+            state[name] = torch.rand(shape, generator=gen) * 0.1 + 0.05
         elif name.endswith(".weight") and len(shape) == 1:  # BN / BN1d scale
             state[name] = torch.rand(shape, generator=gen) * 0.8 + 0.4
         elif name.endswith(".bias"):
             state[name] = torch.randn(shape, generator=gen) * 0.1
         else:  # classifier
             state[name] = torch.randn(shape, generator=gen) * 0.01
-    calibrate_batchnorm(state, variant, seed)
+    calibrate_batchnorm(state, variant, calibration, seed)
     return state
 
 
-def calibrate_batchnorm(state: dict[str, torch.Tensor], variant: str, seed: int = 0) -> None:
+def calibrate_batchnorm(state: dict[str, torch.Tensor], variant: str,
+                        calibration: dict[str, torch.Tensor], seed: int = 0) -> None:
     """Give every BN running statistics close to (not equal to) those of the activations it
     sees, as training would, so that the random network stays alive and BN is far from the
     identity. Each stem is calibrated on its own modality's images."""
@@ -71,8 +77,7 @@ def calibrate_batchnorm(state: dict[str, torch.Tensor], variant: str, seed: int 
     _CALIBRATION = {"generator": gen, "done": set()}
     try:
         with torch.no_grad():
-            stems = [_stem(torch.randn(4, 3, 384, 144, generator=gen), state, modal)
-                     for modal in ("visible", "infrared")]
+            stems = [_stem(calibration[modal], state, modal) for modal in ("visible", "infrared")]
             _body_and_head(torch.cat(stems), state, variant)  # as in training: [vis; ir]
     finally:
         _CALIBRATION = None

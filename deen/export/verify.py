@@ -17,12 +17,12 @@ from deen.preprocess import preprocess
 from deen.runtime.embedder import Embedder
 from deen.synthetic import make_people, render_person
 
-V, I = Modality.VISIBLE, Modality.INFRARED
+VIS, IR = Modality.VISIBLE, Modality.INFRARED
 #: (case name, modality of each image): batch 1 of each modality, and a mixed batch of 5.
 VERIFICATION_CASES: tuple[tuple[str, tuple[Modality, ...]], ...] = (
-    ("visible", (V,)),
-    ("infrared", (I,)),
-    ("mixed", (V, I, I, V, I)),
+    ("visible", (VIS,)),
+    ("infrared", (IR,)),
+    ("mixed", (VIS, IR, IR, VIS, IR)),
 )
 
 
@@ -63,7 +63,9 @@ class VerificationReport:
                 f"(tolerance {self.tolerance.min_cosine:g})")
 
 
-def verification_batch(modalities: tuple[Modality, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def verification_batch(
+    modalities: tuple[Modality, ...], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessed images of distinct generated people with the given modalities."""
     rng = np.random.default_rng(seed)
     people = make_people(len(modalities), seed=seed)

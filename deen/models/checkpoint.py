@@ -189,7 +189,8 @@ def _load_into(model: DEEN, state: dict[str, torch.Tensor], path: Path,
     if unexpected:
         problems.append(f"unexpected tensors: {_names(unexpected)}")
     mismatched = [f"{shown(k)} {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}"
-                  for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+                  for k in sorted(set(state) & set(expected))
+                  if state[k].shape != expected[k].shape]
     if mismatched:
         problems.append(f"shape mismatch: {_names(mismatched)}")
     if problems:
@@ -302,7 +303,7 @@ def load_imagenet_resnet50(model: DEEN, path: str | os.PathLike[str]) -> list[st
     state = read_checkpoint_file(path)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or "conv1.weight" not in state or "layer1.0.conv1.weight" not in state:
+    if not isinstance(state, dict) or not {"conv1.weight", "layer1.0.conv1.weight"} <= set(state):
         raise DeenError(f"{path}: not a torchvision-format ResNet-50 state dict "
                         "(expected conv1.weight, layer1.0.conv1.weight, …)")
     mapped: dict[str, torch.Tensor] = {}

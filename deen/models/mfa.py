@@ -56,7 +56,8 @@ class SpatialAggregation(nn.Module):
 
     def forward(self, high: Tensor, low: Tensor) -> Tensor:
         batch, channels = low.shape[:2]
-        # Row-major reinterpretation of B × C_l/r × H × W as B × C_l × (H·W/r): the reference's view.
+        # Row-major reinterpretation of B × C_l/r × H × W as B × C_l × (H·W/r), as the
+        # reference's view does.
         g = self.g(low).reshape(batch, channels, -1).transpose(1, 2)  # B × N_l/r × C_l
         theta = self.theta(high).reshape(batch, channels, -1).transpose(1, 2)  # B × N_h/r × C_l
         phi = self.phi(low).reshape(batch, channels, -1)  # B × C_l × N_l/r

@@ -1,0 +1,62 @@
+"""The command line as users run it: real processes, real exit codes, real output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _deen(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "deen", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", ["run", "bench", "train", "eval"])
+def test_planned_commands_say_so_and_exit_2(command):
+    result = _deen(command, "--anything")
+    assert result.returncode == 2
+    assert "not available yet" in result.stderr and "issue #" in result.stderr
+
+
+def test_planned_engines_exit_2(tmp_path):
+    result = _deen("export", "--engine", "trt", "--checkpoint", "x.t", "--out",
+                   str(tmp_path / "m.onnx"))
+    assert result.returncode == 2 and "issue #7" in result.stderr
+
+
+def test_argument_errors_exit_2():
+    assert _deen("export", "--out", "m.onnx").returncode == 2  # --checkpoint missing
+    assert _deen("frobnicate").returncode == 2
+
+
+def test_bad_output_suffix_is_one_line(reference_checkpoint, tmp_path):
+    result = _deen("export", "--checkpoint", str(reference_checkpoint("regdb")),
+                   "--out", str(tmp_path / "model.bin"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"deen export: error: {tmp_path / 'model.bin'}: "
+                                     "the output file must end in .onnx")
+
+
+SCRIPTS = Path(sys.executable).parent
+
+
+@pytest.mark.skipif(not (SCRIPTS / "deen-export").exists(), reason="deen is not pip-installed")
+def test_console_script_aliases():
+    result = subprocess.run([SCRIPTS / "deen-export", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--checkpoint" in result.stdout
+    for alias in ("deen-run", "deen-bench", "deen-train", "deen-eval"):
+        result = subprocess.run([SCRIPTS / alias], capture_output=True, text=True)
+        assert result.returncode == 2 and f"deen {alias[5:]}" in result.stderr
+
+
+def test_demo_runs_on_the_embedded_default(tmp_path):
+    result = _deen("demo", "--variant", "regdb", "--people", "3", "--out-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "RANDOMLY INITIALISED" in out
+    assert "cross-modality similarity" in out and "vis2" in out and "ir2" in out
+    assert "latency" in out and "onnxruntime" in out and "pytorch" in out
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["deen.onnx", "deen.onnx.json"]
