@@ -28,6 +28,13 @@ PLANNED_COMMANDS = {
 PLANNED_ENGINES = {"trt": "issue #7", "triton": "issue #7"}
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-flip", dest="flip", action="store_false",
                         help="embed the image only, without averaging over its horizontal flip "
@@ -98,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and a PyTorch vs ONNX Runtime latency line. Without --checkpoint a seeded "
                     "random-initialised DEEN is used (and the demo says so).")
     _add_model_options(demo, checkpoint_required=False)
-    demo.add_argument("--people", type=int, default=4, help="generated identities (default 4)")
+    demo.add_argument("--people", type=_positive_int, default=4,
+                      help="generated identities (default 4)")
     demo.add_argument("--seed", type=int, default=0, help="seed for weights and images")
     demo.add_argument("--out-dir", type=Path, default=None,
                       help="keep the exported model here (default: a temporary folder)")
@@ -136,6 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"{command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # unwritable folder, full disk, …: the user's to fix
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)

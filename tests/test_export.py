@@ -115,6 +115,20 @@ def test_open_embedder_picks_backend_by_suffix(sysu_export, tmp_path):
         open_embedder(onnx_path, config=EmbeddingConfig(flip=False))
 
 
+def test_run_contract_is_checked_for_every_backend(sysu_export):
+    checkpoint, onnx_path = sysu_export
+    images = preprocess(person_images([VIS, IR], seed=2))
+    for embedder in (OnnxRuntimeEmbedder(onnx_path), TorchEmbedder.from_checkpoint(checkpoint)):
+        as_int32 = embedder.run(images, np.array([0, 1], dtype=np.int32))
+        assert np.array_equal(as_int32, embedder.run(images, np.array([0, 1])))
+        with pytest.raises(DeenError, match="modality codes must be"):
+            embedder.run(images, np.array([0, 2]))
+        with pytest.raises(DeenError, match="one integer code per image"):
+            embedder.run(images, np.array([0]))
+        with pytest.raises(DeenError, match="float32"):
+            embedder.run(images.astype(np.float64), np.array([0, 1]))
+
+
 def test_regdb_export_with_settings(reference_checkpoint, tmp_path):
     loaded = load_checkpoint(reference_checkpoint("regdb"))
     config = EmbeddingConfig(flip=False, a=0.1)

@@ -74,19 +74,24 @@ def modality_codes(
     return codes
 
 
-def check_batch(images: np.ndarray, modality: np.ndarray) -> None:
-    """The input contract of :meth:`Embedder.run`, checked once for every backend."""
+def validated_batch(images: np.ndarray, modality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The input contract of :meth:`Embedder.run`, checked once for every backend.
+
+    Returns C-contiguous float32 images and int64 codes (any integer dtype is accepted).
+    """
+    images, modality = np.asarray(images), np.asarray(modality)
     if images.dtype != np.float32 or images.ndim != 4 or images.shape[1:] != (
         3, INPUT_HEIGHT, INPUT_WIDTH
     ):
         raise DeenError(f"images must be N×3×{INPUT_HEIGHT}×{INPUT_WIDTH} float32, "
                         f"got {images.shape} {images.dtype}")
-    if modality.shape != (images.shape[0],):
-        raise DeenError(f"modality must hold one code per image ({images.shape[0]}), "
-                        f"got shape {modality.shape}")
+    if modality.shape != (images.shape[0],) or not np.issubdtype(modality.dtype, np.integer):
+        raise DeenError(f"modality must hold one integer code per image ({images.shape[0]}), "
+                        f"got shape {modality.shape} {modality.dtype}")
     valid = {int(m) for m in Modality}
     if not set(np.unique(modality).tolist()) <= valid:
         raise DeenError(f"modality codes must be {sorted(valid)}, got {np.unique(modality)}")
+    return np.ascontiguousarray(images), modality.astype(np.int64, copy=False)
 
 
 def open_embedder(

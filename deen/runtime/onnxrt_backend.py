@@ -18,7 +18,7 @@ from deen.export.manifest import (
     manifest_path_for,
     parse_manifest,
 )
-from deen.runtime.embedder import Embedder, check_batch
+from deen.runtime.embedder import Embedder, validated_batch
 
 #: Preferred first; only those this onnxruntime build offers are used.
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -70,7 +70,7 @@ class OnnxRuntimeEmbedder(Embedder):
                         f"no {sidecar.name})")
 
     def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
-        check_batch(images, modality)
+        images, modality = validated_batch(images, modality)
         (out,) = self.session.run(
             [OUTPUT_EMBEDDING], {INPUT_IMAGES: images, INPUT_MODALITY: modality}
         )

@@ -10,7 +10,7 @@ import torch
 from deen.embedding import EmbeddingConfig, EmbeddingNetwork
 from deen.models.checkpoint import load_checkpoint
 from deen.models.deen import DEEN
-from deen.runtime.embedder import Embedder, check_batch
+from deen.runtime.embedder import Embedder, validated_batch
 
 
 def default_device() -> str:
@@ -35,7 +35,7 @@ class TorchEmbedder(Embedder):
 
     @torch.inference_mode()
     def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
-        check_batch(images, modality)
+        images, modality = validated_batch(images, modality)
         out = self.network(torch.from_numpy(images).to(self.device),
                            torch.from_numpy(modality).to(self.device))
         return out.float().cpu().numpy()
