@@ -1,1 +1,1 @@
-"""Evaluation protocols (SYSU-MM01, RegDB, LLCM): filled by issue #3."""
+"""Evaluation: the SYSU-MM01, RegDB and LLCM protocols and their metrics."""
