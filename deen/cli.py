@@ -22,8 +22,6 @@ from deen.models.deen import VARIANTS
 PLANNED_COMMANDS = {
     "run": ("match people live across an RGB and an IR camera stream", "issue #4"),
     "bench": ("time backends against PyTorch with accuracy beside speed", "issue #5"),
-    "train": ("train DEEN on SYSU-MM01, RegDB, LLCM or your own data", "issue #3"),
-    "eval": ("evaluate a model by the SYSU-MM01 / RegDB / LLCM protocols", "issue #3"),
 }
 PLANNED_ENGINES = {"trt": "issue #7", "triton": "issue #7"}
 
@@ -68,7 +66,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"loaded {args.checkpoint} ({loaded.source_format} format, DEEN "
           f"{loaded.model.variant.name}); exporting and verifying ...", flush=True)
     result = export_onnx(loaded.model, args.out, config=_embedding_config(args),
-                         source=loaded.source, opset=args.opset)
+                         source=loaded.source, opset=args.opset, input_size=loaded.input_size)
     print(f"wrote {result.model_path} and {result.manifest_path}")
     print(f"verified: {result.verification.summary()}")
     return 0
@@ -79,6 +77,64 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     return run_demo(args.checkpoint, args.variant, args.people, args.seed,
                     _embedding_config(args), args.out_dir)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from deen.train.config import TrainConfig, load_config
+    from deen.train.trainer import Trainer
+
+    overrides = list(args.set)
+    overrides += [f"{k}={v}" for k, v in (("root", args.root), ("dataset", args.dataset),
+                                          ("out", args.out)) if v is not None]
+    if args.resume is not None and args.config is None:
+        from deen.models.checkpoint import read_checkpoint_file
+
+        payload = read_checkpoint_file(args.resume)
+        saved = payload.get("training", {}).get("config") if isinstance(payload, dict) else None
+        if saved is None:
+            raise DeenError(f"{args.resume}: not a resumable training checkpoint")
+        base = TrainConfig(**saved)
+        config = load_config(None, [f"{k}={v}" for k, v in vars(base).items()] + overrides)
+    else:
+        config = load_config(args.config, overrides)
+    trainer = Trainer(config, resume=args.resume)
+    last = trainer.train()
+    stopped = trainer.epoch < config.epochs
+    if trainer.rank == 0:
+        print(f"{'stopped' if stopped else 'finished'}: {last}")
+    return 130 if stopped and config.stop_after_steps == 0 else 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from deen.eval.evaluate import evaluate_dataset, write_report
+    from deen.runtime import open_embedder
+
+    embedder = open_embedder(args.model, variant=args.variant, device=args.device)
+    report = evaluate_dataset(embedder, args.dataset, args.root, str(args.model),
+                              trials=args.trials, rerank=args.rerank)
+    print(f"{args.dataset} protocol, {args.model} ({embedder.backend}), CMC/mAP/mINP in %"
+          f"{', re-ranked' if args.rerank else ''}:")
+    print(report.table())
+    if args.json is not None:
+        write_report(report, args.json)
+        print(f"wrote {args.json}")
+    elif args.print_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from deen.datasets.synth import write_synthetic_dataset
+
+    height, _, width = args.size.partition("x")
+    if not (height.isdigit() and width.isdigit()):
+        raise DeenError(f"--size {args.size}: expected HEIGHTxWIDTH, e.g. 128x64")
+    out = write_synthetic_dataset(args.out, args.layout, args.identities, args.per_camera,
+                                  (int(height), int(width)), args.seed)
+    print(f"wrote a synthetic {args.layout} dataset to {out}")
+    return 0
 
 
 def _planned(name: str) -> Callable[[argparse.Namespace], int]:
@@ -125,6 +181,52 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     _add_embedding_options(export)
     export.set_defaults(handler=_cmd_export)
+
+    train = commands.add_parser(
+        "train", help="train DEEN (SYSU-MM01, RegDB, LLCM or your own data)",
+        description="Train DEEN with the reference recipe. Multi-GPU: torchrun "
+                    "--nproc_per_node N -m deen train ... (CPU: gloo backend).")
+    train.add_argument("--config", type=Path, default=None, help="TOML file of settings")
+    train.add_argument("--root", default=None, help="dataset folder (overrides the config)")
+    train.add_argument("--dataset", default=None, choices=["sysu", "regdb", "llcm", "folder"])
+    train.add_argument("--out", default=None, help="run folder (default runs/deen)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting, e.g. --set epochs=80 --set schedule=reference")
+    train.add_argument("--resume", type=Path, default=None, metavar="CKPT",
+                       help="continue from a last.pt exactly where it stopped")
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = commands.add_parser(
+        "eval", help="evaluate a model by the SYSU-MM01 / RegDB / LLCM protocols",
+        description="Evaluate a checkpoint (.t/.pth/.pt) or an ONNX export on a dataset's "
+                    "test protocol (all trials, both modes or directions): CMC R1/5/10/20, "
+                    "mAP, mINP, as a table and optionally JSON.")
+    evaluate.add_argument("--model", type=Path, required=True)
+    evaluate.add_argument("--dataset", required=True, choices=["sysu", "regdb", "llcm", "folder"])
+    evaluate.add_argument("--root", type=Path, required=True)
+    evaluate.add_argument("--trials", type=_positive_int, default=None,
+                          help="use the first N trials (default: all)")
+    evaluate.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
+    evaluate.add_argument("--variant", choices=sorted(VARIANTS), default=None)
+    evaluate.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
+    evaluate.add_argument("--json", type=Path, default=None, help="write the report here")
+    evaluate.add_argument("--print-json", action="store_true", help="print the JSON report")
+    evaluate.set_defaults(handler=_cmd_eval)
+
+    data = commands.add_parser("data", help="dataset tools")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="TOOL")
+    synth = data_commands.add_parser(
+        "synth", help="write a small synthetic dataset in a real layout",
+        description="Write generated people (visible and infrared views of each identity) in "
+                    "the SYSU-MM01, RegDB, LLCM or folder layout.")
+    synth.add_argument("--layout", required=True, choices=["sysu", "regdb", "llcm", "folder"])
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--identities", type=_positive_int, default=24)
+    synth.add_argument("--per-camera", type=_positive_int, default=2,
+                       help="images per identity per camera")
+    synth.add_argument("--size", default="128x64", help="image size HEIGHTxWIDTH")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(handler=_cmd_synth)
 
     for name, (what, where) in PLANNED_COMMANDS.items():
         planned = commands.add_parser(name, help=f"{what} (not yet: {where})")

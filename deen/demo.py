@@ -18,7 +18,7 @@ from deen.embedding import EmbeddingConfig
 from deen.export.compare import row_cosines
 from deen.export.onnx_export import export_onnx
 from deen.models.checkpoint import load_checkpoint, random_model
-from deen.preprocess import preprocess
+from deen.preprocess import DEFAULT_INPUT_SIZE, preprocess
 from deen.runtime.embedder import Embedder, modality_codes
 from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.runtime.torch_backend import TorchEmbedder
@@ -61,9 +61,10 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
     if checkpoint is None:
         print(_boxed([line.format(seed=seed) for line in RANDOM_INIT_WARNING]))
         model, source = random_model(variant or "sysu", seed)
+        input_size = DEFAULT_INPUT_SIZE
     else:
         loaded = load_checkpoint(checkpoint, variant=variant)
-        model, source = loaded.model, loaded.source
+        model, source, input_size = loaded.model, loaded.source, loaded.input_size
         print(f"checkpoint: {checkpoint} ({loaded.source_format} format, "
               f"{len(loaded.ignored)} unused tensors ignored)")
     print(f"model: DEEN {model.variant.name}, {model.variant.embedding_dim}-d features, "
@@ -73,15 +74,16 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
         onnx_path = (out_dir or Path(scratch)) / "deen.onnx"
         print(f"exporting to {onnx_path} and verifying with ONNX Runtime ...", flush=True)
         start = time.perf_counter()
-        result = export_onnx(model, onnx_path, config=config, source=source)
+        result = export_onnx(model, onnx_path, config=config, source=source,
+                             input_size=input_size)
         print(f"  done in {time.perf_counter() - start:.1f} s: {result.verification.summary()}")
 
-        backends: list[Embedder] = [TorchEmbedder(model, config, device="cpu"),
+        backends: list[Embedder] = [TorchEmbedder(model, config, "cpu", input_size),
                                     OnnxRuntimeEmbedder(onnx_path, device="cpu")]
         visible, infrared = render_pairs(make_people(people, seed), seed)
         images = visible + infrared
         codes = modality_codes(["visible"] * people + ["infrared"] * people, 2 * people)
-        batch = preprocess(images)
+        batch = preprocess(images, size=input_size)
         embeddings = {e.backend: e.run(batch, codes) for e in backends}
 
         torch_emb, ort_emb = embeddings["pytorch"], embeddings["onnxruntime"]

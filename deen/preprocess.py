@@ -19,6 +19,9 @@ from deen.errors import DeenError
 
 INPUT_HEIGHT = 384
 INPUT_WIDTH = 144
+#: The papers' input size (H, W). A model trained at another size records it in its
+#: checkpoint and export manifest, and its embedder preprocesses to that size.
+DEFAULT_INPUT_SIZE = (INPUT_HEIGHT, INPUT_WIDTH)
 #: ImageNet statistics, in RGB channel order, applied after scaling to [0, 1].
 MEAN_RGB = (0.485, 0.456, 0.406)
 STD_RGB = (0.229, 0.224, 0.225)
@@ -45,32 +48,36 @@ def _as_rgb(image: np.ndarray, color_order: ColorOrder) -> np.ndarray:
 
 
 def preprocess(
-    images: Sequence[np.ndarray], color_order: ColorOrder = DEFAULT_COLOR_ORDER
+    images: Sequence[np.ndarray],
+    color_order: ColorOrder = DEFAULT_COLOR_ORDER,
+    size: tuple[int, int] = DEFAULT_INPUT_SIZE,
 ) -> np.ndarray:
-    """Turn uint8 images (any size) into the normalised N×3×384×144 float32 network input.
+    """Turn uint8 images (any size) into the normalised N×3×H×W float32 network input
+    (H×W = ``size``, 384×144 unless the model was trained at another size).
 
     ``color_order`` says how 3-channel images are stored: ``"bgr"`` (OpenCV's
     ``cv2.imread``/``VideoCapture``, the default) or ``"rgb"`` (Pillow, most datasets
     decoded with PIL). 2-D images are treated as single-channel infrared and replicated.
     """
-    batch = np.empty((len(images), 3, INPUT_HEIGHT, INPUT_WIDTH), dtype=np.float32)
+    height, width = size
+    batch = np.empty((len(images), 3, height, width), dtype=np.float32)
     mean = np.asarray(MEAN_RGB, dtype=np.float32)[:, None, None]
     std = np.asarray(STD_RGB, dtype=np.float32)[:, None, None]
     for i, image in enumerate(images):
         rgb = np.ascontiguousarray(_as_rgb(image, color_order))
-        resized = Image.fromarray(rgb).resize((INPUT_WIDTH, INPUT_HEIGHT), Image.LANCZOS)
+        resized = Image.fromarray(rgb).resize((width, height), Image.LANCZOS)
         chw = np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255.0
         batch[i] = (chw - mean) / std
     return batch
 
 
-def preprocessing_manifest() -> dict[str, object]:
+def preprocessing_manifest(size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> dict[str, object]:
     """What :func:`preprocess` does, for export manifests and non-Python readers."""
     return {
-        "input_size_hw": [INPUT_HEIGHT, INPUT_WIDTH],
+        "input_size_hw": list(size),
         "layout": "NCHW float32",
         "channel_order": "RGB",
-        "resize": "Pillow LANCZOS on the uint8 RGB image to 144x384 (WxH)",
+        "resize": f"Pillow LANCZOS on the uint8 RGB image to {size[1]}x{size[0]} (WxH)",
         "scale": "1/255",
         "mean": list(MEAN_RGB),
         "std": list(STD_RGB),

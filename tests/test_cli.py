@@ -14,7 +14,7 @@ def _deen(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("command", ["run", "bench", "train", "eval"])
+@pytest.mark.parametrize("command", ["run", "bench"])
 def test_planned_commands_say_so_and_exit_2(command):
     result = _deen(command, "--anything")
     assert result.returncode == 2
@@ -47,7 +47,7 @@ SCRIPTS = Path(sys.executable).parent
 def test_console_script_aliases():
     result = subprocess.run([SCRIPTS / "deen-export", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--checkpoint" in result.stdout
-    for alias in ("deen-run", "deen-bench", "deen-train", "deen-eval"):
+    for alias in ("deen-run", "deen-bench"):
         result = subprocess.run([SCRIPTS / alias], capture_output=True, text=True)
         assert result.returncode == 2 and f"deen {alias[5:]}" in result.stderr
 

@@ -53,7 +53,8 @@ def library_versions() -> dict[str, str]:
 
 
 def build_manifest(*, engine: str, variant: str, num_classes: int, embedding_dim: int,
-                   config: EmbeddingConfig, source: SourceInfo, opset: int) -> dict[str, Any]:
+                   config: EmbeddingConfig, source: SourceInfo, opset: int,
+                   input_size: tuple[int, int]) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -61,8 +62,8 @@ def build_manifest(*, engine: str, variant: str, num_classes: int, embedding_dim
         "variant": variant,
         "num_classes": num_classes,
         "inputs": {
-            INPUT_IMAGES: {"shape": ["batch", 3, *preprocessing_manifest()["input_size_hw"]],
-                           "dtype": "float32", "preprocessing": preprocessing_manifest()},
+            INPUT_IMAGES: {"shape": ["batch", 3, *input_size], "dtype": "float32",
+                           "preprocessing": preprocessing_manifest(input_size)},
             INPUT_MODALITY: {"shape": ["batch"], "dtype": "int64",
                              "values": {m.name.lower(): int(m) for m in Modality}},
         },

@@ -39,7 +39,7 @@ from deen.export.verify import VerificationReport, verify_embedder
 from deen.fileio import atomic_path, sha256_file
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
-from deen.preprocess import INPUT_HEIGHT, INPUT_WIDTH
+from deen.preprocess import DEFAULT_INPUT_SIZE
 from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.runtime.torch_backend import TorchEmbedder
 
@@ -66,10 +66,10 @@ def _quiet_logger(name: str) -> Iterator[None]:
 
 
 def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
-                  metadata: dict[str, str]) -> None:
+                  metadata: dict[str, str], input_size: tuple[int, int]) -> None:
     """Write ``network`` as a single-file ONNX graph with a dynamic batch axis."""
     batch = torch.export.Dim("batch", min=1)
-    example = (torch.randn(2, 3, INPUT_HEIGHT, INPUT_WIDTH), torch.tensor([0, 1]))
+    example = (torch.randn(2, 3, *input_size), torch.tensor([0, 1]))
     # The exporter narrates its steps on stdout and logs warnings about its internals (e.g.
     # torchvision ops it cannot register); neither is ours to show. Real failures still raise.
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
@@ -89,7 +89,8 @@ def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
 
 
 def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingConfig,
-                source: SourceInfo, opset: int = DEFAULT_OPSET) -> ExportResult:
+                source: SourceInfo, opset: int = DEFAULT_OPSET,
+                input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> ExportResult:
     """Export, verify against PyTorch, then move the ONNX file and its manifest into place.
 
     Raises :class:`DeenError` (and leaves nothing at ``out``) when verification fails.
@@ -102,12 +103,15 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
     manifest = build_manifest(
         engine="onnx", variant=model.variant.name, num_classes=model.num_classes,
         embedding_dim=model.variant.embedding_dim, config=config, source=source, opset=opset,
+        input_size=input_size,
     )
     manifest_file = manifest_path_for(out)
     tolerance = TOLERANCES["onnx-fp32"]
     with atomic_path(out) as tmp_model, atomic_path(manifest_file) as tmp_manifest:
-        trace_to_onnx(network, tmp_model, opset, {METADATA_KEY: json.dumps(manifest)})
-        report = verify_embedder(TorchEmbedder(model, config, device="cpu"),
+        trace_to_onnx(network, tmp_model, opset, {METADATA_KEY: json.dumps(manifest)},
+                      input_size)
+        report = verify_embedder(TorchEmbedder(model, config, device="cpu",
+                                               input_size=input_size),
                                  OnnxRuntimeEmbedder(tmp_model, device="cpu"), tolerance)
         if not report.passed:
             failed = "; ".join(c.describe() for c in report.comparisons if not c.passed)

@@ -64,20 +64,20 @@ class VerificationReport:
 
 
 def verification_batch(
-    modalities: tuple[Modality, ...], seed: int
+    modalities: tuple[Modality, ...], seed: int, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessed images of distinct generated people with the given modalities."""
     rng = np.random.default_rng(seed)
     people = make_people(len(modalities), seed=seed)
     images = [render_person(p, m, rng) for p, m in zip(people, modalities, strict=True)]
-    return preprocess(images), np.array([int(m) for m in modalities], dtype=np.int64)
+    return preprocess(images, size=size), np.array([int(m) for m in modalities], dtype=np.int64)
 
 
 def verify_embedder(reference: Embedder, candidate: Embedder, tolerance: Tolerance,
                     seed: int = 0) -> VerificationReport:
     comparisons = []
     for index, (name, modalities) in enumerate(VERIFICATION_CASES):
-        images, codes = verification_batch(modalities, seed + index)
+        images, codes = verification_batch(modalities, seed + index, reference.input_size)
         comparisons.append(compare(name, reference.run(images, codes),
                                    candidate.run(images, codes), tolerance))
     return VerificationReport(reference.backend, candidate.backend, tolerance, tuple(comparisons))

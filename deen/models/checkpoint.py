@@ -25,6 +25,7 @@ from deen import __version__
 from deen.errors import DeenError
 from deen.fileio import atomic_path, sha256_file
 from deen.models.deen import DEEN, VARIANTS, get_variant
+from deen.preprocess import DEFAULT_INPUT_SIZE
 
 OWN_FORMAT = "deen-checkpoint"
 OWN_FORMAT_VERSION = 1
@@ -103,6 +104,12 @@ class LoadedCheckpoint:
     sha256: str
     ignored: list[str] = field(default_factory=list)  # unused reference tensors
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) the model was trained at: recorded by deen training, else the papers'."""
+        size = self.metadata.get("input_size")
+        return (int(size[0]), int(size[1])) if size else DEFAULT_INPUT_SIZE
 
     @property
     def source(self) -> SourceInfo:

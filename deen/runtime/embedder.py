@@ -17,13 +17,7 @@ import numpy as np
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.modality import Modality, parse_modality
-from deen.preprocess import (
-    DEFAULT_COLOR_ORDER,
-    INPUT_HEIGHT,
-    INPUT_WIDTH,
-    ColorOrder,
-    preprocess,
-)
+from deen.preprocess import DEFAULT_COLOR_ORDER, ColorOrder, preprocess
 
 TORCH_SUFFIXES = (".t", ".pth", ".pt")
 ONNX_SUFFIXES = (".onnx",)
@@ -37,10 +31,11 @@ class Embedder(abc.ABC):
     variant: str
     config: EmbeddingConfig
     dim: int
+    input_size: tuple[int, int]  # (H, W) the model expects
 
     @abc.abstractmethod
     def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
-        """N×3×384×144 float32 (see :mod:`deen.preprocess`) and N int64 codes → N×dim float32."""
+        """N×3×H×W float32 (see :mod:`deen.preprocess`) and N int64 codes → N×dim float32."""
 
     def embed(
         self,
@@ -57,8 +52,8 @@ class Embedder(abc.ABC):
         out = np.empty((len(images), self.dim), dtype=np.float32)
         for start in range(0, len(images), batch_size):
             stop = start + batch_size
-            out[start:stop] = self.run(preprocess(images[start:stop], color_order),
-                                       codes[start:stop])
+            out[start:stop] = self.run(
+                preprocess(images[start:stop], color_order, self.input_size), codes[start:stop])
         return out
 
 
@@ -74,16 +69,15 @@ def modality_codes(
     return codes
 
 
-def validated_batch(images: np.ndarray, modality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def validated_batch(images: np.ndarray, modality: np.ndarray,
+                    size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The input contract of :meth:`Embedder.run`, checked once for every backend.
 
     Returns C-contiguous float32 images and int64 codes (any integer dtype is accepted).
     """
     images, modality = np.asarray(images), np.asarray(modality)
-    if images.dtype != np.float32 or images.ndim != 4 or images.shape[1:] != (
-        3, INPUT_HEIGHT, INPUT_WIDTH
-    ):
-        raise DeenError(f"images must be N×3×{INPUT_HEIGHT}×{INPUT_WIDTH} float32, "
+    if images.dtype != np.float32 or images.ndim != 4 or images.shape[1:] != (3, *size):
+        raise DeenError(f"images must be N×3×{size[0]}×{size[1]} float32, "
                         f"got {images.shape} {images.dtype}")
     if modality.shape != (images.shape[0],) or not np.issubdtype(modality.dtype, np.integer):
         raise DeenError(f"modality must hold one integer code per image ({images.shape[0]}), "

@@ -50,6 +50,7 @@ class OnnxRuntimeEmbedder(Embedder):
         self.config = embedding_config_from(self.manifest)
         self.variant = self.manifest["variant"]
         self.dim = int(self.manifest["output"][OUTPUT_EMBEDDING]["shape"][1])
+        self.input_size = tuple(self.manifest["inputs"][INPUT_IMAGES]["shape"][2:])
         names = {i.name for i in self.session.get_inputs()}
         if names != {INPUT_IMAGES, INPUT_MODALITY}:
             raise DeenError(f"{self.path}: inputs are {sorted(names)}, expected "
@@ -70,7 +71,7 @@ class OnnxRuntimeEmbedder(Embedder):
                         f"no {sidecar.name})")
 
     def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
-        images, modality = validated_batch(images, modality)
+        images, modality = validated_batch(images, modality, self.input_size)
         (out,) = self.session.run(
             [OUTPUT_EMBEDDING], {INPUT_IMAGES: images, INPUT_MODALITY: modality}
         )

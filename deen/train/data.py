@@ -106,7 +106,8 @@ class CrossModalitySampler(torch.utils.data.Sampler):
     An epoch has ⌈max(#visible, #infrared) / (P·K)⌉ batches (as the reference draws that many
     samples per epoch); identities are drawn without replacement within a batch and images
     with replacement when an identity has fewer than K. With ``world_size`` > 1, rank r
-    takes batches r, r + world, …, so processes never see the same batch.
+    takes batches r, r + world, … (wrapping around so that every rank runs the same number of
+    steps, which DistributedDataParallel requires).
     """
 
     def __init__(self, records: Sequence[ImageRecord], identities: int, per_identity: int,
@@ -129,13 +130,18 @@ class CrossModalitySampler(torch.utils.data.Sampler):
         """Select the epoch's batches; ``skip_batches`` resumes part-way (rank-local count)."""
         self.epoch, self.skip = epoch, skip_batches
 
+    def _mine(self) -> list[int]:
+        per_rank = math.ceil(self.batches_per_epoch / self.world_size)
+        return [(self.rank + i * self.world_size) % self.batches_per_epoch
+                for i in range(per_rank)]
+
     def __len__(self) -> int:
-        return len(range(self.rank, self.batches_per_epoch, self.world_size)) - self.skip
+        return len(self._mine()) - self.skip
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        mine = list(range(self.rank, self.batches_per_epoch, self.world_size))[self.skip:]
-        for batch in range(self.batches_per_epoch):
+        batches = []
+        for _ in range(self.batches_per_epoch):
             chosen = rng.choice(len(self.pools[Modality.VISIBLE]), self.identities,
                                 replace=False)
             indices = []
@@ -144,10 +150,11 @@ class CrossModalitySampler(torch.utils.data.Sampler):
                     pool = self.pools[modality][c]
                     indices += rng.choice(pool, self.per_identity,
                                           replace=len(pool) < self.per_identity).tolist()
-            if batch in mine:
-                yield [(index, int(seed)) for index, seed in zip(
-                    indices, np.random.SeedSequence([self.seed, self.epoch, batch])
-                    .generate_state(len(indices)), strict=True)]
+            batches.append(indices)
+        for batch in self._mine()[self.skip:]:
+            seeds = np.random.SeedSequence([self.seed, self.epoch, batch]).generate_state(
+                len(batches[batch]))
+            yield [(index, int(seed)) for index, seed in zip(batches[batch], seeds, strict=True)]
 
 
 def collate(items: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, ...]:

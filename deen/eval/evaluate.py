@@ -1,0 +1,134 @@
+"""Running a protocol: embed queries and galleries with any embedder, rank, average trials.
+
+Every image is embedded once even when it appears in several trials' galleries. Distances
+are −S with S the embedding dot product (the reference similarity); optionally re-ranked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deen.datasets import folder, llcm, regdb, sysu
+from deen.datasets.common import ImageRecord, ProtocolSplit
+from deen.errors import DeenError
+from deen.eval.metrics import CMC_RANKS, IgnoreRule, Metrics, evaluate_ranking
+from deen.eval.rerank import k_reciprocal_rerank
+from deen.preprocess import preprocess
+from deen.runtime.embedder import Embedder
+from deen.train.data import load_rgb
+
+
+@dataclass
+class SplitResult:
+    name: str
+    trials: list[Metrics]
+
+    @property
+    def mean(self) -> dict[str, float]:
+        keys = self.trials[0].to_dict().keys()
+        return {k: float(np.mean([t.to_dict()[k] for t in self.trials])) for k in keys}
+
+
+@dataclass
+class EvalReport:
+    dataset: str
+    model: str
+    splits: list[SplitResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"dataset": self.dataset, "model": self.model,
+                "results": [{"setting": s.name, "mean": s.mean,
+                             "trials": [t.to_dict() for t in s.trials]} for s in self.splits]}
+
+    def table(self) -> str:
+        header = ["setting", *[f"R{k}" for k in CMC_RANKS], "mAP", "mINP", "trials"]
+        rows = [header]
+        for s in self.splits:
+            m = s.mean
+            rows.append([s.name, *[f"{100 * m[f'rank{k}']:.2f}" for k in CMC_RANKS],
+                         f"{100 * m['mAP']:.2f}", f"{100 * m['mINP']:.2f}", str(len(s.trials))])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+                         for r in rows)
+
+
+class FeatureCache:
+    """Embeddings of image records, computed once per path."""
+
+    def __init__(self, embedder: Embedder, batch_size: int = 32,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.embedder, self.batch_size, self.progress = embedder, batch_size, progress
+        self.features: dict[Path, np.ndarray] = {}
+
+    def __call__(self, records: Sequence[ImageRecord]) -> np.ndarray:
+        todo = list(dict.fromkeys(r for r in records if r.path not in self.features))
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start: start + self.batch_size]
+            images = [np.asarray(load_rgb(r.path)) for r in chunk]
+            batch = preprocess(images, "rgb", self.embedder.input_size)
+            codes = np.array([int(r.modality) for r in chunk], dtype=np.int64)
+            for record, row in zip(chunk, self.embedder.run(batch, codes), strict=True):
+                self.features[record.path] = row
+            if self.progress:
+                self.progress(len(chunk))
+        return np.stack([self.features[r.path] for r in records])
+
+
+def evaluate_split(split: ProtocolSplit, features: FeatureCache,
+                   rerank: bool = False) -> SplitResult:
+    query = features(split.query)
+    q_ids = np.array([r.identity for r in split.query])
+    q_cams = np.array([r.camera for r in split.query])
+    trials = []
+    for gallery_records in split.galleries:
+        gallery = features(gallery_records)
+        distances = -(query @ gallery.T)
+        if rerank:
+            distances = k_reciprocal_rerank(query, gallery)
+        trials.append(evaluate_ranking(
+            distances.astype(np.float32), q_ids, np.array([r.identity for r in gallery_records]),
+            q_cams, np.array([r.camera for r in gallery_records]),
+            rule=IgnoreRule(split.ignore_rule), dedup_cmc=split.dedup_cmc))
+    return SplitResult(split.name, trials)
+
+
+def protocol_settings(dataset: str, root: Path,
+                      trials: int | None = None) -> list[tuple[str, list[ProtocolSplit]]]:
+    """Every setting a dataset's protocol reports (both modes or directions), each as the
+    splits whose trials are averaged: SYSU/LLCM one split with a gallery per trial; RegDB
+    one split per trial (each trial has its own queries)."""
+    if dataset == "sysu":
+        return [(m, [sysu.test_protocol(root, m, trials or sysu.TRIALS)]) for m in sysu.MODES]
+    if dataset == "llcm":
+        return [(d, [llcm.test_protocol(root, d, trials or llcm.TRIALS)])
+                for d in llcm.DIRECTIONS]
+    if dataset == "regdb":
+        chosen = regdb.available_trials(root)[: trials or None]
+        return [(d, regdb.test_protocol(root, d, chosen)) for d in regdb.DIRECTIONS]
+    if dataset == "folder":
+        return [(d, [folder.test_protocol(root, d)]) for d in folder.DIRECTIONS]
+    raise DeenError(f"unknown dataset {dataset!r}: use sysu, regdb, llcm or folder")
+
+
+def evaluate_dataset(embedder: Embedder, dataset: str, root: Path, model_name: str,
+                     trials: int | None = None, rerank: bool = False,
+                     progress: Callable[[int], None] | None = None) -> EvalReport:
+    report = EvalReport(dataset, model_name)
+    features = FeatureCache(embedder, progress=progress)
+    for name, splits in protocol_settings(dataset, Path(root), trials):
+        results = [t for split in splits for t in evaluate_split(split, features, rerank).trials]
+        report.splits.append(SplitResult(name, results))
+    return report
+
+
+def write_report(report: EvalReport, path: Path) -> None:
+    from deen.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")

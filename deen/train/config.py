@@ -1,0 +1,113 @@
+"""Training configuration: a TOML file plus ``--set key=value`` overrides, one dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from deen.errors import DeenError
+
+SCHEDULES = ("paper", "reference")
+DATASETS = ("sysu", "regdb", "llcm", "folder")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "sysu"  # layout of `root`: sysu, regdb, llcm or folder
+    root: str = ""
+    out: str = "runs/deen"  # run folder: checkpoints, log.csv, config.toml
+    variant: str = ""  # network variant; default: regdb for RegDB, else sysu
+    regdb_trial: int = 1  # RegDB's train/test split
+    height: int = 384
+    width: int = 144
+    identities: int = 6  # P identities per batch
+    per_identity: int = 4  # K images per identity per modality
+    epochs: int = 150
+    schedule: str = "paper"  # "paper": ×0.1 at 20, ×0.01 at 60, ×0.001 at 120; "reference": 20/80
+    lr: float = 0.1  # BN-neck and classifier; everything else 0.1·lr
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lambda_cpm: float = 0.8
+    lambda_ort: float = 0.01  # reference code default (paper: 0.1)
+    imagenet: str = ""  # torchvision-format ResNet-50 state dict to start from
+    amp: bool = True  # mixed precision (CUDA only)
+    workers: int = 2
+    seed: int = 0
+    device: str = ""  # default: cuda if available
+    checkpoint_every: int = 10  # epochs
+    val_identities: int = -1  # held out from training for model selection; -1: 10% (≥ 2)
+    eval_every: int = 5  # epochs between validation runs
+    stop_after_steps: int = 0  # stop (as on an interrupt) after this many steps; 0: never
+
+    def validate(self) -> TrainConfig:
+        if self.dataset not in DATASETS:
+            raise DeenError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if not self.root:
+            raise DeenError("no dataset root: set root in the config or pass --root")
+        if self.schedule not in SCHEDULES:
+            raise DeenError(f"schedule must be one of {', '.join(SCHEDULES)}, "
+                            f"got {self.schedule!r}")
+        for name in ("identities", "per_identity", "epochs", "height", "width"):
+            if getattr(self, name) < 1:
+                raise DeenError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.height % 16 or self.width % 4:
+            raise DeenError(f"input size {self.height}×{self.width}: height must be a multiple "
+                            "of 16 and width of 4 (MFA's reshapes need even feature maps)")
+        return self
+
+    @property
+    def variant_name(self) -> str:
+        return self.variant or ("regdb" if self.dataset == "regdb" else
+                                "llcm" if self.dataset == "llcm" else "sysu")
+
+    def to_toml(self) -> str:
+        lines = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            text = str(value).lower() if isinstance(value, bool) else (
+                f'"{value}"' if isinstance(value, str) else repr(value))
+            lines.append(f"{f.name} = {text}")
+        return "\n".join(lines) + "\n"
+
+
+def _coerce(name: str, text: str, kind: Any) -> Any:
+    try:
+        if kind is bool or kind == "bool":
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        return {"int": int, "float": float, "str": str}.get(kind, kind)(text)
+    except ValueError:
+        raise DeenError(f"--set {name}={text}: not a valid {kind}") from None
+
+
+def load_config(path: Path | None, overrides: list[str]) -> TrainConfig:
+    """Defaults ← TOML file ← ``key=value`` overrides."""
+    values: dict[str, Any] = {}
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    if path is not None:
+        try:
+            values.update(tomllib.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise DeenError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise DeenError(f"{path}: not valid TOML ({exc})") from None
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise DeenError(f"{path}: unknown settings: {', '.join(unknown)}")
+    for item in overrides:
+        name, sep, text = item.partition("=")
+        if not sep or name not in types:
+            raise DeenError(f"--set {item}: expected KEY=VALUE with KEY one of "
+                            f"{', '.join(types)}")
+        values[name] = _coerce(name, text, types[name])
+    try:
+        return TrainConfig(**values)
+    except TypeError as exc:
+        raise DeenError(f"bad configuration: {exc}") from None

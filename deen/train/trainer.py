@@ -1,0 +1,300 @@
+"""``deen train``: the DEEN recipe (spec §8) on one CPU/GPU or many GPUs via torchrun.
+
+Run folder (``out``): ``config.toml``, ``log.csv`` (one row per step, every loss term),
+``last.pt`` (every ``checkpoint_every`` epochs and on interrupt, with everything needed to
+resume exactly), ``best.pt`` (best validation mAP) and ``final.pt``. Checkpoints are deen
+checkpoints: ``deen export``/``deen eval`` take them directly.
+
+Model selection uses identities held out from the training set (``val_identities``), never
+the test set (the reference code selects by test-set rank-1).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from deen.datasets import folder, llcm, regdb, sysu
+from deen.datasets.common import ImageRecord, ProtocolSplit
+from deen.embedding import EmbeddingConfig
+from deen.errors import DeenError
+from deen.eval.evaluate import FeatureCache, evaluate_split
+from deen.fileio import atomic_path
+from deen.modality import Modality
+from deen.models.checkpoint import (
+    OWN_FORMAT,
+    OWN_FORMAT_VERSION,
+    load_imagenet_resnet50,
+    read_checkpoint_file,
+)
+from deen.models.deen import DEEN
+from deen.runtime.torch_backend import TorchEmbedder
+from deen.train.config import TrainConfig
+from deen.train.data import Augmentation, CrossModalitySampler, TrainImages, collate
+from deen.train.losses import DEENLoss, LossWeights
+
+WARMUP_EPOCHS = 10
+LOSS_TERMS = ("id", "tri", "cpm", "ort", "total")
+
+
+def lr_factor(schedule: str, epoch: int) -> float:
+    """Warm-up over epochs 0–9 ((e+1)/10), then the named step schedule (spec §8)."""
+    if epoch < WARMUP_EPOCHS:
+        return (epoch + 1) / WARMUP_EPOCHS
+    steps = {"paper": ((20, 0.1), (60, 0.01), (120, 0.001)),
+             "reference": ((20, 0.1), (80, 0.01))}[schedule]
+    factor = 1.0
+    for start, value in steps:
+        if epoch >= start:
+            factor = value
+    return factor
+
+
+def training_records(config: TrainConfig) -> list[ImageRecord]:
+    root = Path(config.root)
+    if config.dataset == "sysu":
+        return sysu.train_records(root)
+    if config.dataset == "regdb":
+        return regdb.train_records(root, config.regdb_trial)
+    if config.dataset == "llcm":
+        return llcm.train_records(root)
+    return folder.train_records(root)
+
+
+def split_validation(records: list[ImageRecord], count: int,
+                     seed: int) -> tuple[list[ImageRecord], ProtocolSplit | None]:
+    """Hold out ``count`` identities (−1: 10%, at least 2) as infrared→visible validation."""
+    ids = sorted({r.identity for r in records})
+    count = max(2, len(ids) // 10) if count < 0 else count
+    if count == 0:
+        return records, None
+    if count > len(ids) - 2:
+        raise DeenError(f"val_identities={count} leaves too few of {len(ids)} identities to train")
+    held = set(np.random.default_rng(seed).choice(ids, count, replace=False).tolist())
+    val = [r for r in records if r.identity in held]
+    query = [r for r in val if r.modality == Modality.INFRARED]
+    gallery = [r for r in val if r.modality == Modality.VISIBLE]
+    split = ProtocolSplit("validation", query, [gallery], "none", False)
+    return [r for r in records if r.identity not in held], split
+
+
+@contextmanager
+def interrupt_flag() -> Iterator[dict[str, bool]]:
+    """SIGINT/SIGTERM set a flag; the loop saves a resumable checkpoint and stops."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: object) -> None:
+        flag["stop"] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: Path | None = None) -> None:
+        self.config = config.validate()
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "cuda" and self.world_size > 1:
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        self.device = torch.device(device)
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.out = Path(config.out)
+        torch.manual_seed(config.seed)
+
+        records = training_records(config)
+        records, self.validation = split_validation(records, config.val_identities, config.seed)
+        erasing = (0.2, 0.8) if config.dataset == "sysu" else (0.02, 0.4)
+        self.dataset = TrainImages(records, Augmentation(config.height, config.width,
+                                                         erasing_area=erasing))
+        self.sampler = CrossModalitySampler(records, config.identities, config.per_identity,
+                                            config.seed, self.rank, self.world_size)
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=self.sampler, collate_fn=collate,
+            num_workers=config.workers, pin_memory=self.device.type == "cuda",
+            # Its own generator: the loader must not draw from the global RNG, which dropout
+            # uses and a resume restores.
+            generator=torch.Generator().manual_seed(config.seed))
+
+        self.model = DEEN(self.dataset.num_classes, config.variant_name).to(self.device)
+        if config.imagenet:
+            load_imagenet_resnet50(self.model, Path(config.imagenet))
+        head = [p for p in self.model.neck.parameters() if p.requires_grad]
+        head_ids = {id(p) for p in head}
+        body = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
+        self.optimizer = torch.optim.SGD(
+            [{"params": body, "lr": 0.1 * config.lr}, {"params": head, "lr": config.lr}],
+            momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda epoch: lr_factor(config.schedule, epoch))
+        self.criterion = DEENLoss(config.per_identity, LossWeights(
+            cpm=config.lambda_cpm, orthogonal=config.lambda_ort))
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.network: torch.nn.Module = self.model
+        if self.world_size > 1:
+            self.network = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.epoch, self.step_in_epoch, self.global_step, self.best_map = 0, 0, 0, -1.0
+        if resume is not None:
+            self._load_training_state(resume)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _metadata(self) -> dict[str, object]:
+        return {"input_size": [self.config.height, self.config.width],
+                "dataset": self.config.dataset, "epoch": self.epoch,
+                "num_classes": self.dataset.num_classes, "best_val_mAP": self.best_map}
+
+    def save(self, name: str, with_training_state: bool = True) -> Path:
+        path = self.out / name
+        payload = {"format": OWN_FORMAT, "format_version": OWN_FORMAT_VERSION,
+                   "variant": self.model.variant.name, "state_dict": self.model.state_dict(),
+                   "metadata": self._metadata()}
+        if with_training_state:
+            payload["training"] = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step, "best_map": self.best_map,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "config": asdict(self.config),
+            }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        return path
+
+    def _load_training_state(self, path: Path) -> None:
+        payload = read_checkpoint_file(path)
+        state = payload.get("training") if isinstance(payload, dict) else None
+        if state is None:
+            raise DeenError(f"{path}: not a resumable training checkpoint (no training state)")
+        self.model.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
+        self.global_step, self.best_map = state["global_step"], state["best_map"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    # -- loop ----------------------------------------------------------------------------
+    def validate(self) -> float:
+        if self.validation is None:
+            return float("nan")
+        embedder = TorchEmbedder(self.model, EmbeddingConfig(), str(self.device),
+                                 (self.config.height, self.config.width))
+        result = evaluate_split(self.validation, FeatureCache(embedder))
+        self.model.train()
+        return result.trials[0].mAP
+
+    def _log_writer(self) -> tuple[object, csv.writer]:
+        path = self.out / "log.csv"
+        new = not path.exists()
+        handle = open(path, "a", newline="")  # noqa: SIM115 (kept open for the run)
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(["epoch", "step", "global_step", "lr", *LOSS_TERMS])
+        return handle, writer
+
+    def train(self) -> Path:
+        """Run to the last epoch (or an interrupt); returns the checkpoint written last."""
+        lead = self.rank == 0
+        if lead:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.toml").write_text(self.config.to_toml())
+            handle, writer = self._log_writer()
+        self.model.train()
+        last = self.out / "last.pt"
+        with interrupt_flag() as flag:
+            while self.epoch < self.config.epochs:
+                self.sampler.set_epoch(self.epoch, self.step_in_epoch)
+                sums = dict.fromkeys(LOSS_TERMS, 0.0)
+                steps, started = 0, time.perf_counter()
+                for images, labels, modality in self.loader:
+                    terms = self._step(images, labels, modality)
+                    self.step_in_epoch += 1
+                    self.global_step += 1
+                    steps += 1
+                    for k in LOSS_TERMS:
+                        sums[k] += terms[k]
+                    if lead:
+                        writer.writerow([self.epoch, self.step_in_epoch, self.global_step,
+                                         f"{self.optimizer.param_groups[1]['lr']:.6g}",
+                                         *(f"{terms[k]:.6f}" for k in LOSS_TERMS)])
+                        handle.flush()
+                        self._progress(steps, terms)
+                    stop_now = self.config.stop_after_steps and \
+                        self.global_step >= self.config.stop_after_steps
+                    if flag["stop"] or stop_now:
+                        if lead:
+                            last = self.save("last.pt")
+                            print(f"\nstopped at epoch {self.epoch} step {self.step_in_epoch}; "
+                                  f"resume with: deen train --resume {last}", file=sys.stderr)
+                            handle.close()
+                        return last
+                self.scheduler.step()
+                self.epoch += 1
+                self.step_in_epoch = 0
+                if lead:
+                    means = {k: v / max(steps, 1) for k, v in sums.items()}
+                    line = (f"\repoch {self.epoch}/{self.config.epochs} "
+                            f"({time.perf_counter() - started:.0f} s): "
+                            + " ".join(f"{k} {means[k]:.4f}" for k in LOSS_TERMS))
+                    if self.validation is not None and (
+                            self.epoch % self.config.eval_every == 0
+                            or self.epoch == self.config.epochs):
+                        val_map = self.validate()
+                        line += f"  val mAP {100 * val_map:.2f}"
+                        if val_map > self.best_map:
+                            self.best_map = val_map
+                            self.save("best.pt", with_training_state=False)
+                    print(line, flush=True)
+                    if self.epoch % self.config.checkpoint_every == 0:
+                        last = self.save("last.pt")
+            if lead:
+                handle.close()
+                last = self.save("final.pt", with_training_state=False)
+                if self.validation is None or self.best_map < 0:
+                    self.save("best.pt", with_training_state=False)
+        if self.world_size > 1:
+            dist.barrier()
+        return last
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor,
+              modality: torch.Tensor) -> dict[str, float]:
+        images, labels = images.to(self.device), labels.to(self.device)
+        modality = modality.to(self.device)
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            output = self.network(images, modality)
+            loss, terms = self.criterion(output, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return terms
+
+    def _progress(self, steps: int, terms: dict[str, float]) -> None:
+        if sys.stderr.isatty():
+            total = len(self.sampler) + self.sampler.skip
+            print(f"\repoch {self.epoch + 1} step {steps}/{total} loss {terms['total']:.4f}",
+                  end="", file=sys.stderr, flush=True)

@@ -1,0 +1,105 @@
+"""Training: schedules, parameter groups, exact resume, torchrun on CPU, and deen-eval on a
+checkpoint and on its ONNX export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from deen.datasets.synth import write_synthetic_dataset
+from deen.errors import DeenError
+from deen.train.config import load_config
+from deen.train.trainer import Trainer, lr_factor
+
+SMALL = ["height=64", "width=24", "identities=3", "per_identity=2", "workers=0",
+         "val_identities=0"]
+
+
+@pytest.fixture(scope="module")
+def synthetic_sysu(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "sysu", "sysu",
+                                   identities=16, per_camera=2, size=(64, 32), seed=3)
+
+
+def test_schedules():
+    assert [lr_factor("paper", e) for e in (0, 4, 9, 19)] == [0.1, 0.5, 1.0, 1.0]
+    assert [lr_factor("paper", e) for e in (20, 59, 60, 119, 120, 149)] == \
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    assert [lr_factor("reference", e) for e in (20, 79, 80, 149)] == [0.1, 0.1, 0.01, 0.01]
+
+
+def test_parameter_groups(synthetic_sysu, tmp_path):
+    config = load_config(None, [f"root={synthetic_sysu}", f"out={tmp_path}", "lr=0.2", *SMALL])
+    trainer = Trainer(config)
+    body, head = trainer.optimizer.param_groups
+    assert head["lr"] == pytest.approx(0.2 * 0.1)  # warm-up epoch 0: ×0.1
+    assert body["lr"] == pytest.approx(0.02 * 0.1)
+    neck = {id(p) for p in trainer.model.neck.parameters() if p.requires_grad}
+    assert {id(p) for p in head["params"]} == neck
+    assert head["nesterov"] and head["momentum"] == 0.9 and head["weight_decay"] == 5e-4
+
+
+def _losses(run):
+    with open(run / "log.csv") as f:
+        return [(row["global_step"], row["total"], row["cpm"]) for row in csv.DictReader(f)]
+
+
+def test_resume_continues_with_identical_losses(synthetic_sysu, tmp_path):
+    common = [f"root={synthetic_sysu}", "epochs=2", "seed=5", *SMALL]
+    Trainer(load_config(None, [*common, f"out={tmp_path / 'a'}"])).train()
+    interrupted = load_config(None, [*common, f"out={tmp_path / 'b'}", "stop_after_steps=3"])
+    last = Trainer(interrupted).train()
+    assert last.name == "last.pt"
+    resumed = load_config(None, [*common, f"out={tmp_path / 'b'}"])
+    Trainer(resumed, resume=last).train()
+    uninterrupted, continued = _losses(tmp_path / "a"), _losses(tmp_path / "b")
+    assert len(uninterrupted) > 3
+    assert continued == uninterrupted
+
+
+def test_config_errors(tmp_path):
+    (tmp_path / "bad.toml").write_text("epochs = 3\nlearning_rate = 1\n")
+    with pytest.raises(DeenError, match="unknown settings: learning_rate"):
+        load_config(tmp_path / "bad.toml", [])
+    with pytest.raises(DeenError, match="--set epochs=many: not a valid int"):
+        load_config(None, ["epochs=many"])
+    with pytest.raises(DeenError, match="no dataset root"):
+        load_config(None, []).validate()
+    with pytest.raises(DeenError, match="height must be a multiple of 16"):
+        load_config(None, ["root=x", "height=100"]).validate()
+
+
+def _deen(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "deen", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_torchrun_cpu_then_eval_checkpoint_and_onnx(synthetic_sysu, tmp_path):
+    run = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "29517", "-m", "deen", "train", "--dataset", "sysu",
+         "--root", str(synthetic_sysu), "--out", str(run),
+         *[f"--set={s}" for s in [*SMALL, "epochs=1"]]],
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (run / "final.pt").is_file()
+
+    reports = {}
+    for model in (run / "final.pt", run / "final.onnx"):
+        if model.suffix == ".onnx":
+            exported = _deen("export", "--checkpoint", str(run / "final.pt"), "--out", str(model))
+            assert exported.returncode == 0, exported.stderr
+        out = tmp_path / f"{model.suffix[1:]}.json"
+        evaluated = _deen("eval", "--model", str(model), "--dataset", "sysu", "--root",
+                          str(synthetic_sysu), "--trials", "3", "--json", str(out))
+        assert evaluated.returncode == 0, evaluated.stderr
+        assert "all-search" in evaluated.stdout and "indoor-search" in evaluated.stdout
+        reports[model.suffix] = json.loads(out.read_text())
+    for pt, onnx in zip(reports[".pt"]["results"], reports[".onnx"]["results"], strict=True):
+        for key in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP"):
+            assert abs(pt["mean"][key] - onnx["mean"][key]) * 100 <= 0.1
