@@ -26,6 +26,9 @@ class Identity:
     trousers: tuple[int, int, int]
     warmth: float  # infrared brightness of the body, 0..1
     bag: bool
+    stripes: int  # horizontal stripes on the shirt, 0..3: seen in both modalities
+    shorts: bool  # bare lower legs: coloured skin in visible, hot in infrared
+    hat: bool
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Identity:
@@ -36,6 +39,9 @@ class Identity:
             trousers=tuple(int(c) for c in rng.integers(20, 200, 3)),
             warmth=float(rng.uniform(0.65, 1.0)),
             bag=bool(rng.random() < 0.5),
+            stripes=int(rng.integers(0, 4)),
+            shorts=bool(rng.random() < 0.5),
+            hat=bool(rng.random() < 0.5),
         )
 
 
@@ -65,11 +71,21 @@ def render_person(identity: Identity, modality: Modality, rng: np.random.Generat
     torso_top, torso_bottom = top + 2 * head_r, top + int(body * 0.55)
     cv2.rectangle(image, (cx - half, torso_top), (cx + half, torso_bottom),
                   tone(identity.shirt, 0.8), -1)
+    stripe_colour = tone(tuple(255 - c for c in identity.shirt), 0.35)
+    for k in range(identity.stripes):
+        y = torso_top + (k + 1) * (torso_bottom - torso_top) // (identity.stripes + 1)
+        cv2.rectangle(image, (cx - half, y - 3), (cx + half, y + 3), stripe_colour, -1)
+    if identity.hat:
+        cv2.rectangle(image, (cx - head_r - 3, top - 2), (cx + head_r + 3, top + head_r // 2),
+                      tone((30, 30, 120), 0.2), -1)
     stride = int(rng.integers(-10, 11))
+    knee = torso_bottom + (top + body - torso_bottom) // 2
     for side in (-1, 1):
         x = cx + side * half // 2
-        cv2.line(image, (x, torso_bottom), (x + side * stride, top + body),
-                 tone(identity.trousers, 0.6), max(half // 2, 4))
+        end = (x + side * stride, top + body)
+        cv2.line(image, (x, torso_bottom), end, tone(identity.trousers, 0.6), max(half // 2, 4))
+        if identity.shorts:
+            cv2.line(image, (x + side * stride // 2, knee), end, skin, max(half // 2, 4))
         cv2.line(image, (cx + side * half, torso_top + 4), (cx + side * (half + 6), torso_bottom),
                  skin, max(half // 4, 3))
     if identity.bag:

@@ -100,3 +100,22 @@ def test_query_identity_absent_from_gallery_is_skipped():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(DeenError, match="does not fit"):
         evaluate_ranking(np.zeros((2, 3)), np.array([1]), np.array([1, 2, 3]))
+
+
+def test_k_reciprocal_rerank_keeps_clear_clusters():
+    """Three tight identity clusters: re-ranked distances are finite, Q×G, and still rank
+    every query's whole identity first (mAP 1)."""
+    from deen.eval.rerank import k_reciprocal_rerank
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 8) * 4
+    gallery_ids = np.repeat(np.arange(3), 4)
+    gallery = centres[gallery_ids] + rng.normal(0, 0.1, (12, 8))
+    query = centres[[0, 1, 2]] + rng.normal(0, 0.1, (3, 8))
+    plain = ((query[:, None] - gallery[None]) ** 2).sum(-1)
+    reranked = k_reciprocal_rerank(query, gallery, k1=4, k2=2)
+    assert reranked.shape == (3, 12) and np.isfinite(reranked).all()
+    assert (gallery_ids[reranked.argmin(axis=1)] == [0, 1, 2]).all()
+    assert (gallery_ids[plain.argmin(axis=1)] == [0, 1, 2]).all()
+    metrics = evaluate_ranking(reranked.astype(np.float32), np.arange(3), gallery_ids)
+    assert metrics.mAP == pytest.approx(1.0)

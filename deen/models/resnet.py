@@ -66,10 +66,16 @@ class Stem(nn.Module):
 
 
 def init_resnet_weights(module: nn.Module) -> None:
-    """torchvision's initialisation: He-normal (fan-out) convolutions, BN at identity."""
+    """torchvision's initialisation with ``zero_init_residual``: He-normal (fan-out)
+    convolutions, BN at identity, except each Bottleneck's last BN at zero so that every
+    block starts as the identity. Without ImageNet weights this keeps activations at the
+    scale of the input (otherwise they grow through the 16 blocks and the non-local MFA)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    for m in module.modules():
+        if isinstance(m, Bottleneck):
+            nn.init.zeros_(m.bn3.weight)

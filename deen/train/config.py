@@ -28,7 +28,9 @@ class TrainConfig:
     per_identity: int = 4  # K images per identity per modality
     epochs: int = 150
     schedule: str = "paper"  # "paper": ×0.1 at 20, ×0.01 at 60, ×0.001 at 120; "reference": 20/80
-    lr: float = 0.1  # BN-neck and classifier; everything else 0.1·lr
+    lr: float = 0.1  # BN-neck and classifier
+    body_lr_scale: float = 0.1  # everything else trains at body_lr_scale·lr (reference: 0.1)
+    warmup_epochs: int = 10  # linear warm-up (reference: 10)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lambda_cpm: float = 0.8
@@ -41,6 +43,7 @@ class TrainConfig:
     checkpoint_every: int = 10  # epochs
     val_identities: int = -1  # held out from training for model selection; -1: 10% (≥ 2)
     eval_every: int = 5  # epochs between validation runs
+    steps_per_epoch: int = 0  # cap on batches per epoch (per process); 0: a full epoch
     stop_after_steps: int = 0  # stop (as on an interrupt) after this many steps; 0: never
 
     def validate(self) -> TrainConfig:

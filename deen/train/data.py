@@ -33,16 +33,23 @@ def load_rgb(path: Path) -> Image.Image:
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Resize, pad 10, random grayscale, random crop, flip, normalise, random erasing."""
+    """Resize, pad, random grayscale, random crop, flip, normalise, random erasing.
+
+    The reference pads by 10 pixels at 384×144; at another input size the pad scales with the
+    height, so the crop jitters by the same fraction of the image.
+    """
 
     height: int = 384
     width: int = 144
-    pad: int = 10
     grayscale_p: float = 0.5
     flip_p: float = 0.5
     erasing_p: float = 0.5
     erasing_area: tuple[float, float] = (0.02, 0.4)  # SYSU-MM01: (0.2, 0.8)
     erasing_aspect: tuple[float, float] = (0.3, 3.3)
+
+    @property
+    def pad(self) -> int:
+        return max(1, round(10 * self.height / 384))
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> torch.Tensor:
         image = image.resize((self.width, self.height), Image.LANCZOS)
@@ -111,7 +118,7 @@ class CrossModalitySampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, records: Sequence[ImageRecord], identities: int, per_identity: int,
-                 seed: int, rank: int = 0, world_size: int = 1) -> None:
+                 seed: int, rank: int = 0, world_size: int = 1, max_batches: int = 0) -> None:
         by_modality: dict[Modality, dict[int, list[int]]] = {m: {} for m in Modality}
         for index, record in enumerate(records):
             by_modality[record.modality].setdefault(record.identity, []).append(index)
@@ -125,6 +132,8 @@ class CrossModalitySampler(torch.utils.data.Sampler):
         self.epoch, self.skip = 0, 0
         largest = max(sum(map(len, self.pools[m])) for m in Modality)
         self.batches_per_epoch = math.ceil(largest / (identities * per_identity))
+        if max_batches:
+            self.batches_per_epoch = min(self.batches_per_epoch, max_batches * world_size)
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         """Select the epoch's batches; ``skip_batches`` resumes part-way (rank-local count)."""

@@ -44,14 +44,13 @@ from deen.train.config import TrainConfig
 from deen.train.data import Augmentation, CrossModalitySampler, TrainImages, collate
 from deen.train.losses import DEENLoss, LossWeights
 
-WARMUP_EPOCHS = 10
 LOSS_TERMS = ("id", "tri", "cpm", "ort", "total")
 
 
-def lr_factor(schedule: str, epoch: int) -> float:
+def lr_factor(schedule: str, epoch: int, warmup_epochs: int = 10) -> float:
     """Warm-up over epochs 0–9 ((e+1)/10), then the named step schedule (spec §8)."""
-    if epoch < WARMUP_EPOCHS:
-        return (epoch + 1) / WARMUP_EPOCHS
+    if epoch < warmup_epochs:
+        return (epoch + 1) / warmup_epochs
     steps = {"paper": ((20, 0.1), (60, 0.01), (120, 0.001)),
              "reference": ((20, 0.1), (80, 0.01))}[schedule]
     factor = 1.0
@@ -125,7 +124,8 @@ class Trainer:
         self.dataset = TrainImages(records, Augmentation(config.height, config.width,
                                                          erasing_area=erasing))
         self.sampler = CrossModalitySampler(records, config.identities, config.per_identity,
-                                            config.seed, self.rank, self.world_size)
+                                            config.seed, self.rank, self.world_size,
+                                            config.steps_per_epoch)
         self.loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=self.sampler, collate_fn=collate,
             num_workers=config.workers, pin_memory=self.device.type == "cuda",
@@ -140,10 +140,11 @@ class Trainer:
         head_ids = {id(p) for p in head}
         body = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
         self.optimizer = torch.optim.SGD(
-            [{"params": body, "lr": 0.1 * config.lr}, {"params": head, "lr": config.lr}],
+            [{"params": body, "lr": config.body_lr_scale * config.lr},
+             {"params": head, "lr": config.lr}],
             momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda epoch: lr_factor(config.schedule, epoch))
+            self.optimizer, lambda epoch: lr_factor(config.schedule, epoch, config.warmup_epochs))
         self.criterion = DEENLoss(config.per_identity, LossWeights(
             cpm=config.lambda_cpm, orthogonal=config.lambda_ort))
         self.use_amp = config.amp and self.device.type == "cuda"
