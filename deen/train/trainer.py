@@ -279,6 +279,7 @@ class Trainer:
                     self.save("best.pt", with_training_state=False)
         if self.world_size > 1:
             dist.barrier()
+            dist.destroy_process_group()
         return last
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor,
