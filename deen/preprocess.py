@@ -10,10 +10,11 @@ input convention lives here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from deen.errors import DeenError
 
@@ -29,6 +30,15 @@ STD_RGB = (0.229, 0.224, 0.225)
 ColorOrder = Literal["bgr", "rgb"]
 #: OpenCV decodes to BGR, so that is what a uint8 image is taken to be unless told otherwise.
 DEFAULT_COLOR_ORDER: ColorOrder = "bgr"
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Decode an image file as RGB (datasets store RGB and IR images as image files)."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DeenError(f"{path}: unreadable image ({exc.__class__.__name__})") from exc
 
 
 def _as_rgb(image: np.ndarray, color_order: ColorOrder) -> np.ndarray:

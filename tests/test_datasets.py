@@ -14,7 +14,7 @@ from deen.datasets import folder, llcm, regdb, sysu
 from deen.datasets.synth import write_synthetic_dataset
 from deen.errors import DeenError
 from deen.modality import Modality
-from deen.train.data import load_rgb
+from deen.preprocess import load_rgb
 
 
 @pytest.fixture(scope="module")
@@ -71,27 +71,20 @@ def test_missing_file(datasets, tmp_path):
         sysu.test_protocol(tmp_path)
 
 
-def test_label_file_that_does_not_parse(datasets, tmp_path):
-    root = tmp_path / "regdb"
-    (root / "idx").mkdir(parents=True)
-    (root / "idx" / "train_visible_1.txt").write_text("Visible/1/a.bmp 1\nVisible/1/b.bmp one\n")
-    with pytest.raises(DeenError, match=r"train_visible_1\.txt:2: expected 'relative/path label'"):
-        regdb.train_records(root)
-
-
-def test_listed_image_that_does_not_exist(datasets, tmp_path):
-    root = tmp_path / "llcm"
-    (root / "idx").mkdir(parents=True)
-    (root / "idx" / "train_vis.txt").write_text("train_vis/cam1/0001/x.jpg 1\n")
-    with pytest.raises(DeenError, match=r"lists train_vis/cam1/0001/x\.jpg, which does not exist"):
-        llcm.train_records(root)
-
-
-def test_id_list_that_does_not_parse(tmp_path):
-    (tmp_path / "exp").mkdir()
-    (tmp_path / "exp" / "test_id.txt").write_text("1,2,x\n")
-    with pytest.raises(DeenError, match=r"test_id\.txt:1: expected comma-separated"):
-        sysu.test_protocol(tmp_path)
+@pytest.mark.parametrize(("reader", "listing", "content", "message"), [
+    (regdb.train_records, "idx/train_visible_1.txt", "Visible/1/a.bmp 1\nVisible/1/b.bmp one\n",
+     r"train_visible_1\.txt:2: expected 'relative/path label'"),
+    (llcm.train_records, "idx/train_vis.txt", "train_vis/cam1/0001/x.jpg 1\n",
+     r"train_vis\.txt: lists train_vis/cam1/0001/x\.jpg, which does not exist"),
+    (sysu.test_protocol, "exp/test_id.txt", "1,2,x\n",
+     r"test_id\.txt:1: expected comma-separated identity numbers"),
+], ids=["label-line-does-not-parse", "listed-image-missing", "id-list-does-not-parse"])
+def test_malformed_listings_name_the_file_and_line(reader, listing, content, message, tmp_path):
+    path = tmp_path / listing
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(DeenError, match=message):
+        reader(tmp_path)
 
 
 def test_empty_identity_and_unreadable_image(datasets, tmp_path):

@@ -18,9 +18,9 @@ from deen.datasets.common import ImageRecord, ProtocolSplit
 from deen.errors import DeenError
 from deen.eval.metrics import CMC_RANKS, IgnoreRule, Metrics, evaluate_ranking
 from deen.eval.rerank import k_reciprocal_rerank
-from deen.preprocess import preprocess
+from deen.fileio import atomic_path
+from deen.preprocess import load_rgb, preprocess
 from deen.runtime.embedder import Embedder
-from deen.train.data import load_rgb
 
 
 @dataclass
@@ -128,7 +128,5 @@ def evaluate_dataset(embedder: Embedder, dataset: str, root: Path, model_name: s
 
 
 def write_report(report: EvalReport, path: Path) -> None:
-    from deen.fileio import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")

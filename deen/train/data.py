@@ -11,24 +11,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from deen.datasets.common import ImageRecord
 from deen.errors import DeenError
 from deen.modality import Modality
-from deen.preprocess import MEAN_RGB, STD_RGB
-
-
-def load_rgb(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DeenError(f"{path}: unreadable image ({exc.__class__.__name__})") from exc
+from deen.preprocess import MEAN_RGB, STD_RGB, load_rgb
 
 
 @dataclass(frozen=True)
