@@ -105,3 +105,20 @@ def test_torchrun_cpu_then_eval_checkpoint_and_onnx(synthetic_sysu, tmp_path):
     for pt, onnx in zip(reports[".pt"]["results"], reports[".onnx"]["results"], strict=True):
         for key in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP"):
             assert abs(pt["mean"][key] - onnx["mean"][key]) * 100 <= 0.1
+
+
+def test_collapsed_model_gets_a_clear_evaluation_error(synthetic_sysu):
+    """All-zero features normalise to NaN (no epsilon, as the reference); evaluation must say
+    so and name an image instead of failing deep in the metrics."""
+    import torch
+
+    from deen.eval.evaluate import evaluate_dataset
+    from deen.models.checkpoint import random_model
+    from deen.runtime.torch_backend import TorchEmbedder
+
+    model, _ = random_model("regdb", seed=0)
+    with torch.no_grad():
+        model.layer3[-1].bn3.bias.fill_(-1e6)  # every output of the last block is ReLU(−∞) = 0
+    embedder = TorchEmbedder(model, device="cpu", input_size=(64, 24))
+    with pytest.raises(DeenError, match=r"non-finite embeddings .* \(e\.g\. .*\.jpg\)"):
+        evaluate_dataset(embedder, "sysu", synthetic_sysu, "collapsed", trials=1)

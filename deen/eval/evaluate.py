@@ -73,7 +73,14 @@ class FeatureCache:
             images = [np.asarray(load_rgb(r.path)) for r in chunk]
             batch = preprocess(images, "rgb", self.embedder.input_size)
             codes = np.array([int(r.modality) for r in chunk], dtype=np.int64)
-            for record, row in zip(chunk, self.embedder.run(batch, codes), strict=True):
+            rows = self.embedder.run(batch, codes)
+            bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+            if bad.size:
+                raise DeenError(
+                    f"the model gives non-finite embeddings for {bad.size} of {len(chunk)} "
+                    f"images (e.g. {chunk[bad[0]].path}): its features are all zero or diverged "
+                    "(the reference normalises without an epsilon, so a zero feature is NaN)")
+            for record, row in zip(chunk, rows, strict=True):
                 self.features[record.path] = row
             if self.progress:
                 self.progress(len(chunk))
