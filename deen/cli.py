@@ -80,24 +80,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from deen.train.config import TrainConfig, load_config
-    from deen.train.trainer import Trainer
+    from deen.train.config import load_config
+    from deen.train.trainer import Trainer, read_resume_state
 
     overrides = list(args.set)
     overrides += [f"{k}={v}" for k, v in (("root", args.root), ("dataset", args.dataset),
                                           ("out", args.out)) if v is not None]
-    if args.resume is not None and args.config is None:
-        from deen.models.checkpoint import read_checkpoint_file
-
-        payload = read_checkpoint_file(args.resume)
-        saved = payload.get("training", {}).get("config") if isinstance(payload, dict) else None
-        if saved is None:
-            raise DeenError(f"{args.resume}: not a resumable training checkpoint")
-        base = TrainConfig(**saved)
-        config = load_config(None, [f"{k}={v}" for k, v in vars(base).items()] + overrides)
-    else:
-        config = load_config(args.config, overrides)
-    trainer = Trainer(config, resume=args.resume)
+    resume = read_resume_state(args.resume) if args.resume is not None else None
+    # A resumed run keeps its saved settings unless a config file replaces them.
+    base = resume["training"]["config"] if resume is not None and args.config is None else None
+    config = load_config(args.config, overrides, base=base)
+    trainer = Trainer(config, resume=resume)
     last = trainer.train()
     stopped = trainer.epoch < config.epochs
     if trainer.rank == 0:

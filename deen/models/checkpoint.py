@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,11 +138,17 @@ def read_checkpoint_file(path: str | os.PathLike[str]) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files; the message is the point
         text = str(exc)
-        if "Unsupported global" in text or "Weights only load failed" in text:
-            match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-            what = match.group(1) if match else "objects other than tensors"
-            raise DeenError(f"{path}: refusing to load: the file holds pickled code ({what}); "
-                            "only tensors and plain metadata are accepted") from exc
+        # Only a disallowed global means pickled code; other unpickler complaints (e.g.
+        # "Unsupported operand" for an image file) mean the file is not a checkpoint at all.
+        match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if match:
+            raise DeenError(f"{path}: refusing to load: the file holds pickled code "
+                            f"({match.group(1)}); only tensors and plain metadata are "
+                            "accepted") from exc
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        if detail:
+            raise DeenError(f"{path}: not a readable PyTorch checkpoint (truncated or another "
+                            f"format): {detail.group(1).strip()}") from exc
         first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         first_line = first_line.split(". ")[0].rstrip(".")
         raise DeenError(f"{path}: not a readable PyTorch checkpoint "
@@ -177,17 +184,12 @@ def _num_classes(state: dict[str, torch.Tensor], key: str, path: Path) -> int:
     return int(weight.shape[0])
 
 
-def _load_into(model: DEEN, state: dict[str, torch.Tensor], path: Path,
-               file_names: dict[str, str] | None = None) -> None:
-    """Copy ``state`` (this project's names) into ``model``; every tensor must match.
+def _check_tensors(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: Path,
+                   shown: Callable[[str], str] = str) -> None:
+    """Every tensor of ``expected`` present in ``state`` with its shape, and nothing else.
 
-    ``file_names`` maps this project's names to the names in the file, so that messages
-    name what the user's file holds.
+    ``shown`` turns this project's names into the names the user's file holds, for messages.
     """
-    def shown(name: str) -> str:
-        return (file_names or {}).get(name, name)
-
-    expected = model.state_dict()
     missing = sorted(shown(k) for k in set(expected) - set(state))
     unexpected = sorted(shown(k) for k in set(state) - set(expected))
     problems = []
@@ -202,7 +204,6 @@ def _load_into(model: DEEN, state: dict[str, torch.Tensor], path: Path,
         problems.append(f"shape mismatch: {_names(mismatched)}")
     if problems:
         raise DeenError(f"{path}: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
 
 
 def _names(items: list[str], limit: int = 6) -> str:
@@ -218,13 +219,12 @@ def _from_reference(
     if variant is not None and VARIANTS[variant].dee_channels != VARIANTS[detected].dee_channels:
         raise DeenError(f"{path}: holds a {detected} model, but variant {variant!r} was asked for")
     model = DEEN(_num_classes(state, "classifier.weight", path), variant or detected)
-    ours, file_names, ignored, unknown = {}, {}, [], []
+    ours, ignored, unknown = {}, [], []
     expected = model.state_dict()
     for name, tensor in state.items():
         target = reference_to_model_name(name)
         if target is not None and target in expected:
             ours[target] = tensor
-            file_names[target] = name
         elif _REFERENCE_UNUSED.match(name) or (
             detected == "regdb" and _REFERENCE_UNUSED_REGDB.match(name)
         ):
@@ -233,9 +233,8 @@ def _from_reference(
             unknown.append(name)
     if unknown:
         raise DeenError(f"{path}: unexpected tensors: {_names(sorted(unknown))}")
-    missing = set(expected) - set(ours)
-    file_names.update({k: model_to_reference_name(k) for k in missing})
-    _load_into(model, ours, path, file_names)
+    _check_tensors(expected, ours, path, shown=model_to_reference_name)
+    model.load_state_dict(ours)
     return model, ignored
 
 
@@ -269,7 +268,8 @@ def load_checkpoint(
         if not isinstance(state, dict):
             raise DeenError(f"{path}: deen checkpoint has no state_dict")
         model = DEEN(_num_classes(state, "neck.classifier.weight", path), saved_variant)
-        _load_into(model, state, path)
+        _check_tensors(model.state_dict(), state, path)
+        model.load_state_dict(state)
         source = "deen"
         metadata = dict(payload.get("metadata", {}))
     else:
@@ -285,10 +285,15 @@ def load_checkpoint(
 
 
 def save_checkpoint(
-    model: DEEN, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+    model: DEEN, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> None:
-    """Write this project's checkpoint format (atomically: temp file, then rename)."""
-    payload = {
+    """Write this project's checkpoint format (atomically: temp file, then rename).
+
+    ``training`` (optimizer, scheduler, RNG states, …) makes it resumable by ``deen train``;
+    loaders of the model ignore it.
+    """
+    payload: dict[str, Any] = {
         "format": OWN_FORMAT,
         "format_version": OWN_FORMAT_VERSION,
         "variant": model.variant.name,
@@ -296,6 +301,8 @@ def save_checkpoint(
         "state_dict": model.state_dict(),
         "metadata": metadata or {},
     }
+    if training is not None:
+        payload["training"] = training
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -321,16 +328,9 @@ def load_imagenet_resnet50(model: DEEN, path: str | os.PathLike[str]) -> list[st
             mapped[f"stems.infrared.{inner}"] = tensor
         elif name.startswith("layer"):
             mapped[name] = tensor
-    expected = model.state_dict()
-    body = {k: v for k, v in mapped.items() if k in expected}
-    wanted = [k for k in expected if k.startswith(("stems.", "layer"))]
-    missing = sorted(set(wanted) - set(body))
-    if missing:
-        raise DeenError(f"{path}: missing tensors: {_names(missing)}")
-    mismatched = [f"{k} {tuple(body[k].shape)} vs model {tuple(expected[k].shape)}"
-                  for k in body if body[k].shape != expected[k].shape]
-    if mismatched:
-        raise DeenError(f"{path}: shape mismatch: {_names(mismatched)}")
+    wanted = {k: v for k, v in model.state_dict().items() if k.startswith(("stems.", "layer"))}
+    body = {k: v for k, v in mapped.items() if k in wanted}  # e.g. regdb has no layer4
+    _check_tensors(wanted, body, path)
     model.load_state_dict(body, strict=False)
     return sorted(body)
 

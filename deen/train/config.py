@@ -90,9 +90,10 @@ def _coerce(name: str, text: str, kind: Any) -> Any:
         raise DeenError(f"--set {name}={text}: not a valid {kind}") from None
 
 
-def load_config(path: Path | None, overrides: list[str]) -> TrainConfig:
-    """Defaults ← TOML file ← ``key=value`` overrides."""
-    values: dict[str, Any] = {}
+def load_config(path: Path | None, overrides: list[str],
+                base: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults ← ``base`` (e.g. a resumed run's saved settings) ← TOML file ← overrides."""
+    values: dict[str, Any] = dict(base or {})
     types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     if path is not None:
         try:
@@ -101,9 +102,9 @@ def load_config(path: Path | None, overrides: list[str]) -> TrainConfig:
             raise DeenError(f"{path}: no such config file") from None
         except tomllib.TOMLDecodeError as exc:
             raise DeenError(f"{path}: not valid TOML ({exc})") from None
-        unknown = sorted(set(values) - set(types))
-        if unknown:
-            raise DeenError(f"{path}: unknown settings: {', '.join(unknown)}")
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise DeenError(f"{path or 'saved config'}: unknown settings: {', '.join(unknown)}")
     for item in overrides:
         name, sep, text = item.partition("=")
         if not sep or name not in types:

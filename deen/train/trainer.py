@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,13 +31,11 @@ from deen.datasets.common import ImageRecord, ProtocolSplit
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.eval.evaluate import FeatureCache, evaluate_split
-from deen.fileio import atomic_path
 from deen.modality import Modality
 from deen.models.checkpoint import (
-    OWN_FORMAT,
-    OWN_FORMAT_VERSION,
     load_imagenet_resnet50,
     read_checkpoint_file,
+    save_checkpoint,
 )
 from deen.models.deen import DEEN
 from deen.runtime.torch_backend import TorchEmbedder
@@ -88,6 +87,14 @@ def split_validation(records: list[ImageRecord], count: int,
     return [r for r in records if r.identity not in held], split
 
 
+def read_resume_state(path: Path) -> dict[str, Any]:
+    """A checkpoint written with training state (``last.pt``), read once."""
+    payload = read_checkpoint_file(path)
+    if not isinstance(payload, dict) or "training" not in payload:
+        raise DeenError(f"{path}: not a resumable training checkpoint (no training state)")
+    return payload
+
+
 @contextmanager
 def interrupt_flag() -> Iterator[dict[str, bool]]:
     """SIGINT/SIGTERM set a flag; the loop saves a resumable checkpoint and stops."""
@@ -105,7 +112,9 @@ def interrupt_flag() -> Iterator[dict[str, bool]]:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, resume: Path | None = None) -> None:
+    def __init__(self, config: TrainConfig,
+                 resume: Path | dict[str, Any] | None = None) -> None:
+        """``resume``: a ``last.pt`` path, or the payload :func:`read_resume_state` read."""
         self.config = config.validate()
         self.rank = int(os.environ.get("RANK", 0))
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -155,7 +164,7 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.epoch, self.step_in_epoch, self.global_step, self.best_map = 0, 0, 0, -1.0
         if resume is not None:
-            self._load_training_state(resume)
+            self._restore(resume if isinstance(resume, dict) else read_resume_state(resume))
 
     # -- checkpoints ---------------------------------------------------------------------
     def _metadata(self) -> dict[str, object]:
@@ -165,11 +174,9 @@ class Trainer:
 
     def save(self, name: str, with_training_state: bool = True) -> Path:
         path = self.out / name
-        payload = {"format": OWN_FORMAT, "format_version": OWN_FORMAT_VERSION,
-                   "variant": self.model.variant.name, "state_dict": self.model.state_dict(),
-                   "metadata": self._metadata()}
+        training = None
         if with_training_state:
-            payload["training"] = {
+            training = {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
@@ -179,15 +186,11 @@ class Trainer:
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "config": asdict(self.config),
             }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        save_checkpoint(self.model, path, self._metadata(), training)
         return path
 
-    def _load_training_state(self, path: Path) -> None:
-        payload = read_checkpoint_file(path)
-        state = payload.get("training") if isinstance(payload, dict) else None
-        if state is None:
-            raise DeenError(f"{path}: not a resumable training checkpoint (no training state)")
+    def _restore(self, payload: dict[str, Any]) -> None:
+        state = payload["training"]
         self.model.load_state_dict(payload["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
