@@ -33,6 +33,7 @@ class TrainConfig:
     warmup_epochs: int = 10  # linear warm-up (reference: 10)
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    erasing_p: float = 0.5  # random-erasing probability (reference: 0.5; 0 for tiny runs)
     lambda_cpm: float = 0.8
     lambda_ort: float = 0.01  # reference code default (paper: 0.1)
     imagenet: str = ""  # torchvision-format ResNet-50 state dict to start from
@@ -57,6 +58,8 @@ class TrainConfig:
         for name in ("identities", "per_identity", "epochs", "height", "width"):
             if getattr(self, name) < 1:
                 raise DeenError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.erasing_p <= 1.0:
+            raise DeenError(f"erasing_p must be a probability (0..1), got {self.erasing_p}")
         if self.height % 16 or self.width % 4:
             raise DeenError(f"input size {self.height}×{self.width}: height must be a multiple "
                             "of 16 and width of 4 (MFA's reshapes need even feature maps)")
