@@ -20,7 +20,6 @@ from deen.models.deen import VARIANTS
 
 #: Commands that later issues fill: name → what they will do and where it is tracked.
 PLANNED_COMMANDS = {
-    "run": ("match people live across an RGB and an IR camera stream", "issue #4"),
     "bench": ("time backends against PyTorch with accuracy beside speed", "issue #5"),
 }
 PLANNED_ENGINES = {"trt": "issue #7", "triton": "issue #7"}
@@ -130,6 +129,136 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live_options(args: argparse.Namespace):
+    from deen.runtime.pipeline import PipelineOptions
+
+    return PipelineOptions(embed_budget=args.embed_budget, match_threshold=args.match_threshold,
+                           confirm_rounds=args.confirm_rounds, break_rounds=args.break_rounds,
+                           gallery_threshold=args.gallery_threshold)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from deen.runtime import open_embedder
+    from deen.runtime.live import LiveSettings, run_live
+    from deen.runtime.sources import quiet_video_backends
+
+    if not args.debug:
+        quiet_video_backends()
+    embedder = open_embedder(args.model, config=_embedding_config(args), device=args.device)
+    settings = LiveSettings(
+        rgb=args.rgb, ir=args.ir, detector=args.detector,
+        events=None if args.events == "none" else args.events, video_out=args.video_out,
+        show=args.show, gallery=args.gallery, loop=args.loop, duration_s=args.duration,
+        status_every_s=args.status_every, realtime=not args.no_realtime,
+        timeout_s=args.timeout, fps=args.fps)
+    summary = run_live(embedder, args.model, settings, _live_options(args))
+    for line in summary.lines():
+        print(f"[deen run] {line}", file=sys.stderr)
+    if args.video_out is not None:
+        print(f"[deen run] wrote {args.video_out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_gallery(args: argparse.Namespace) -> int:
+    from deen.modality import parse_modality
+    from deen.runtime import open_embedder
+    from deen.runtime.gallery import Gallery
+    from deen.runtime.live import enrol
+
+    if args.gallery_command == "add":
+        embedder = open_embedder(args.model, config=_embedding_config(args), device=args.device)
+        count = enrol(args.gallery, args.name, args.images, parse_modality(args.modality),
+                      embedder, args.model)
+        print(f"added {count} {args.modality} images of {args.name} to {args.gallery}")
+    elif args.gallery_command == "list":
+        with Gallery.open_existing(args.gallery) as gallery:
+            print(f"{'name':<24} {'visible':>8} {'infrared':>9}")
+            for name, visible, infrared in gallery.identities():
+                print(f"{name:<24} {visible:>8} {infrared:>9}")
+    else:
+        with Gallery.open_existing(args.gallery) as gallery:
+            removed = gallery.remove(args.name)
+            if not removed:
+                raise DeenError(f"{args.gallery}: no identity named {args.name!r}")
+            print(f"removed {removed} images of {args.name}")
+    return 0
+
+
+def _add_run_parser(commands: argparse._SubParsersAction) -> None:
+    from deen.runtime import matching
+    from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD
+
+    run = commands.add_parser(
+        "run", help="match people live across an RGB and an IR camera stream",
+        description="Read a visible (--rgb) and an infrared (--ir) stream, detect and track "
+                    "people in each, embed tracks with DEEN and match them across the pair. "
+                    "A source is a video file, a camera index, an rtsp:// or http:// URL or an "
+                    "image folder. Events go out as JSON lines; a status line every few "
+                    "seconds on stderr. Ctrl-C stops cleanly.")
+    run.add_argument("--rgb", required=True, metavar="SOURCE", help="the visible stream")
+    run.add_argument("--ir", required=True, metavar="SOURCE", help="the infrared stream")
+    run.add_argument("--model", type=Path, required=True,
+                     help="a checkpoint (.t/.pth/.pt) or an exported .onnx")
+    run.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
+    run.add_argument("--detector", default="hog",
+                     help="'hog' (OpenCV's people detector, the default), a YOLO-style .onnx "
+                          "person detector, or a .jsonl file of boxes")
+    run.add_argument("--events", default="-", metavar="FILE",
+                     help="JSON-lines events: a file (appended), '-' for stdout (default) or "
+                          "'none'")
+    run.add_argument("--video-out", type=Path, default=None, metavar="FILE.mp4",
+                     help="write the annotated side-by-side view")
+    run.add_argument("--show", action="store_true", help="show the annotated view live")
+    run.add_argument("--gallery", type=Path, default=None, metavar="DB",
+                     help="name tracks from this gallery (see deen gallery add)")
+    run.add_argument("--loop", action="store_true", help="restart video files at their end")
+    run.add_argument("--duration", type=float, default=0.0, metavar="S",
+                     help="stop after S seconds (default: when the streams end, or Ctrl-C)")
+    run.add_argument("--fps", type=float, default=0.0,
+                     help="pace of files and folders (default: the file's rate; folders 10)")
+    run.add_argument("--no-realtime", action="store_true",
+                     help="process every frame of files/folders as fast as possible, "
+                          "dropping none (offline use)")
+    run.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                     help="give up opening or reading a URL after S seconds (default 5)")
+    run.add_argument("--status-every", type=float, default=5.0, metavar="S",
+                     help="status line period in seconds (0: none)")
+    run.add_argument("--embed-budget", type=_positive_int, default=matching.DEFAULT_EMBED_BUDGET,
+                     help="crops per embedder call; new tracks first, then the stalest "
+                          f"(default {matching.DEFAULT_EMBED_BUDGET})")
+    run.add_argument("--match-threshold", type=float, default=matching.DEFAULT_MATCH_THRESHOLD,
+                     help="least cosine similarity of a visible/infrared pair "
+                          f"(default {matching.DEFAULT_MATCH_THRESHOLD})")
+    run.add_argument("--confirm-rounds", type=_positive_int,
+                     default=matching.DEFAULT_CONFIRM_ROUNDS,
+                     help="rounds a pair must hold before it is a match "
+                          f"(default {matching.DEFAULT_CONFIRM_ROUNDS})")
+    run.add_argument("--break-rounds", type=_positive_int, default=matching.DEFAULT_BREAK_ROUNDS,
+                     help="rounds without the pair before a match is broken "
+                          f"(default {matching.DEFAULT_BREAK_ROUNDS})")
+    run.add_argument("--gallery-threshold", type=float, default=DEFAULT_GALLERY_THRESHOLD,
+                     help=f"least similarity to name a track (default {DEFAULT_GALLERY_THRESHOLD})")
+    _add_embedding_options(run)
+    run.set_defaults(handler=_cmd_run)
+
+    gallery = commands.add_parser("gallery", help="enrol named identities for deen run")
+    tools = gallery.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
+    add = tools.add_parser("add", help="embed a folder of person crops under a name")
+    add.add_argument("name")
+    add.add_argument("--images", type=Path, required=True, metavar="DIR")
+    add.add_argument("--modality", required=True, choices=["visible", "infrared"])
+    add.add_argument("--model", type=Path, required=True)
+    add.add_argument("--device", default=None)
+    _add_embedding_options(add)
+    listing = tools.add_parser("list", help="enrolled names and image counts")
+    remove = tools.add_parser("remove", help="remove a name and its images")
+    remove.add_argument("name")
+    for parser in (add, listing, remove):
+        parser.add_argument("--gallery", type=Path, default=Path("gallery.db"), metavar="DB",
+                            help="the gallery file (default gallery.db)")
+    gallery.set_defaults(handler=_cmd_gallery)
+
+
 def _planned(name: str) -> Callable[[argparse.Namespace], int]:
     what, where = PLANNED_COMMANDS[name]
 
@@ -221,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_cmd_synth)
 
+    _add_run_parser(commands)
     for name, (what, where) in PLANNED_COMMANDS.items():
         planned = commands.add_parser(name, help=f"{what} (not yet: {where})")
         planned.set_defaults(handler=_planned(name))

@@ -20,7 +20,10 @@ from deen.export.onnx_export import export_onnx
 from deen.models.checkpoint import load_checkpoint, random_model
 from deen.preprocess import DEFAULT_INPUT_SIZE, preprocess
 from deen.runtime.embedder import Embedder, modality_codes
+from deen.runtime.events import EventLog
+from deen.runtime.live import LiveSettings, run_live
 from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
+from deen.runtime.scene import write_stream_pair
 from deen.runtime.torch_backend import TorchEmbedder
 from deen.synthetic import make_people, render_pairs
 
@@ -103,6 +106,37 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
         print(f"latency, batch {len(images)}, flip {'on' if config.flip else 'off'}, CPU, median "
               f"of {repeats}: pytorch {latency['pytorch'] * 1e3:.0f} ms, onnxruntime "
               f"{latency['onnxruntime'] * 1e3:.0f} ms ({speedup:.2f}× pytorch)")
+        _live_demo(backends[1], result.model_path, Path(scratch), seed)
         if out_dir is not None:
             print(f"kept: {result.model_path} and {result.manifest_path}")
     return 0
+
+
+def _describe(event: dict) -> str:
+    kind = event["event"]
+    if kind in ("match", "unmatch"):
+        what = f"visible track {event['visible_track']} ↔ infrared track {event['infrared_track']}"
+        what += (f", similarity {event['similarity']:.3f}" if kind == "match"
+                 else f" ({event['reason']})")
+    elif kind == "stream":
+        what = f"{event['stream']} stream {event['state']}"
+    else:
+        what = f"{event['stream']} track {event['track']}"
+    latency = f"  [{event['latency_ms']:.0f} ms after capture]" if "latency_ms" in event else ""
+    return f"  {kind:<14} {what}{latency}"
+
+
+def _live_demo(embedder: Embedder, model_path: Path, scratch: Path, seed: int) -> None:
+    """`deen run` on a generated visible/infrared camera pair, in real time."""
+    pair = write_stream_pair(scratch / "streams", people=3, seconds=6, fps=10, seed=seed)
+    print(f"\nlive pipeline (deen run) on a generated camera pair, 6 s at 10 fps, detections "
+          f"from the generator's boxes ({pair.boxes.name}), embedder: {embedder.backend} ...",
+          flush=True)
+    settings = LiveSettings(rgb=str(pair.visible), ir=str(pair.infrared),
+                            detector=str(pair.boxes), events=None, status_every_s=0)
+    log = EventLog(None, keep=10_000)
+    summary = run_live(embedder, model_path, settings, events=log)
+    for event in log.recent:
+        print(_describe(event))
+    for line in summary.lines():
+        print(f"  {line}")

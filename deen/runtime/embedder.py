@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -118,3 +119,18 @@ def open_embedder(
     known = ", ".join(TORCH_SUFFIXES + ONNX_SUFFIXES)
     raise DeenError(f"{path}: unknown model file type {suffix or '(no suffix)'!r}; "
                     f"expected one of {known}")
+
+
+class DelayedEmbedder(Embedder):
+    """Another embedder, made slower by ``delay_s`` per call: a stand-in for a slow
+    accelerator, to show what the live pipeline does when embedding cannot keep up."""
+
+    def __init__(self, inner: Embedder, delay_s: float) -> None:
+        self.inner, self.delay_s = inner, delay_s
+        self.backend, self.variant, self.config = f"{inner.backend}+delay", inner.variant, \
+            inner.config
+        self.dim, self.input_size = inner.dim, inner.input_size
+
+    def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return self.inner.run(images, modality)

@@ -1,0 +1,112 @@
+"""The annotated side-by-side view: boxes, track ids, cross-camera matches, gallery names.
+
+Matched tracks share a colour and a label in both views. The video is written to a temporary
+file and renamed into place when the run ends, so an interrupted run leaves no half file.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deen.errors import DeenError
+from deen.modality import Modality
+from deen.runtime.pipeline import Pipeline
+from deen.runtime.sources import Frame
+
+GREY = (160, 160, 160)
+
+
+def _colour(key: int) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb((key * 0.618) % 1.0, 0.85, 1.0)
+    return int(255 * b), int(255 * g), int(255 * r)
+
+
+def render(pipeline: Pipeline, frames: dict[Modality, np.ndarray | None],
+           height: int = 360) -> np.ndarray:
+    """Visible view on the left, infrared on the right, both scaled to ``height``."""
+    panels = []
+    for modality in (Modality.VISIBLE, Modality.INFRARED):
+        image = frames.get(modality)
+        if image is None:
+            image = np.zeros((height, height * 16 // 9, 3), np.uint8)
+        scale = height / image.shape[0]
+        panel = cv2.resize(image, (round(image.shape[1] * scale), height))
+        for track in pipeline.last_active[modality]:
+            key = (modality, track.track_id)
+            partner = pipeline.matcher.partner(key)
+            visible_id = track.track_id if modality == Modality.VISIBLE else partner
+            colour = _colour(visible_id) if partner is not None else GREY
+            label = f"{'V' if modality == Modality.VISIBLE else 'I'}{track.track_id}"
+            if partner is not None:
+                label += f"={'I' if modality == Modality.VISIBLE else 'V'}{partner}"
+            if key in pipeline.names:
+                label += f" {pipeline.names[key]}"
+            x1, y1, x2, y2 = (track.box * scale).astype(int)
+            cv2.rectangle(panel, (x1, y1), (x2, y2), colour, 2)
+            cv2.putText(panel, label, (x1, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                        colour, 1, cv2.LINE_AA)
+        panels.append(panel)
+    return np.concatenate(panels, axis=1)
+
+
+class AnnotatedVideo:
+    """Collects rendered rounds into ``path`` (MPEG-4), renamed into place by :meth:`close`."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps = Path(path), fps
+        self.partial = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
+        self.writer: cv2.VideoWriter | None = None
+        self.latest: dict[Modality, np.ndarray | None] = {}
+
+    def __call__(self, pipeline: Pipeline, frames: dict[Modality, Frame | None]) -> None:
+        for modality, frame in frames.items():
+            if frame is not None:
+                self.latest[modality] = frame.image
+        image = render(pipeline, self.latest)
+        if self.writer is None:
+            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"),
+                                          self.fps, (image.shape[1], image.shape[0]))
+            if not self.writer.isOpened():
+                raise DeenError(f"{self.path}: cannot write video here")
+        self.writer.write(image)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            os.replace(self.partial, self.path)
+            self.writer = None
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        self.partial.unlink(missing_ok=True)
+
+
+def display_available() -> bool:
+    """A live window needs a display and an OpenCV built with a GUI backend."""
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        return False
+    return "GUI" in cv2.getBuildInformation() and "NONE" not in \
+        cv2.getBuildInformation().split("GUI:")[1].split("\n")[0].upper()
+
+
+class LiveWindow:
+    def __init__(self, title: str = "deen run") -> None:
+        self.title = title
+        self.latest: dict[Modality, np.ndarray | None] = {}
+
+    def __call__(self, pipeline: Pipeline, frames: dict[Modality, Frame | None]) -> None:
+        for modality, frame in frames.items():
+            if frame is not None:
+                self.latest[modality] = frame.image
+        cv2.imshow(self.title, render(pipeline, self.latest))
+        cv2.waitKey(1)
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)

@@ -1,0 +1,177 @@
+"""Person detectors behind one interface: ``detect(image, frame)`` → :class:`Detections`.
+
+- :class:`HogDetector`: OpenCV's built-in HOG people detector; needs no download.
+- :class:`OnnxDetector`: a user's YOLO-style ONNX person detector run by ONNX Runtime.
+- :class:`JsonlBoxes`: boxes from a JSON-lines file, so an existing detector can feed the
+  pipeline (and the generated demo streams carry their ground truth this way).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deen.errors import DeenError
+
+
+@dataclass(frozen=True)
+class Detections:
+    boxes: np.ndarray  # N×4 float32 x1, y1, x2, y2 in frame pixels
+    scores: np.ndarray  # N float32
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, score_threshold: float,
+                        iou_threshold: float) -> Detections:
+    """OpenCV's NMS on x1y1x2y2 boxes; keeps boxes scoring at least ``score_threshold``."""
+    if len(boxes) == 0:
+        return Detections.empty()
+    xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float32)
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(float).tolist(), score_threshold,
+                            iou_threshold)
+    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+    return Detections(boxes[keep].astype(np.float32), scores[keep].astype(np.float32))
+
+
+class Detector(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
+        """People in one BGR frame; ``stream`` and ``frame`` (its number within its file)
+        identify it for detectors that read precomputed boxes."""
+
+
+class HogDetector(Detector):
+    """OpenCV's default people detector (Dalal–Triggs HOG + linear SVM).
+
+    Frames are scaled to ``width`` pixels first: HOG's 64×128 window finds people at least
+    ~128 px tall at that scale. Scores are the SVM margins squashed to 0..1.
+    """
+
+    name = "hog"
+
+    def __init__(self, width: int = 640, score_threshold: float = 0.3,
+                 iou_threshold: float = 0.45) -> None:
+        self.width, self.score_threshold, self.iou_threshold = width, score_threshold, \
+            iou_threshold
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
+        scale = min(1.0, self.width / image.shape[1])
+        small = cv2.resize(image, None, fx=scale, fy=scale) if scale < 1 else image
+        rects, weights = self.hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8),
+                                                   scale=1.05)
+        if len(rects) == 0:
+            return Detections.empty()
+        rects = np.asarray(rects, np.float32) / scale
+        boxes = np.column_stack([rects[:, :2], rects[:, :2] + rects[:, 2:]])
+        scores = 1 / (1 + np.exp(-np.asarray(weights, np.float32).reshape(-1)))
+        return non_max_suppression(boxes, scores, self.score_threshold, self.iou_threshold)
+
+
+class OnnxDetector(Detector):
+    """A YOLO-style ONNX detector: one image input (1×3×H×W, RGB, 0..1, letterboxed).
+
+    Its first output is read in either common layout: ``1×(4+C)×N`` (YOLOv8-style: box
+    centre/size then per-class scores) or ``1×N×(5+C)`` (YOLOv5-style: box, objectness,
+    class scores). Class ``person_class`` (COCO: 0) is kept.
+    """
+
+    name = "onnx"
+
+    def __init__(self, path: Path, score_threshold: float = 0.4, iou_threshold: float = 0.45,
+                 person_class: int = 0) -> None:
+        import onnxruntime as ort
+
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises several types for an unreadable model
+            raise DeenError(f"{path}: not a loadable ONNX detector ({exc})") from None
+        inputs = self.session.get_inputs()
+        shape = inputs[0].shape
+        if len(inputs) != 1 or len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+            raise DeenError(f"{path}: expected one input of shape 1×3×H×W with fixed H and W, "
+                            f"got {[i.shape for i in inputs]}")
+        self.input_name, self.size = inputs[0].name, (int(shape[2]), int(shape[3]))
+        self.path, self.person_class = path, person_class
+        self.score_threshold, self.iou_threshold = score_threshold, iou_threshold
+
+    def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
+        height, width = self.size
+        scale = min(height / image.shape[0], width / image.shape[1])
+        resized = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))
+        canvas = np.full((height, width, 3), 114, np.uint8)
+        top, left = (height - resized.shape[0]) // 2, (width - resized.shape[1]) // 2
+        canvas[top:top + resized.shape[0], left:left + resized.shape[1]] = resized
+        blob = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255
+        raw = np.asarray(self.session.run(None, {self.input_name: blob})[0])
+        if raw.ndim != 3 or raw.shape[0] != 1:
+            raise DeenError(f"{self.path}: output of shape {raw.shape} is not 1×(4+C)×N or "
+                            "1×N×(5+C)")
+        rows = raw[0]
+        if rows.shape[0] < rows.shape[1]:  # 1×(4+C)×N: YOLOv8-style, no objectness
+            rows = rows.T
+            scores = rows[:, 4 + self.person_class]
+        else:
+            scores = rows[:, 4] * rows[:, 5 + self.person_class]
+        centre, size = rows[:, :2], rows[:, 2:4]
+        boxes = np.column_stack([centre - size / 2, centre + size / 2])
+        boxes = (boxes - [left, top, left, top]) / scale
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, image.shape[1])
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, image.shape[0])
+        return non_max_suppression(boxes, scores, self.score_threshold, self.iou_threshold)
+
+
+class JsonlBoxes(Detector):
+    """Boxes from a file of lines ``{"stream": "rgb"|"ir", "frame": N, "boxes": [[x1, y1,
+    x2, y2, score], …]}``; frames without a line have no people."""
+
+    name = "jsonl"
+
+    def __init__(self, path: Path) -> None:
+        self.boxes: dict[tuple[str, int], Detections] = {}
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as exc:
+            raise DeenError(f"{path}: cannot read boxes file ({exc.strerror})") from None
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                key = (str(record["stream"]), int(record["frame"]))
+                values = np.asarray(record["boxes"], dtype=np.float32).reshape(-1, 5)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DeenError(f"{path}:{number}: expected {{\"stream\", \"frame\", "
+                                f"\"boxes\": [[x1, y1, x2, y2, score], …]}} ({exc})") from None
+            self.boxes[key] = Detections(values[:, :4].copy(), values[:, 4].copy())
+
+    def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
+        return self.boxes.get((stream, frame), Detections.empty())
+
+
+def open_detector(spec: str) -> Detector:
+    """``hog``, a ``.onnx`` detector file, or a ``.jsonl`` boxes file."""
+    if spec == "hog":
+        return HogDetector()
+    path = Path(spec)
+    if not path.is_file():
+        raise DeenError(f"--detector {spec}: not 'hog' and no such file")
+    if path.suffix == ".onnx":
+        return OnnxDetector(path)
+    if path.suffix in (".jsonl", ".json"):
+        return JsonlBoxes(path)
+    raise DeenError(f"--detector {spec}: expected 'hog', a .onnx detector or a .jsonl boxes file")

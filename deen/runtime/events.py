@@ -1,0 +1,84 @@
+"""JSON-lines events: one complete line per event, flushed as it happens.
+
+Every event carries ``time`` (Unix seconds when it was emitted), ``event`` and, when it came
+from a frame, ``stream``, ``frame`` and ``latency_ms`` (frame capture to emission).
+Kinds: ``track_started``, ``track_ended``, ``match`` (a cross-camera pair confirmed),
+``unmatch`` (broken), ``recognised`` (a track named from the gallery), ``stream``
+(a stream changed state: lost, reconnected, ended).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+#: How many recent latencies the percentiles cover (a bounded window: memory stays flat).
+LATENCY_WINDOW = 100_000
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 4)
+    if isinstance(value, np.ndarray):
+        return [_clean(float(v)) for v in value.reshape(-1)]
+    if isinstance(value, (np.floating, np.integer)):
+        return _clean(value.item())
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class EventLog:
+    """Writes events to a file (appending) or to stdout with ``-``; keeps latency stats."""
+
+    def __init__(self, target: Path | str | None, keep: int = 50) -> None:
+        """``keep``: how many recent events stay readable in :attr:`recent`."""
+        self._handle: IO[str] | None
+        self._owned = False
+        if target is None:
+            self._handle = None
+        elif str(target) == "-":
+            self._handle = sys.stdout
+        else:
+            self._handle = open(target, "a", encoding="utf-8")  # noqa: SIM115 (run-long)
+            self._owned = True
+        self.counts: dict[str, int] = {}
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
+
+    def emit(self, event: str, frame_time: float | None = None, **fields: Any) -> None:
+        record: dict[str, Any] = {"time": time.time(), "event": event}
+        if frame_time is not None:
+            latency = 1000 * (time.monotonic() - frame_time)
+            record["latency_ms"] = latency
+            self.latencies_ms.append(latency)
+        record.update(fields)
+        record = _clean(record)
+        self.counts[event] = self.counts.get(event, 0) + 1
+        self.recent.append(record)
+        if self._handle is not None:
+            self._handle.write(json.dumps(record) + "\n")
+            self._handle.flush()
+
+    def latency_percentiles(self) -> tuple[float, float]:
+        """(p50, p95) in milliseconds over the recent window; NaN before any event."""
+        if not self.latencies_ms:
+            return float("nan"), float("nan")
+        values = np.fromiter(self.latencies_ms, dtype=np.float64)
+        return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+            if self._owned:
+                self._handle.close()
+        self._handle = None

@@ -1,0 +1,117 @@
+"""``deen run`` and ``deen gallery``: the live pipeline put together from its parts."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deen.errors import DeenError
+from deen.fileio import sha256_file
+from deen.modality import Modality
+from deen.runtime.annotate import AnnotatedVideo, LiveWindow, display_available
+from deen.runtime.detect import Detector, open_detector
+from deen.runtime.embedder import Embedder
+from deen.runtime.events import EventLog
+from deen.runtime.gallery import Gallery
+from deen.runtime.pipeline import Pipeline, PipelineOptions, RunSummary, run, stop_on_signals
+from deen.runtime.sources import IMAGE_SUFFIXES, FrameSource, open_source
+
+
+def model_id(path: Path, embedder: Embedder) -> str:
+    """What a gallery's embeddings depend on: the model file and the embedding settings."""
+    return (f"{sha256_file(path)[:16]}:{embedder.variant}:flip={embedder.config.flip}:"
+            f"a={embedder.config.a}")
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    rgb: str
+    ir: str
+    detector: str = "hog"
+    events: str | None = "-"  # a file, "-" for stdout, None for none
+    video_out: Path | None = None
+    show: bool = False
+    gallery: Path | None = None
+    loop: bool = False
+    duration_s: float = 0.0
+    status_every_s: float = 5.0
+    realtime: bool = True
+    timeout_s: float = 5.0
+    fps: float = 0.0  # pacing of files/folders; 0: the file's own rate (folders: 10)
+
+
+def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
+             options: PipelineOptions | None = None,
+             detector: Detector | None = None, events: EventLog | None = None) -> RunSummary:
+    """Open both streams, run until they end, ``duration_s`` or Ctrl-C; flush everything.
+
+    ``events`` replaces the log that ``settings.events`` names (e.g. to read events back).
+    """
+    options = options or PipelineOptions()
+    if settings.show and not display_available():
+        raise DeenError("--show needs a display and an OpenCV build with a GUI (this one is "
+                        "headless or DISPLAY is unset); use --video-out to record instead")
+    detector = detector or open_detector(settings.detector)
+    gallery = (Gallery(settings.gallery, model_id(model_path, embedder), embedder.dim)
+               if settings.gallery is not None else None)
+    ready = threading.Event()
+    sources: dict[Modality, FrameSource] = {}
+    events = events or EventLog(settings.events)
+    outputs: list = []
+    try:
+        for modality, name, text in ((Modality.VISIBLE, "rgb", settings.rgb),
+                                     (Modality.INFRARED, "ir", settings.ir)):
+            sources[modality] = open_source(name, text, settings.loop, settings.fps,
+                                            settings.realtime, settings.timeout_s, ready)
+        if settings.video_out is not None:
+            fps = sources[Modality.VISIBLE].frame_rate or 10.0
+            outputs.append(AnnotatedVideo(settings.video_out, fps))
+        if settings.show:
+            outputs.append(LiveWindow())
+        pipeline = Pipeline(embedder, detector, events, options, gallery)
+
+        def on_round(p: Pipeline, frames: dict) -> None:
+            for output in outputs:
+                output(p, frames)
+
+        with stop_on_signals() as stop:
+            summary = run(pipeline, sources, ready, settings.duration_s,
+                          settings.status_every_s, on_round if outputs else None, stop)
+        for output in outputs:
+            output.close()
+        outputs.clear()
+        return summary
+    finally:
+        for source in sources.values():
+            source.stop()
+        for output in outputs:  # only on an error: nothing half-written is left
+            getattr(output, "discard", output.close)()
+        events.close()
+        if gallery is not None:
+            gallery.close()
+
+
+def enrol(gallery_path: Path, name: str, images: Path, modality: Modality,
+          embedder: Embedder, model_path: Path) -> int:
+    """Embed every image in the folder ``images`` and add them to the gallery under ``name``."""
+    if not images.is_dir():
+        raise DeenError(f"--images {images}: not a folder")
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DeenError(f"--images {images}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    crops = []
+    for path in files:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DeenError(f"{path}: not a readable image")
+        crops.append(image)
+    vectors = embedder.embed(crops, modality)
+    if not np.isfinite(vectors).all():
+        raise DeenError(f"{images}: the model produced non-finite embeddings")
+    with Gallery(gallery_path, model_id(model_path, embedder), embedder.dim) as gallery:
+        return gallery.add(name, modality, vectors, [str(p) for p in files])
+

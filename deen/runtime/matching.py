@@ -1,0 +1,145 @@
+"""Which tracks to embed, each track's appearance, and cross-camera matching.
+
+A track's appearance is the normalised mean of the (normalised) embeddings of its crops,
+so one bad crop does not decide a match. Visible and infrared tracks are compared by cosine
+similarity (the dot product of these means; spec §6: the reference similarity up to the
+norms), assigned one-to-one with SciPy's Hungarian solver, and a pair counts as a match only
+after it has held for ``confirm_rounds`` rounds in a row; it is broken after
+``break_rounds`` rounds without it, or when either track ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from deen.modality import Modality
+
+TrackKey = tuple[Modality, int]  # (stream modality, track id)
+
+#: Documented defaults (README, ``deen run --help``).
+DEFAULT_MATCH_THRESHOLD = 0.5
+DEFAULT_CONFIRM_ROUNDS = 3
+DEFAULT_BREAK_ROUNDS = 5
+DEFAULT_EMBED_BUDGET = 8
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+@dataclass
+class Appearance:
+    """Running mean of a track's unit embeddings; ``vector`` is its unit direction."""
+
+    total: np.ndarray
+    count: int = 1
+    last_embedded: float = 0.0  # time.monotonic() of the newest crop
+
+    @property
+    def vector(self) -> np.ndarray:
+        return unit(self.total)
+
+    def add(self, embedding: np.ndarray, when: float) -> None:
+        self.total = self.total + unit(embedding)
+        self.count += 1
+        self.last_embedded = when
+
+
+@dataclass
+class AppearanceBook:
+    """Appearances of the live tracks of both streams."""
+
+    entries: dict[TrackKey, Appearance] = field(default_factory=dict)
+
+    def add(self, key: TrackKey, embedding: np.ndarray, when: float) -> None:
+        if key in self.entries:
+            self.entries[key].add(embedding, when)
+        else:
+            self.entries[key] = Appearance(unit(embedding.astype(np.float64)), 1, when)
+
+    def drop(self, key: TrackKey) -> None:
+        self.entries.pop(key, None)
+
+    def vectors(self, modality: Modality) -> tuple[list[int], np.ndarray]:
+        ids = sorted(track for (m, track) in self.entries if m == modality)
+        if not ids:
+            return [], np.zeros((0, 0))
+        return ids, np.stack([self.entries[modality, t].vector for t in ids])
+
+
+def choose_tracks(candidates: list[TrackKey], book: AppearanceBook, budget: int) -> list[TrackKey]:
+    """Up to ``budget`` of the ``candidates`` (tracks seen in this round's frames): tracks
+    never embedded first, then those embedded longest ago."""
+    def priority(key: TrackKey) -> tuple[int, float]:
+        entry = book.entries.get(key)
+        return (0, 0.0) if entry is None else (1, entry.last_embedded)
+
+    return sorted(candidates, key=priority)[:budget]
+
+
+@dataclass(frozen=True)
+class MatchEvent:
+    kind: str  # "match" (confirmed) or "unmatch" (broken)
+    visible: int
+    infrared: int
+    similarity: float
+    reason: str = ""
+
+
+@dataclass
+class CrossCameraMatcher:
+    threshold: float = DEFAULT_MATCH_THRESHOLD
+    confirm_rounds: int = DEFAULT_CONFIRM_ROUNDS
+    break_rounds: int = DEFAULT_BREAK_ROUNDS
+    streaks: dict[tuple[int, int], int] = field(default_factory=dict)  # candidate pair → rounds
+    confirmed: dict[tuple[int, int], int] = field(default_factory=dict)  # pair → rounds missing
+
+    def assign(self, book: AppearanceBook) -> dict[tuple[int, int], float]:
+        """This round's one-to-one assignment: (visible id, infrared id) → similarity."""
+        v_ids, v = book.vectors(Modality.VISIBLE)
+        r_ids, r = book.vectors(Modality.INFRARED)
+        if not v_ids or not r_ids:
+            return {}
+        similarity = v @ r.T
+        rows, cols = linear_sum_assignment(-similarity)
+        return {(v_ids[i], r_ids[j]): float(similarity[i, j])
+                for i, j in zip(rows, cols, strict=True) if similarity[i, j] >= self.threshold}
+
+    def update(self, book: AppearanceBook, ended: set[TrackKey] = frozenset()
+               ) -> list[MatchEvent]:
+        """One round: break matches of ended tracks, then assign and count streaks."""
+        events: list[MatchEvent] = []
+        for pair in list(self.confirmed):
+            if (Modality.VISIBLE, pair[0]) in ended or (Modality.INFRARED, pair[1]) in ended:
+                del self.confirmed[pair]
+                events.append(MatchEvent("unmatch", *pair, float("nan"), "track ended"))
+        current = self.assign(book)
+        self.streaks = {pair: self.streaks.get(pair, 0) + 1 for pair in current}
+        for pair, similarity in current.items():
+            if pair in self.confirmed:
+                self.confirmed[pair] = 0
+            elif self.streaks[pair] >= self.confirm_rounds:
+                # A new match replaces any confirmed match of either track.
+                for old in [p for p in self.confirmed if p[0] == pair[0] or p[1] == pair[1]]:
+                    del self.confirmed[old]
+                    events.append(MatchEvent("unmatch", *old, float("nan"), "replaced"))
+                self.confirmed[pair] = 0
+                events.append(MatchEvent("match", *pair, similarity))
+        for pair in [p for p in self.confirmed if p not in current]:
+            self.confirmed[pair] += 1
+            if self.confirmed[pair] >= self.break_rounds:
+                del self.confirmed[pair]
+                events.append(MatchEvent("unmatch", *pair, float("nan"), "no longer similar"))
+        return events
+
+    def partner(self, key: TrackKey) -> int | None:
+        for v, r in self.confirmed:
+            if key == (Modality.VISIBLE, v):
+                return r
+            if key == (Modality.INFRARED, r):
+                return v
+        return None

@@ -1,0 +1,291 @@
+"""The live loop: newest frames of both streams → detect → track → embed → match → events.
+
+One round takes the newest frame of each stream (capture threads drop the rest), pairs them
+by timestamp, detects and tracks people per stream, embeds a budgeted set of tracks from
+*both* streams in one mixed-modality embedder call, updates each track's appearance, and
+matches visible to infrared tracks. Everything the round produces goes out as events.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deen.modality import Modality
+from deen.runtime.detect import Detector
+from deen.runtime.embedder import Embedder
+from deen.runtime.events import EventLog
+from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD, Gallery
+from deen.runtime.matching import (
+    DEFAULT_BREAK_ROUNDS,
+    DEFAULT_CONFIRM_ROUNDS,
+    DEFAULT_EMBED_BUDGET,
+    DEFAULT_MATCH_THRESHOLD,
+    AppearanceBook,
+    CrossCameraMatcher,
+    TrackKey,
+    choose_tracks,
+)
+from deen.runtime.scene import STREAMS
+from deen.runtime.sources import Frame, FrameSource
+from deen.runtime.tracking import ByteTracker, Track
+
+STAGES = ("detect", "track", "embed", "match")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    embed_budget: int = DEFAULT_EMBED_BUDGET  # crops per embedder call
+    match_threshold: float = DEFAULT_MATCH_THRESHOLD
+    confirm_rounds: int = DEFAULT_CONFIRM_ROUNDS
+    break_rounds: int = DEFAULT_BREAK_ROUNDS
+    gallery_threshold: float = DEFAULT_GALLERY_THRESHOLD
+    max_skew_s: float = 0.1  # frames further apart than this are not a pair
+    min_box_height: int = 32  # smaller people are tracked but not embedded
+
+
+@dataclass
+class StageTimer:
+    """Mean milliseconds per stage since the last status line."""
+
+    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    rounds: int = 0
+    pairs: int = 0  # rounds whose two frames were within max_skew_s of each other
+    skew_ms: float = 0.0  # summed capture-time difference of those pairs
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.totals[stage] += 1000 * (time.perf_counter() - start)
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.rounds, 1) for k, v in self.totals.items()}
+
+    def reset(self) -> None:
+        self.totals = dict.fromkeys(STAGES, 0.0)
+        self.rounds, self.pairs, self.skew_ms = 0, 0, 0.0
+
+
+class Pipeline:
+    """One round per :meth:`process` call; :func:`run` drives it from two sources."""
+
+    def __init__(self, embedder: Embedder, detector: Detector, events: EventLog,
+                 options: PipelineOptions = PipelineOptions(),
+                 gallery: Gallery | None = None) -> None:
+        self.embedder, self.detector, self.events = embedder, detector, events
+        self.options, self.gallery = options, gallery
+        self.trackers = {m: ByteTracker() for m in STREAMS}
+        self.book = AppearanceBook()
+        self.matcher = CrossCameraMatcher(options.match_threshold, options.confirm_rounds,
+                                          options.break_rounds)
+        self.names: dict[TrackKey, str] = {}
+        self.timer = StageTimer()
+        self.processed = dict.fromkeys(STREAMS, 0)
+        self.pending = 0  # tracks that wanted an embedding this round but did not get one
+        self.last_active: dict[Modality, list[Track]] = {m: [] for m in STREAMS}
+
+    def process(self, frames: dict[Modality, Frame | None]) -> None:
+        present = {m: f for m, f in frames.items() if f is not None}
+        if len(present) == 2:  # the newest frame of each stream: a pair if close enough
+            skew = abs(present[Modality.VISIBLE].timestamp - present[Modality.INFRARED].timestamp)
+            if skew <= self.options.max_skew_s:
+                self.timer.pairs += 1
+                self.timer.skew_ms += 1000 * skew
+        ended: set[TrackKey] = set()
+        crops: list[tuple[TrackKey, np.ndarray, float]] = []
+        for modality, frame in present.items():
+            stream = STREAMS[modality]
+            self.processed[modality] += 1
+            with self.timer.time("detect"):
+                detections = self.detector.detect(frame.image, stream, frame.position)
+            with self.timer.time("track"):
+                update = self.trackers[modality].update(detections, frame.index)
+            for track in update.started:
+                self.events.emit("track_started", frame.timestamp, stream=stream,
+                                 frame=frame.index, track=track.track_id, box=track.box,
+                                 score=track.score)
+            for track in update.ended:
+                ended.add(self._end(modality, track, frame))
+            self.last_active[modality] = update.active
+            for track in update.active:
+                crop = _crop(frame.image, track.box)
+                if crop is not None and crop.shape[0] >= self.options.min_box_height:
+                    crops.append(((modality, track.track_id), crop, frame.timestamp))
+        self._embed(crops, present)
+        with self.timer.time("match"):
+            for event in self.matcher.update(self.book, ended):
+                fields = {"visible_track": event.visible, "infrared_track": event.infrared}
+                if event.kind == "match":
+                    fields["similarity"] = event.similarity
+                else:
+                    fields["reason"] = event.reason
+                newest = max((f.timestamp for f in present.values()), default=None)
+                self.events.emit(event.kind, newest, **fields)
+        self.timer.rounds += 1
+
+    def _embed(self, crops: list[tuple[TrackKey, np.ndarray, float]],
+               frames: dict[Modality, Frame]) -> None:
+        by_key = {key: (crop, when) for key, crop, when in crops}
+        chosen = choose_tracks(list(by_key), self.book, self.options.embed_budget)
+        self.pending = len(by_key) - len(chosen)
+        if not chosen:
+            return
+        with self.timer.time("embed"):
+            vectors = self.embedder.embed([by_key[k][0] for k in chosen],
+                                          [k[0] for k in chosen], batch_size=len(chosen))
+        now = time.monotonic()
+        for key, vector in zip(chosen, vectors, strict=True):
+            self.book.add(key, vector, now)
+            if self.gallery is not None:
+                self._recognise(key, by_key[key][1], frames[key[0]])
+
+    def _recognise(self, key: TrackKey, captured: float, frame: Frame) -> None:
+        found = self.gallery.recognise(self.book.entries[key].vector,
+                                       self.options.gallery_threshold)
+        if found is not None and self.names.get(key) != found.name:
+            self.names[key] = found.name
+            self.events.emit("recognised", captured, stream=STREAMS[key[0]], frame=frame.index,
+                             track=key[1], name=found.name, similarity=found.similarity)
+
+    def _end(self, modality: Modality, track: Track, frame: Frame | None) -> TrackKey:
+        key = (modality, track.track_id)
+        self.events.emit("track_ended", frame.timestamp if frame else None,
+                         stream=STREAMS[modality], track=track.track_id,
+                         frames=track.last_seen - track.first_frame + 1,
+                         name=self.names.pop(key, None))
+        self.book.drop(key)
+        return key
+
+    def end_stream(self, modality: Modality) -> None:
+        """The stream ended: end its tracks and the matches they were in."""
+        ended = {self._end(modality, t, None) for t in self.trackers[modality].close()}
+        for event in self.matcher.update(self.book, ended):
+            if event.kind == "unmatch":
+                self.events.emit("unmatch", None, visible_track=event.visible,
+                                 infrared_track=event.infrared, reason=event.reason)
+
+
+@dataclass
+class RunSummary:
+    rounds: int
+    seconds: float
+    processed: dict[str, int]
+    captured: dict[str, int]
+    dropped: dict[str, int]
+    reconnects: dict[str, int]
+    events: dict[str, int]
+    latency_p50_ms: float
+    latency_p95_ms: float
+
+    def lines(self) -> list[str]:
+        per = ", ".join(f"{s}: {self.processed[s]} processed of {self.captured[s]} captured, "
+                        f"{self.dropped[s]} dropped, {self.reconnects[s]} reconnects"
+                        for s in self.processed)
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.events.items())) or "none"
+        return [f"{self.rounds} rounds in {self.seconds:.1f} s; {per}",
+                f"events: {counts}; latency capture→event p50 {self.latency_p50_ms:.0f} ms, "
+                f"p95 {self.latency_p95_ms:.0f} ms"]
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C / SIGTERM set the returned event instead of raising mid-round."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threading.Event,
+        duration_s: float = 0.0, status_every_s: float = 5.0,
+        on_round: Callable[[Pipeline, dict[Modality, Frame | None]], None] | None = None,
+        stop: threading.Event | None = None) -> RunSummary:
+    """Process rounds until both streams end, ``duration_s`` passes or ``stop`` is set.
+
+    ``ready`` is the event the sources set when a frame arrives (see :class:`FrameSource`).
+    """
+    stop = stop or threading.Event()
+    started = last_status = time.monotonic()
+    seen_state = {m: s.stats.state for m, s in sources.items()}
+    ended: set[Modality] = set()
+    rounds = 0
+    while not stop.is_set():
+        if duration_s and time.monotonic() - started >= duration_s:
+            break
+        ready.clear()
+        frames = {m: s.take() for m, s in sources.items()}
+        if all(f is None for f in frames.values()):
+            if len(ended) == len(sources):
+                break
+            ready.wait(0.05)
+        else:
+            pipeline.process(frames)
+            rounds += 1
+            if on_round is not None:
+                on_round(pipeline, frames)
+        for modality, source in sources.items():
+            state = source.stats.state
+            if state != seen_state[modality]:
+                seen_state[modality] = state
+                pipeline.events.emit("stream", stream=STREAMS[modality], state=state,
+                                     message=source.stats.message)
+            if modality not in ended and source.finished:
+                ended.add(modality)
+                pipeline.end_stream(modality)
+        if status_every_s and time.monotonic() - last_status >= status_every_s:
+            print(status_line(pipeline, sources, time.monotonic() - last_status),
+                  file=sys.stderr, flush=True)
+            pipeline.timer.reset()
+            for s in pipeline.processed:
+                pipeline.processed[s] = 0
+            last_status = time.monotonic()
+    for modality in sources:
+        if modality not in ended:
+            pipeline.end_stream(modality)
+    p50, p95 = pipeline.events.latency_percentiles()
+    return RunSummary(
+        rounds, time.monotonic() - started,
+        {STREAMS[m]: s.stats.taken for m, s in sources.items()},
+        {STREAMS[m]: s.stats.captured for m, s in sources.items()},
+        {STREAMS[m]: s.stats.dropped for m, s in sources.items()},
+        {STREAMS[m]: s.stats.reconnects for m, s in sources.items()},
+        dict(pipeline.events.counts), p50, p95)
+
+
+def status_line(pipeline: Pipeline, sources: dict[Modality, FrameSource],
+                elapsed: float) -> str:
+    stages = " ".join(f"{k} {v:.0f}" for k, v in pipeline.timer.means().items())
+    streams = " | ".join(
+        f"{STREAMS[m]} {pipeline.processed[m] / max(elapsed, 1e-9):.1f} fps, "
+        f"{s.stats.dropped} dropped, {s.stats.state}" for m, s in sources.items())
+    tracks = sum(len(v) for v in pipeline.last_active.values())
+    timer = pipeline.timer
+    pairs = (f"{timer.pairs} pairs (mean skew {timer.skew_ms / timer.pairs:.0f} ms)"
+             if timer.pairs else "no pairs")
+    return (f"[deen run] {streams} | {pairs} | ms/round: {stages} | tracks {tracks}, "
+            f"matches {len(pipeline.matcher.confirmed)}, embed queue {pipeline.pending}")
+
+
+def _crop(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    height, width = image.shape[:2]
+    x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x2, y2 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
+    if x2 - x1 < 4 or y2 - y1 < 8:
+        return None
+    return image[y1:y2, x1:x2]

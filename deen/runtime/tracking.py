@@ -1,0 +1,155 @@
+"""Per-stream multi-object tracking (ByteTrack's association, SORT's Kalman filter).
+
+Why hand-written: the maintained Python trackers do not install beside this project's
+dependencies. ``trackers`` (Roboflow's ByteTrack) requires the GUI build ``opencv-python``,
+which overwrites the ``cv2`` of ``opencv-python-headless``; ``norfair`` requires NumPy < 2;
+``boxmot`` requires torchvision, which has no CPU build here. ByteTrack's association is
+short (two IoU matchings with SciPy's assignment solver), so it is written out here, following
+Zhang et al., "ByteTrack: Multi-Object Tracking by Associating Every Detection Box" (2022).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from deen.runtime.detect import Detections
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N×4 x1y1x2y2) with every box in ``b`` (M×4)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    overlap = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return overlap / np.maximum(area_a[:, None] + area_b[None, :] - overlap, 1e-9)
+
+
+class BoxKalman:
+    """Constant-velocity Kalman filter on (cx, cy, w, h); noise scales with the box height."""
+
+    def __init__(self, box: np.ndarray) -> None:
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        w, h = box[2] - box[0], box[3] - box[1]
+        self.x = np.array([cx, cy, w, h, 0, 0, 0, 0], np.float64)
+        s = max(h, 1.0)
+        self.P = np.diag(np.square([0.1 * s, 0.1 * s, 0.1 * s, 0.1 * s,
+                                    0.5 * s, 0.5 * s, 0.5 * s, 0.5 * s]))
+        self.F = np.eye(8)
+        self.F[:4, 4:] = np.eye(4)
+        self.H = np.eye(4, 8)
+
+    def predict(self) -> None:
+        s = max(self.x[3], 1.0)
+        q = np.square([0.05 * s] * 4 + [0.01 * s] * 4)
+        self.x = self.F @ self.x
+        self.P = self.F @ self.P @ self.F.T + np.diag(q)
+
+    def update(self, box: np.ndarray) -> None:
+        z = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2,
+                      box[2] - box[0], box[3] - box[1]])
+        s = max(self.x[3], 1.0)
+        r = np.diag(np.square([0.05 * s] * 4))
+        innovation = self.H @ self.P @ self.H.T + r
+        gain = self.P @ self.H.T @ np.linalg.inv(innovation)
+        self.x = self.x + gain @ (z - self.H @ self.x)
+        self.P = (np.eye(8) - gain @ self.H) @ self.P
+
+    @property
+    def box(self) -> np.ndarray:
+        cx, cy, w, h = self.x[:4]
+        w, h = max(w, 1.0), max(h, 1.0)
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: np.ndarray  # last box (the detection when matched, else the prediction)
+    score: float
+    first_frame: int
+    last_seen: int  # frame index of the last matched detection
+    hits: int = 1
+    confirmed: bool = False
+    kalman: BoxKalman | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class TrackUpdate:
+    active: list[Track]  # confirmed tracks matched in this frame (their box is current)
+    started: list[Track]  # confirmed in this frame
+    ended: list[Track]  # removed in this frame (lost for too long)
+
+
+class ByteTracker:
+    """ByteTrack: high-score boxes match tracks first, low-score boxes then keep the
+    remaining tracks alive (occlusions lower scores); a track is confirmed after
+    ``min_hits`` matches and removed after ``max_lost`` frames without one."""
+
+    def __init__(self, high_threshold: float = 0.5, low_threshold: float = 0.1,
+                 match_iou: float = 0.3, min_hits: int = 2, max_lost: int = 30) -> None:
+        self.high, self.low, self.match_iou = high_threshold, low_threshold, match_iou
+        self.min_hits, self.max_lost = min_hits, max_lost
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def _associate(self, tracks: list[Track], boxes: np.ndarray
+                   ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+        iou = iou_matrix(np.array([t.box for t in tracks]).reshape(-1, 4), boxes)
+        if iou.size == 0:
+            return [], list(range(len(tracks))), list(range(len(boxes)))
+        rows, cols = linear_sum_assignment(-iou)
+        pairs = [(r, c) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= self.match_iou]
+        matched_t, matched_d = {r for r, _ in pairs}, {c for _, c in pairs}
+        return (pairs, [i for i in range(len(tracks)) if i not in matched_t],
+                [j for j in range(len(boxes)) if j not in matched_d])
+
+    def update(self, detections: Detections, frame: int) -> TrackUpdate:
+        for track in self.tracks:
+            track.kalman.predict()
+            track.box = track.kalman.box
+        high = detections.scores >= self.high
+        low = ~high & (detections.scores >= self.low)
+        started: list[Track] = []
+
+        def matched(track: Track, box: np.ndarray, score: float) -> None:
+            track.kalman.update(box)
+            track.box, track.score, track.last_seen = box.astype(np.float32), score, frame
+            track.hits += 1
+            if not track.confirmed and track.hits >= self.min_hits:
+                track.confirmed = True
+                started.append(track)
+
+        high_boxes, high_scores = detections.boxes[high], detections.scores[high]
+        pairs, loose, new = self._associate(self.tracks, high_boxes)
+        for t, d in pairs:
+            matched(self.tracks[t], high_boxes[d], float(high_scores[d]))
+        remaining = [self.tracks[t] for t in loose]
+        low_boxes, low_scores = detections.boxes[low], detections.scores[low]
+        pairs, _, _ = self._associate(remaining, low_boxes)
+        for t, d in pairs:
+            matched(remaining[t], low_boxes[d], float(low_scores[d]))
+        for d in new:
+            track = Track(self._next_id, high_boxes[d].astype(np.float32), float(high_scores[d]),
+                          frame, frame, kalman=BoxKalman(high_boxes[d]))
+            self._next_id += 1
+            if self.min_hits <= 1:
+                track.confirmed = True
+                started.append(track)
+            self.tracks.append(track)
+        ended = [t for t in self.tracks if frame - t.last_seen > self.max_lost
+                 or (not t.confirmed and t.last_seen < frame)]
+        self.tracks = [t for t in self.tracks if t not in ended]
+        active = [t for t in self.tracks if t.confirmed and t.last_seen == frame]
+        return TrackUpdate(active, started, [t for t in ended if t.confirmed])
+
+    def close(self) -> list[Track]:
+        """End every confirmed track (the stream ended)."""
+        ended = [t for t in self.tracks if t.confirmed]
+        self.tracks = []
+        return ended

@@ -1,0 +1,164 @@
+"""Matching logic on hand-made embeddings: assignment, threshold, confirmation, breaking,
+the embedding budget, the tracker, and the SQLite gallery (restart and killed process)."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from deen.errors import DeenError
+from deen.modality import Modality
+from deen.runtime.detect import Detections
+from deen.runtime.gallery import Gallery
+from deen.runtime.matching import AppearanceBook, CrossCameraMatcher, choose_tracks
+from deen.runtime.tracking import ByteTracker
+
+V, R = Modality.VISIBLE, Modality.INFRARED
+
+
+def _book(visible: dict[int, list[float]], infrared: dict[int, list[float]]) -> AppearanceBook:
+    book = AppearanceBook()
+    for key, vector in [*(((V, k), v) for k, v in visible.items()),
+                        *(((R, k), v) for k, v in infrared.items())]:
+        book.add(key, np.asarray(vector, dtype=np.float64), 0.0)
+    return book
+
+
+def test_assignment_is_one_to_one_and_optimal_not_greedy():
+    # Greedy would take v1–r1 (0.95) and be left with v2–r2 (0.54): 1.49 in all; the
+    # optimum v1–r2 + v2–r1 is 0.82 + 0.90 = 1.72.
+    a = np.array([1.0, 0.0, 0.0])
+    v1 = a * 0.95 + np.array([0, 0.312, 0])
+    book = _book({1: v1, 2: [0.9, 0.0, 0.436]}, {1: a, 2: [0.6, 0.8, 0.0]})
+    sims = {(i, j): float(book.entries[V, i].vector @ book.entries[R, j].vector)
+            for i in (1, 2) for j in (1, 2)}
+    pairs = CrossCameraMatcher(threshold=0.0).assign(book)
+    assert set(pairs) == {(1, 2), (2, 1)}
+    assert sims[1, 2] + sims[2, 1] > sims[1, 1] + sims[2, 2]
+
+
+def test_threshold_leaves_dissimilar_tracks_unmatched():
+    book = _book({1: [1, 0], 2: [0, 1]}, {7: [1, 0.1], 8: [-1, 0]})
+    assert CrossCameraMatcher(threshold=0.5).assign(book) == {
+        (1, 7): pytest.approx(float(np.dot([1, 0], [1, 0.1]) / np.hypot(1, 0.1)))}
+
+
+def test_match_confirmed_after_rounds_and_broken_when_it_stops_holding():
+    matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=3, break_rounds=2)
+    book = _book({1: [1, 0]}, {5: [1, 0]})
+    assert matcher.update(book) == []
+    assert matcher.update(book) == []
+    (event,) = matcher.update(book)
+    assert (event.kind, event.visible, event.infrared) == ("match", 1, 5)
+    assert matcher.partner((V, 1)) == 5 and matcher.partner((R, 5)) == 1
+    assert matcher.update(book) == []  # holds: no new event
+    changed = _book({1: [0, 1]}, {5: [1, 0]})  # the visible track's appearance turned away
+    assert matcher.update(changed) == []
+    (event,) = matcher.update(changed)
+    assert (event.kind, event.reason) == ("unmatch", "no longer similar")
+    assert matcher.partner((V, 1)) is None
+
+
+def test_a_streak_must_be_unbroken():
+    matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=2)
+    same, other = _book({1: [1, 0]}, {5: [1, 0]}), _book({1: [0, 1]}, {5: [1, 0]})
+    assert matcher.update(same) == [] and matcher.update(other) == []
+    assert matcher.update(same) == []
+    assert [e.kind for e in matcher.update(same)] == ["match"]
+
+
+def test_ended_track_breaks_its_match():
+    matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=1)
+    book = _book({1: [1, 0]}, {5: [1, 0]})
+    assert [e.kind for e in matcher.update(book)] == ["match"]
+    book.drop((R, 5))
+    (event,) = matcher.update(book, ended={(R, 5)})
+    assert (event.kind, event.reason) == ("unmatch", "track ended")
+
+
+def test_running_mean_is_normalised_mean_of_unit_embeddings():
+    book = AppearanceBook()
+    book.add((V, 1), np.array([10.0, 0.0]), 1.0)
+    book.add((V, 1), np.array([0.0, 0.1]), 2.0)  # scale does not matter, direction does
+    np.testing.assert_allclose(book.entries[V, 1].vector, [2 ** -0.5, 2 ** -0.5])
+    assert book.entries[V, 1].count == 2 and book.entries[V, 1].last_embedded == 2.0
+
+
+def test_budget_takes_new_tracks_first_then_the_stalest():
+    book = AppearanceBook()
+    book.add((V, 1), np.ones(2), when=5.0)
+    book.add((R, 2), np.ones(2), when=1.0)
+    book.add((V, 3), np.ones(2), when=3.0)
+    candidates = [(V, 1), (R, 2), (V, 3), (R, 9), (V, 8)]
+    assert choose_tracks(candidates, book, 3) == [(R, 9), (V, 8), (R, 2)]
+    assert choose_tracks(candidates, book, 10)[-1] == (V, 1)
+
+
+def test_tracker_keeps_identity_of_a_walking_person_and_ends_lost_tracks():
+    tracker = ByteTracker(min_hits=2, max_lost=3)
+    started, ids = [], set()
+    for frame in range(10):
+        x = 10 + 6 * frame
+        people = Detections(np.array([[x, 20, x + 40, 120], [300 - x, 20, 340 - x, 120]],
+                                     np.float32), np.array([0.9, 0.3], np.float32))
+        update = tracker.update(people, frame)
+        started += update.started
+        ids |= {t.track_id for t in update.active}
+    # The low-score person is never started (ByteTrack starts tracks from high scores only).
+    assert len(started) == 1 and ids == {started[0].track_id}
+    for frame in range(10, 14):
+        update = tracker.update(Detections.empty(), frame)
+    assert [t.track_id for t in update.ended] == [started[0].track_id]
+
+
+def test_gallery_recognises_and_survives_a_restart(tmp_path):
+    path = tmp_path / "gallery.db"
+    with Gallery(path, "model-a", 4) as gallery:
+        gallery.add("alice", V, np.array([[1, 0, 0, 0], [0.9, 0.1, 0, 0]]), ["a1", "a2"])
+        gallery.add("bob", R, np.array([[0, 0, 1, 0]]), ["b1"])
+    with Gallery.open_existing(path) as gallery:
+        assert gallery.identities() == [("alice", 2, 0), ("bob", 0, 1)]
+        found = gallery.recognise(np.array([1.0, 0, 0, 0]), threshold=0.5)
+        assert found.name == "alice" and found.similarity > 0.99
+        assert gallery.recognise(np.array([0, 0, 0, 1.0]), threshold=0.5) is None
+        assert gallery.remove("bob") == 1
+    with pytest.raises(DeenError, match="model-a"):
+        Gallery(path, "model-b", 4)
+
+
+def test_gallery_loses_no_committed_rows_when_the_process_is_killed(tmp_path):
+    """A writer enrols 3-image identities in a loop and is SIGKILLed mid-run: every
+    enrolment it reported is there, and none is half there."""
+    path = tmp_path / "gallery.db"
+    writer = textwrap.dedent(f"""
+        import numpy as np, sys
+        from deen.modality import Modality
+        from deen.runtime.gallery import Gallery
+        g = Gallery({str(path)!r}, "m", 8)
+        rng = np.random.default_rng(0)
+        for i in range(100000):
+            g.add(f"person{{i}}", Modality.VISIBLE, rng.normal(size=(3, 8)), ["a", "b", "c"])
+            print(i, flush=True)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE,
+                               text=True)
+    reported = -1
+    for line in process.stdout:
+        reported = int(line)
+        if reported >= 20:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with Gallery.open_existing(path) as gallery:
+        counts = {name: v for name, v, _ in gallery.identities()}
+        assert gallery.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert all(f"person{i}" in counts for i in range(reported + 1))
+    assert set(counts.values()) == {3}  # all of an enrolment, or none of it
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 3 * len(counts)

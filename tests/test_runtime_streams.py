@@ -1,0 +1,354 @@
+"""Live runtime on real files, real processes and a real RTSP stream: sources (end, loop,
+drops, bad input), detectors, the whole `deen run` on a generated camera pair, Ctrl-C, and
+an RTSP publisher killed and restarted mid-run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from deen.errors import DeenError
+from deen.models.checkpoint import random_model, save_checkpoint
+from deen.runtime.detect import JsonlBoxes, OnnxDetector, open_detector
+from deen.runtime.scene import read_truth, write_stream_pair
+from deen.runtime.sources import FrameSource, SourceSpec, open_source
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return write_stream_pair(tmp_path_factory.mktemp("scene") / "pair", people=3, seconds=4,
+                             fps=10, seed=2)
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A random DEEN at a small input size: the runtime's tests are about plumbing."""
+    model, _ = random_model("sysu", 0)
+    path = tmp_path_factory.mktemp("model") / "deen_small.pt"
+    save_checkpoint(model, path, {"input_size": [64, 24]})
+    return path
+
+
+def _deen(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deen", *args], capture_output=True,
+                          text=True, cwd=REPO, **kwargs)
+
+
+def _events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# -- sources -------------------------------------------------------------------------------
+def test_file_source_delivers_every_frame_offline_then_ends(scene):
+    source = open_source("rgb", str(scene.visible), realtime=False)
+    frames = []
+    while not source.finished:
+        frame = source.take(wait_s=1.0)
+        if frame is not None:
+            frames.append(frame)
+    source.stop()
+    assert [f.index for f in frames] == list(range(scene.frames))
+    assert source.stats.state == "ended" and source.stats.dropped == 0
+    assert frames[0].image.shape == (240, 426, 3)
+
+
+def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(scene):
+    source = open_source("rgb", str(scene.visible), fps=100.0, loop=True)
+    taken = []
+    for _ in range(8):
+        time.sleep(0.1)  # a consumer ten times slower than the stream
+        frame = source.take()
+        if frame is not None:
+            taken.append(frame)
+    source.stop()
+    stats = source.stats
+    assert stats.dropped > 30, stats
+    assert stats.captured == stats.taken + stats.dropped + (source._newest is not None)
+    # Every frame taken was the newest at the time: indices jump by about the drop rate.
+    assert np.diff([f.index for f in taken]).min() > 3
+
+
+def test_loop_restarts_a_file(scene):
+    source = open_source("ir", str(scene.infrared), loop=True, realtime=False)
+    indices = [source.take(wait_s=1.0).index for _ in range(scene.frames + 5)]
+    source.stop()
+    assert source.stats.loops >= 1 and indices[-1] == scene.frames + 4
+
+
+def test_image_folder_source(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((20, 10, 3), 50 * i, np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    source = open_source("rgb", str(tmp_path), realtime=False)
+    values = [int(source.take(wait_s=1.0).image[0, 0, 0]) for _ in range(3)]
+    source.stop()
+    assert values == [0, 50, 100]
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "empty_folder"])
+def test_bad_sources_give_clear_errors(case, scene, tmp_path):
+    if case == "missing":
+        text, message = str(tmp_path / "nope.mp4"), "no such file or folder"
+    elif case == "corrupt":
+        (tmp_path / "bad.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+        text, message = str(tmp_path / "bad.mp4"), "not a readable video"
+    elif case == "truncated":
+        data = scene.visible.read_bytes()
+        (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
+        text, message = str(tmp_path / "cut.mp4"), "not a readable video"
+    else:
+        (tmp_path / "empty").mkdir()
+        text, message = str(tmp_path / "empty"), "no images"
+    with pytest.raises(DeenError, match=message):
+        open_source("rgb", text)
+
+
+def test_unreachable_url_fails_fast_and_clearly():
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(DeenError, match="cannot connect"):
+        open_source("rgb", f"rtsp://127.0.0.1:{port}/cam", timeout_s=2.0)
+    assert time.monotonic() - start < 10
+
+
+def test_source_spec_kinds(scene, tmp_path):
+    assert SourceSpec.parse("0").kind == "camera"
+    assert SourceSpec.parse("rtsp://10.0.0.2/live").kind == "url"
+    assert SourceSpec.parse(str(scene.visible)).kind == "file"
+    assert SourceSpec.parse(str(tmp_path)).kind == "folder"
+    assert FrameSource("x", SourceSpec("url", "http://h/x")).spec.live
+
+
+# -- detectors -----------------------------------------------------------------------------
+def _constant_detector(path: Path, output: np.ndarray, size: int = 64) -> Path:
+    """An ONNX 'detector' that returns ``output`` for any 1×3×size×size image."""
+    image = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])
+    result = helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))
+    zero = helper.make_node("ReduceSum", ["images"], ["s"], keepdims=0)
+    mul = helper.make_node("Mul", ["s", "zero"], ["z"])
+    add = helper.make_node("Add", ["constant", "z"], ["output0"])
+    graph = helper.make_graph([zero, mul, add], "det", [image], [result], initializer=[
+        numpy_helper.from_array(output.astype(np.float32), "constant"),
+        numpy_helper.from_array(np.zeros((), np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("layout", ["yolov8", "yolov5"])
+def test_onnx_detector_maps_boxes_back_through_the_letterbox(layout, tmp_path):
+    # A 128×64 (H×W) frame letterboxed into 64×64: scale 0.5, 16 px of padding left/right.
+    person = [32, 32, 16, 40]  # cx, cy, w, h in model pixels → frame box (16, 24, 48, 104)
+    other_class = [10, 10, 8, 8]
+    # Real detectors have far more candidate boxes N than channels: pad with empty rows.
+    if layout == "yolov8":  # 1×(4+2 classes)×N
+        rows = np.array([[*person, 0.9, 0.0], [*other_class, 0.0, 0.9]])
+        output = np.concatenate([rows, np.zeros((10, 6))]).T[None]
+    else:  # 1×N×(5+2 classes)
+        rows = np.array([[*person, 0.9, 1.0, 0.0], [*other_class, 0.9, 0.0, 1.0]])
+        output = np.concatenate([rows, np.zeros((10, 7))])[None]
+    detector = OnnxDetector(_constant_detector(tmp_path / "det.onnx", output))
+    found = detector.detect(np.zeros((128, 64, 3), np.uint8), "rgb", 0)
+    assert len(found) == 1
+    np.testing.assert_allclose(found.boxes[0], [16, 24, 48, 104], atol=1e-4)
+
+
+def test_boxes_file_errors_name_the_line(tmp_path):
+    path = tmp_path / "boxes.jsonl"
+    path.write_text('{"stream": "rgb", "frame": 0, "boxes": [[0, 0, 5, 5, 0.9]]}\n'
+                    '{"stream": "rgb", "frame": 1, "boxes": [[0, 0, 5]]}\n')
+    with pytest.raises(DeenError, match=r"boxes.jsonl:2: "):
+        JsonlBoxes(path)
+    with pytest.raises(DeenError, match="not 'hog' and no such file"):
+        open_detector(str(tmp_path / "missing.onnx"))
+
+
+def test_hog_detector_runs_on_a_frame(scene):
+    capture = cv2.VideoCapture(str(scene.visible))
+    ok, image = capture.read()
+    found = open_detector("hog").detect(image, "rgb", 0)
+    assert ok and found.boxes.shape[1] == 4 and len(found.boxes) == len(found.scores)
+
+
+# -- the whole pipeline --------------------------------------------------------------------
+def test_deen_run_on_a_generated_pair_produces_events_and_video(scene, small_model, tmp_path):
+    events_path, video = tmp_path / "events.jsonl", tmp_path / "annotated.mp4"
+    result = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared),
+                   "--model", str(small_model), "--device", "cpu", "--detector",
+                   str(scene.boxes), "--events", str(events_path), "--video-out", str(video),
+                   "--no-realtime", "--status-every", "1", "--match-threshold", "0.0",
+                   timeout=300)
+    assert result.returncode == 0, result.stderr
+    events = _events(events_path)
+    kinds = {e["event"] for e in events}
+    assert {"track_started", "track_ended", "match"} <= kinds
+    truth = read_truth(scene.boxes)
+    for stream in ("rgb", "ir"):
+        people = {who for (s, _), boxes in truth.items() if s == stream for _, who in boxes}
+        started = [e for e in events if e["event"] == "track_started" and e["stream"] == stream]
+        ended = [e for e in events if e["event"] == "track_ended" and e["stream"] == stream]
+        assert len(people) <= len(started) <= 2 * len(people) and len(ended) == len(started)
+    assert all(e["latency_ms"] >= 0 for e in events if "latency_ms" in e)
+    assert "[deen run]" in result.stderr and "dropped" in result.stderr
+    capture = cv2.VideoCapture(str(video))
+    assert capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) > scene.frames
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_ctrl_c_stops_cleanly_and_flushes_outputs(scene, small_model, tmp_path):
+    events_path, video = tmp_path / "events.jsonl", tmp_path / "out.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
+         str(scene.infrared), "--loop", "--model", str(small_model), "--device", "cpu",
+         "--detector", str(scene.boxes), "--events", str(events_path), "--video-out",
+         str(video), "--status-every", "0"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+            events_path.exists() and "track_started" in events_path.read_text()):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "rounds in" in stderr
+    assert _events(events_path)[-1]["event"] in ("track_ended", "unmatch")
+    assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT) > 0
+
+
+@pytest.mark.parametrize("case", ["corrupt", "unreachable"])
+def test_deen_run_bad_input_is_one_line(case, tmp_path, small_model, scene):
+    if case == "corrupt":
+        (tmp_path / "bad.mp4").write_bytes(b"\x00" * 4096)
+        rgb, message = str(tmp_path / "bad.mp4"), "not a readable video"
+    else:
+        rgb, message = "rtsp://127.0.0.1:9/none", "cannot connect"
+    result = _deen("run", "--rgb", rgb, "--ir", str(scene.infrared), "--model",
+                   str(small_model), "--timeout", "2", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _ffmpeg() -> str:
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="needs imageio-ffmpeg's ffmpeg")
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_rtsp_stream_killed_and_restarted_is_picked_up_again(scene, small_model, tmp_path):
+    ffmpeg = _ffmpeg()
+    port = _free_port()
+    url = f"rtsp://127.0.0.1:{port}/visible"
+    relay = subprocess.Popen([sys.executable, str(REPO / "tests" / "rtsp_relay.py"), str(port)],
+                             stdout=subprocess.PIPE, text=True)
+    assert relay.stdout.readline().strip() == "ready"
+
+    def publish() -> subprocess.Popen:
+        return subprocess.Popen(
+            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i",
+             str(scene.visible), "-c:v", "libx264", "-preset", "ultrafast", "-tune",
+             "zerolatency", "-g", "10", "-f", "rtsp", "-rtsp_transport", "tcp", url],
+            stdin=subprocess.DEVNULL)
+
+    publisher = publish()
+    events_path = tmp_path / "events.jsonl"
+    run = None
+    try:
+        time.sleep(2)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "deen", "run", "--rgb", url, "--ir", str(scene.infrared),
+             "--loop", "--model", str(small_model), "--device", "cpu", "--events",
+             str(events_path), "--duration", "25", "--status-every", "0", "--timeout", "3"],
+            cwd=REPO, stderr=subprocess.PIPE, text=True)
+        time.sleep(8)
+        publisher.kill()  # the camera goes away ...
+        publisher.wait()
+        time.sleep(4)
+        publisher = publish()  # ... and comes back
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        for process in (publisher, relay, run):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    assert run.returncode == 0, stderr
+    states = [e["state"] for e in _events(events_path)
+              if e["event"] == "stream" and e["stream"] == "rgb"]
+    assert "reconnecting" in states and states[-1] == "live", states
+    assert "1 reconnects" in stderr or "2 reconnects" in stderr, stderr
+
+
+def test_embedder_slower_than_the_cameras_makes_frames_drop_not_queue(scene, small_model):
+    """Embedding takes 0.3 s a call against 10 fps cameras: each round takes the newest
+    frames, the rest are dropped and counted, and no source ever holds more than one."""
+    from deen.runtime import open_embedder
+    from deen.runtime.embedder import DelayedEmbedder
+    from deen.runtime.live import LiveSettings, run_live
+
+    embedder = DelayedEmbedder(open_embedder(small_model, device="cpu"), 0.3)
+    settings = LiveSettings(rgb=str(scene.visible), ir=str(scene.infrared),
+                            detector=str(scene.boxes), events=None, loop=True, duration_s=5,
+                            status_every_s=0)
+    summary = run_live(embedder, small_model, settings)
+    for stream in ("rgb", "ir"):
+        assert summary.dropped[stream] > 10, summary
+        assert summary.processed[stream] + summary.dropped[stream] <= summary.captured[stream]
+    assert summary.events.get("track_started", 0) > 0
+    assert "dropped" in summary.lines()[0]
+
+
+def test_gallery_cli_enrols_lists_and_names_tracks_in_a_run(scene, small_model, tmp_path):
+    """Enrol crops of generated person 0 as 'alice', then run with the gallery: tracks are
+    named (a random model finds everyone similar, so this checks the plumbing, not accuracy)."""
+    crops = tmp_path / "alice"
+    crops.mkdir()
+    capture = cv2.VideoCapture(str(scene.visible))
+    truth = read_truth(scene.boxes)
+    for frame in range(scene.frames):
+        ok, image = capture.read()
+        for box, who in truth.get(("rgb", frame), []):
+            if who == 0 and ok:
+                x1, y1, x2, y2 = (int(v) for v in box)
+                cv2.imwrite(str(crops / f"{frame:03d}.png"), image[y1:y2, x1:x2])
+    gallery = tmp_path / "gallery.db"
+    added = _deen("gallery", "add", "alice", "--images", str(crops), "--modality", "visible",
+                  "--model", str(small_model), "--device", "cpu", "--gallery", str(gallery))
+    assert added.returncode == 0, added.stderr
+    listed = _deen("gallery", "list", "--gallery", str(gallery))
+    assert listed.returncode == 0 and "alice" in listed.stdout
+    events_path = tmp_path / "events.jsonl"
+    result = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared), "--model",
+                   str(small_model), "--device", "cpu", "--detector", str(scene.boxes),
+                   "--gallery", str(gallery), "--gallery-threshold", "0.0", "--events",
+                   str(events_path), "--no-realtime", "--embed-budget", "2",
+                   "--status-every", "0", timeout=300)
+    assert result.returncode == 0, result.stderr
+    named = [e for e in _events(events_path) if e["event"] == "recognised"]
+    assert named and {e["name"] for e in named} == {"alice"}
+    other = tmp_path / "other.pt"
+    model, _ = random_model("sysu", 1)
+    save_checkpoint(model, other, {"input_size": [64, 24]})
+    refused = _deen("gallery", "add", "bob", "--images", str(crops), "--modality", "visible",
+                    "--model", str(other), "--device", "cpu", "--gallery", str(gallery))
+    assert refused.returncode == 1 and "gallery was built with model" in refused.stderr
+    removed = _deen("gallery", "remove", "alice", "--gallery", str(gallery))
+    assert removed.returncode == 0 and "removed" in removed.stdout
