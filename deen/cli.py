@@ -18,10 +18,6 @@ from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.models.deen import VARIANTS
 
-#: Commands that later issues fill: name → what they will do and where it is tracked.
-PLANNED_COMMANDS = {
-    "bench": ("time backends against PyTorch with accuracy beside speed", "issue #5"),
-}
 PLANNED_ENGINES = {"trt": "issue #7", "triton": "issue #7"}
 
 
@@ -65,7 +61,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"loaded {args.checkpoint} ({loaded.source_format} format, DEEN "
           f"{loaded.model.variant.name}); exporting and verifying ...", flush=True)
     result = export_onnx(loaded.model, args.out, config=_embedding_config(args),
-                         source=loaded.source, opset=args.opset, input_size=loaded.input_size)
+                         source=loaded.source, opset=args.opset, input_size=loaded.input_size,
+                         precision=args.precision, calib=args.calib)
     print(f"wrote {result.model_path} and {result.manifest_path}")
     print(f"verified: {result.verification.summary()}")
     return 0
@@ -184,6 +181,83 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from deen.bench.report import table, write_all
+    from deen.bench.run import BACKENDS, run_bench
+    from deen.models.checkpoint import load_checkpoint, random_model
+
+    unknown = [b for b in args.backends if b not in BACKENDS]
+    if unknown:
+        raise DeenError(f"--backends: unknown {', '.join(unknown)}; choose from "
+                        f"{', '.join(BACKENDS)}")
+    if args.checkpoint is None:
+        model, source = random_model(args.variant or "sysu", 0)
+        input_size = tuple(args.input_size)
+        print("no --checkpoint: timing a seeded RANDOM DEEN (accuracy columns compare "
+              "backends with each other, not with a trained model)")
+    else:
+        loaded = load_checkpoint(args.checkpoint, variant=args.variant)
+        model, source, input_size = loaded.model, loaded.source, loaded.input_size
+    with tempfile.TemporaryDirectory(prefix="deen-bench-") as scratch:
+        report = run_bench(model, source, input_size, args.backends, args.batches,
+                           _embedding_config(args), args.runs, args.warmup, Path(scratch),
+                           calib=args.calib)
+    print(table(report))
+    for path in write_all(report, args.out_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    height, _, width = text.partition("x")
+    if not (height.isdigit() and width.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 384x144, got {text!r}")
+    return int(height), int(width)
+
+
+def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
+    from deen.bench.run import BACKENDS
+
+    bench = commands.add_parser(
+        "bench", help="time backends against PyTorch, with accuracy beside speed",
+        description="Time PyTorch (fp32, bf16 autocast, torch.compile), ONNX Runtime (fp32, "
+                    "int8) and TensorRT (when present) on the same inputs in one run: "
+                    "p50/p90/p99 latency, images/s, speed-up, GFLOP/s, cold start, memory, "
+                    "and cosine / rank-1 agreement against PyTorch fp32. Writes bench.json, "
+                    "bench.md and bench.png.")
+    _add_model_options(bench, checkpoint_required=False)
+    bench.add_argument("--backends", type=lambda t: [b for b in t.split(",") if b],
+                       default=["pytorch-fp32", "pytorch-bf16", "onnxruntime-fp32",
+                                "onnxruntime-int8"],
+                       help=f"comma-separated, from {', '.join(BACKENDS)} (default: all but "
+                            "pytorch-compile and tensorrt)")
+    bench.add_argument("--batches", type=_int_list, default=[1, 8, 32],
+                       help="batch sizes (default 1,8,32)")
+    bench.add_argument("--runs", type=_positive_int, default=20, help="timed runs per batch")
+    bench.add_argument("--warmup", type=_positive_int, default=3, help="untimed runs first")
+    bench.add_argument("--input-size", type=_input_size, default=(384, 144),
+                       help="HEIGHTxWIDTH without --checkpoint (default 384x144)")
+    bench.add_argument("--calib", type=Path, default=None, metavar="DIR",
+                       help="int8 calibration crops (see deen export --calib)")
+    bench.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"),
+                       help="where bench.json/md/png go (default benchmarks/results)")
+    _add_embedding_options(bench)
+    bench.set_defaults(handler=_cmd_bench)
+
+
 def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     from deen.runtime import matching
     from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD
@@ -259,16 +333,6 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     gallery.set_defaults(handler=_cmd_gallery)
 
 
-def _planned(name: str) -> Callable[[argparse.Namespace], int]:
-    what, where = PLANNED_COMMANDS[name]
-
-    def command(args: argparse.Namespace) -> int:
-        print(f"deen {name}: not available yet: will {what} ({where})", file=sys.stderr)
-        return 2
-
-    return command
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deen", description="DEEN visible-infrared person re-identification toolchain.")
@@ -301,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(export, checkpoint_required=True)
     export.add_argument("--out", type=Path, required=True, metavar="FILE.onnx")
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    export.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                        help="int8: static quantisation (ONNX Runtime), verified against fp32 "
+                             "(cosine >= 0.98)")
+    export.add_argument("--calib", type=Path, default=None, metavar="DIR",
+                        help="int8 calibration crops: DIR/visible/* and DIR/infrared/* "
+                             "(default: generated people)")
     _add_embedding_options(export)
     export.set_defaults(handler=_cmd_export)
 
@@ -351,17 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(handler=_cmd_synth)
 
     _add_run_parser(commands)
-    for name, (what, where) in PLANNED_COMMANDS.items():
-        planned = commands.add_parser(name, help=f"{what} (not yet: {where})")
-        planned.set_defaults(handler=_planned(name))
+    _add_bench_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command not in PLANNED_COMMANDS:  # planned ones take anything
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     command = f"deen {args.command}"
     try:
         return args.handler(args)

@@ -14,13 +14,6 @@ def _deen(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("command", ["bench"])
-def test_planned_commands_say_so_and_exit_2(command):
-    result = _deen(command, "--anything")
-    assert result.returncode == 2
-    assert "not available yet" in result.stderr and "issue #" in result.stderr
-
-
 def test_planned_engines_exit_2(tmp_path):
     result = _deen("export", "--engine", "trt", "--checkpoint", "x.t", "--out",
                    str(tmp_path / "m.onnx"))
@@ -47,9 +40,10 @@ SCRIPTS = Path(sys.executable).parent
 def test_console_script_aliases():
     result = subprocess.run([SCRIPTS / "deen-export", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--checkpoint" in result.stdout
-    for alias in ("deen-run", "deen-bench"):
-        result = subprocess.run([SCRIPTS / alias], capture_output=True, text=True)
-        assert result.returncode == 2 and f"deen {alias[5:]}" in result.stderr
+    result = subprocess.run([SCRIPTS / "deen-run"], capture_output=True, text=True)
+    assert result.returncode == 2 and "deen run" in result.stderr  # --rgb/--ir/--model missing
+    result = subprocess.run([SCRIPTS / "deen-bench", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--backends" in result.stdout
 
 
 def test_demo_runs_on_the_embedded_default(tmp_path):

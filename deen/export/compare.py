@@ -23,6 +23,8 @@ class Tolerance:
 #: The stated tolerances, by export kind.
 TOLERANCES: dict[str, Tolerance] = {
     "onnx-fp32": Tolerance(max_abs_diff=1e-4, min_cosine=0.99999),
+    # int8 changes every value a little: the bound is on direction (what ranking uses).
+    "onnx-int8": Tolerance(max_abs_diff=float("inf"), min_cosine=0.98),
 }
 
 

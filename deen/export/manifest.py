@@ -54,7 +54,7 @@ def library_versions() -> dict[str, str]:
 
 def build_manifest(*, engine: str, variant: str, num_classes: int, embedding_dim: int,
                    config: EmbeddingConfig, source: SourceInfo, opset: int,
-                   input_size: tuple[int, int]) -> dict[str, Any]:
+                   input_size: tuple[int, int], precision: str = "fp32") -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -70,6 +70,7 @@ def build_manifest(*, engine: str, variant: str, num_classes: int, embedding_dim
         "output": {OUTPUT_EMBEDDING: {"shape": ["batch", 6 * embedding_dim], "dtype": "float32",
                                       "layout": embedding_layout(embedding_dim, config)}},
         "embedding": config.to_dict(),
+        "precision": precision,
         "opset": opset,
         "dynamic_batch": True,
         "source": asdict(source),

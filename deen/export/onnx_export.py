@@ -88,13 +88,31 @@ def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
     program.save(str(path), external_data=False)
 
 
+PRECISIONS = ("fp32", "int8")
+
+
+def _set_metadata(path: Path, manifest: dict[str, Any]) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    model.metadata_props.add(key=METADATA_KEY, value=json.dumps(manifest))
+    onnx.save(model, str(path))
+
+
 def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingConfig,
                 source: SourceInfo, opset: int = DEFAULT_OPSET,
-                input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> ExportResult:
+                input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, precision: str = "fp32",
+                calib: Path | None = None) -> ExportResult:
     """Export, verify against PyTorch, then move the ONNX file and its manifest into place.
 
+    ``precision="int8"`` quantises the fp32 graph (:mod:`deen.export.quantize`) with
+    calibration crops from ``calib`` (``visible/`` and ``infrared/`` folders; default:
+    generated people) and verifies it against PyTorch fp32 with the ``onnx-int8`` tolerance.
     Raises :class:`DeenError` (and leaves nothing at ``out``) when verification fails.
     """
+    if precision not in PRECISIONS:
+        raise DeenError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise DeenError(f"{out}: the output file must end in .onnx")
@@ -103,13 +121,31 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
     manifest = build_manifest(
         engine="onnx", variant=model.variant.name, num_classes=model.num_classes,
         embedding_dim=model.variant.embedding_dim, config=config, source=source, opset=opset,
-        input_size=input_size,
+        input_size=input_size, precision=precision,
     )
     manifest_file = manifest_path_for(out)
-    tolerance = TOLERANCES["onnx-fp32"]
+    tolerance = TOLERANCES[f"onnx-{precision}"]
     with atomic_path(out) as tmp_model, atomic_path(manifest_file) as tmp_manifest:
-        trace_to_onnx(network, tmp_model, opset, {METADATA_KEY: json.dumps(manifest)},
-                      input_size)
+        if precision == "int8":
+            from deen.export.quantize import calibration_crops, quantize_int8
+
+            crops = calibration_crops(calib)  # first: a bad --calib fails before tracing
+            fp32 = tmp_model.with_name(f"{tmp_model.name}.fp32.onnx")  # only int8 is kept
+            try:
+                trace_to_onnx(network, fp32, opset, {METADATA_KEY: json.dumps(manifest)},
+                              input_size)
+                kept = quantize_int8(fp32, tmp_model, crops, input_size)
+            finally:
+                fp32.unlink(missing_ok=True)
+            manifest["quantization"] = {
+                "tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+                "weights": "int8 per channel", "activations": "uint8 per tensor (MinMax)",
+                "calibration": str(calib) if calib else "generated people",
+                "calibration_images": len(crops), "float_nodes": len(kept)}
+            _set_metadata(tmp_model, manifest)
+        else:
+            trace_to_onnx(network, tmp_model, opset, {METADATA_KEY: json.dumps(manifest)},
+                          input_size)
         report = verify_embedder(TorchEmbedder(model, config, device="cpu",
                                                input_size=input_size),
                                  OnnxRuntimeEmbedder(tmp_model, device="cpu"), tolerance)

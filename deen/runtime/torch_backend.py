@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from deen.embedding import EmbeddingConfig, EmbeddingNetwork
+from deen.errors import DeenError
 from deen.models.checkpoint import load_checkpoint
 from deen.models.deen import DEEN
 from deen.preprocess import DEFAULT_INPUT_SIZE
@@ -18,18 +19,36 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+#: Reduced precisions by name: autocast dtype. bf16 is for CPUs (and GPUs) that have it,
+#: fp16 for GPUs; the embedding is returned in float32 either way.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 class TorchEmbedder(Embedder):
+    """``precision`` runs the network under autocast (``bf16``/``fp16``); ``compile`` wraps it
+    in :func:`torch.compile` (the first call then compiles, which takes a while)."""
+
     backend = "pytorch"
 
     def __init__(self, model: DEEN, config: EmbeddingConfig | None = None,
                  device: str | None = None,
-                 input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> None:
+                 input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, precision: str = "fp32",
+                 compile: bool = False) -> None:
+        if precision not in PRECISIONS:
+            raise DeenError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                            f"{precision!r}")
         self.device = torch.device(device or default_device())
+        if precision == "fp16" and self.device.type != "cuda":
+            raise DeenError("fp16 needs a CUDA device; on a CPU use bf16")
         self.input_size = tuple(input_size)
         self.network = EmbeddingNetwork(model, config).to(self.device).eval()
         self.config = self.network.config
         self.variant = model.variant.name
         self.dim = self.network.dim
+        self.precision = precision
+        self._forward = torch.compile(self.network) if compile else self.network
+        suffix = "" if precision == "fp32" else f"-{precision}"
+        self.backend = f"pytorch{suffix}{'-compile' if compile else ''}"
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], *, config: EmbeddingConfig | None = None,
@@ -40,6 +59,8 @@ class TorchEmbedder(Embedder):
     @torch.inference_mode()
     def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
         images, modality = validated_batch(images, modality, self.input_size)
-        out = self.network(torch.from_numpy(images).to(self.device),
-                           torch.from_numpy(modality).to(self.device))
+        dtype = PRECISIONS[self.precision]
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            out = self._forward(torch.from_numpy(images).to(self.device),
+                                torch.from_numpy(modality).to(self.device))
         return out.float().cpu().numpy()

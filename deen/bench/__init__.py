@@ -1,0 +1,1 @@
+"""deen bench: backends timed side by side with accuracy beside speed."""

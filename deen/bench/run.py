@@ -1,0 +1,153 @@
+"""``deen bench``: build the requested backends from one model and time them in one run."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deen.bench.harness import (
+    BackendInfo,
+    BenchReport,
+    accuracy_against,
+    people_batch,
+    rss_mib,
+    time_backends,
+)
+from deen.embedding import EmbeddingConfig, EmbeddingNetwork
+from deen.errors import DeenError
+from deen.modality import Modality
+from deen.models.checkpoint import SourceInfo
+from deen.models.deen import DEEN
+from deen.preprocess import preprocess
+from deen.runtime.embedder import Embedder
+from deen.runtime.torch_backend import TorchEmbedder
+from deen.synthetic import make_people, render_person
+
+BACKENDS = ("pytorch-fp32", "pytorch-bf16", "pytorch-compile", "onnxruntime-fp32",
+            "onnxruntime-int8", "tensorrt")
+REFERENCE = "pytorch-fp32"
+
+
+def machine_description() -> dict[str, object]:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        model = next(line.split(":", 1)[1].strip() for line in info.splitlines()
+                     if line.startswith("model name"))
+        flags = set(next(line for line in info.splitlines() if line.startswith("flags"))
+                    .split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        flags = set()
+    simd = sorted(f for f in flags if f.startswith(("avx512", "avx2", "amx")) or
+                  f in ("avx_vnni", "avx512_bf16", "avx512_vnni"))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"description": f"{model}, {os.cpu_count()} CPUs, SIMD: {' '.join(simd) or 'n/a'}"
+                           + (f", GPU: {gpu}" if gpu else ""),
+            "cpu": model, "cpus": os.cpu_count(), "simd": simd, "gpu": gpu,
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def gemm_gflops(size: int = 1024, repeats: int = 5) -> float:
+    """The machine's measured fp32 matrix-multiply rate (PyTorch, all threads)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def model_gflop(model: DEEN, config: EmbeddingConfig, input_size: tuple[int, int]) -> float:
+    """GFLOP of one image's embedding (one pass, or two with flip), counted by PyTorch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    network = EmbeddingNetwork(model, config).eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        network(torch.zeros(1, 3, *input_size), torch.zeros(1, dtype=torch.int64))
+    return counter.get_total_flops() / 1e9
+
+
+def retrieval_set(people: int, input_size: tuple[int, int], seed: int = 7
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``people`` visible images then the same people's infrared images, preprocessed."""
+    rng = np.random.default_rng(seed)
+    persons = make_people(people, seed)
+    images = [render_person(p, m, rng) for m in (Modality.VISIBLE, Modality.INFRARED)
+              for p in persons]
+    codes = np.array([0] * people + [1] * people, dtype=np.int64)
+    return preprocess(images, size=input_size), codes
+
+
+def build_backend(name: str, model: DEEN, config: EmbeddingConfig, source: SourceInfo,
+                  input_size: tuple[int, int], workdir: Path, calib: Path | None) -> Embedder:
+    if name == "pytorch-fp32":
+        return TorchEmbedder(model, config, "cpu", input_size)
+    if name == "pytorch-bf16":
+        return TorchEmbedder(model, config, "cpu", input_size, precision="bf16")
+    if name == "pytorch-compile":
+        return TorchEmbedder(model, config, "cpu", input_size, compile=True)
+    from deen.export.onnx_export import export_onnx
+    from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
+
+    if name == "onnxruntime-fp32":
+        result = export_onnx(model, workdir / "fp32.onnx", config=config, source=source,
+                             input_size=input_size)
+        return OnnxRuntimeEmbedder(result.model_path, device="cpu")
+    if name == "onnxruntime-int8":
+        result = export_onnx(model, workdir / "int8.onnx", config=config, source=source,
+                             input_size=input_size, precision="int8", calib=calib)
+        return OnnxRuntimeEmbedder(result.model_path, device="cpu")
+    raise DeenError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+
+
+def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
+              backends: list[str], batches: list[int], config: EmbeddingConfig,
+              runs: int, warmup: int, workdir: Path, calib: Path | None = None,
+              people: int = 24, log: Callable[[str], None] = print) -> BenchReport:
+    model = model.cpu().eval()
+    report = BenchReport(machine_description(), {
+        "input_size": list(input_size), "flip": config.flip, "batches": batches, "runs": runs,
+        "warmup": warmup, "variant": model.variant.name, "model_source": source.kind,
+        "retrieval_people": people})
+    gflop = model_gflop(model, config, input_size)
+    gemm = gemm_gflops()
+    report.machine["gemm_gflops"] = gemm
+    report.settings["gflop_per_image"] = gflop
+    log(f"model: {gflop:.1f} GFLOP per image; machine GEMM rate {gemm:.0f} GFLOP/s")
+    names = [REFERENCE, *[b for b in backends if b != REFERENCE]]
+    built: dict[str, Embedder] = {}
+    sample, codes = people_batch(1, input_size)
+    for name in names:
+        if name == "tensorrt":
+            report.skipped[name] = "TensorRT engines come with issue #7"
+            continue
+        log(f"building {name} ...")
+        rss_before, start = rss_mib(), time.perf_counter()
+        try:
+            embedder = build_backend(name, model, config, source, input_size, workdir, calib)
+            embedder.run(sample, codes)
+        except DeenError as exc:
+            report.skipped[name] = str(exc)
+            continue
+        report.backends.append(BackendInfo(name, 1000 * (time.perf_counter() - start),
+                                           rss_mib() - rss_before))
+        built[name] = embedder
+    gallery, gallery_codes = retrieval_set(people, input_size)
+    reference = built[REFERENCE].run(gallery, gallery_codes)
+    for name, embedder in built.items():
+        report.accuracy.append(accuracy_against(reference, embedder.run(gallery, gallery_codes),
+                                                people, name))
+    log(f"timing {', '.join(built)} at batches {batches} ({runs} interleaved runs each) ...")
+    report.timings = time_backends(built, batches, input_size, runs, warmup)
+    base = {t.batch: t.p50_ms for t in report.timings if t.backend == REFERENCE}
+    for t in report.timings:
+        t.speedup = base[t.batch] / t.p50_ms
+        t.gflops_per_s = gflop * t.batch / (t.p50_ms / 1000)
+    return report

@@ -1,0 +1,119 @@
+"""deen bench and int8 export: the harness's numbers, its report files, the quantised graph."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from deen.bench.harness import accuracy_against
+from deen.bench.report import table, write_all
+from deen.bench.run import run_bench
+from deen.embedding import EmbeddingConfig
+from deen.errors import DeenError
+from deen.export.onnx_export import export_onnx
+from deen.export.quantize import calibration_crops, float_nodes, module_path, quantize_int8
+from deen.models.checkpoint import random_model
+from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
+
+SIZE = (64, 24)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model("regdb", 0)
+
+
+def test_accuracy_against_counts_rank1_agreement():
+    reference = np.eye(4)  # 2 visible rows, then their 2 infrared rows
+    reference[2:, :2] = np.eye(2)
+    swapped = reference.copy()
+    swapped[2:] = reference[[3, 2]]  # the infrared rows swap: both top-1 answers change
+    result = accuracy_against(reference, swapped, 2, "x")
+    assert result.rank1_agreement == 0.0 and result.min_cosine == pytest.approx(0.0)
+    assert accuracy_against(reference, reference, 2, "x").rank1_agreement == 1.0
+
+
+def test_bench_times_backends_and_writes_its_report(model, tmp_path):
+    network, source = model
+    report = run_bench(network, source, SIZE, ["pytorch-fp32", "onnxruntime-fp32", "tensorrt"],
+                       [1, 2], EmbeddingConfig(flip=False), runs=3, warmup=1,
+                       workdir=tmp_path, people=4, log=lambda _: None)
+    assert {(t.backend, t.batch) for t in report.timings} == {
+        (b, n) for b in ("pytorch-fp32", "onnxruntime-fp32") for n in (1, 2)}
+    for t in report.timings:
+        assert t.p50_ms <= t.p90_ms <= t.p99_ms and t.images_per_s > 0
+        if t.backend == "pytorch-fp32":
+            assert t.speedup == 1.0
+    accuracy = {a.backend: a for a in report.accuracy}
+    assert accuracy["onnxruntime-fp32"].min_cosine > 0.9999
+    assert accuracy["onnxruntime-fp32"].rank1_agreement == 1.0
+    assert "tensorrt" in report.skipped and report.settings["gflop_per_image"] > 0
+    assert "onnxruntime-fp32" in table(report)
+    json_path, md_path, png_path = write_all(report, tmp_path / "out")
+    assert json.loads(json_path.read_text())["timings"][0]["batch"] in (1, 2)
+    assert "| onnxruntime-fp32 | 2 |" in md_path.read_text()
+    assert cv2.imread(str(png_path)).shape[2] == 3
+
+
+def test_int8_keeps_sensitive_layers_in_float_and_runs(model, tmp_path):
+    network, source = model
+    fp32 = export_onnx(network, tmp_path / "fp32.onnx", config=EmbeddingConfig(flip=False),
+                       source=source, input_size=SIZE).model_path
+    kept = set(quantize_int8(fp32, tmp_path / "int8.onnx", calibration_crops(None, count=8),
+                             SIZE))
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    produced_by = {out: n for n in graph.node for out in n.output}
+    for node in graph.node:
+        if node.op_type != "Conv":
+            continue
+        weight_from = produced_by.get(node.input[1])
+        quantised = weight_from is not None and weight_from.op_type == "DequantizeLinear"
+        assert quantised != (node.name in kept), node.name
+    assert any(module_path(n).startswith("model.dee") for n in onnx.load(str(fp32)).graph.node
+               if n.name in kept)
+    assert float_nodes(onnx.load(str(fp32)))  # the patterns match this exporter's metadata
+
+
+def test_int8_calibration_folder_errors(tmp_path):
+    (tmp_path / "visible").mkdir()
+    cv2.imwrite(str(tmp_path / "visible" / "a.png"), np.zeros((32, 16, 3), np.uint8))
+    with pytest.raises(DeenError, match="infrared"):
+        calibration_crops(tmp_path)
+
+
+def test_bench_command_line(model, tmp_path):
+    network, _ = model
+    from deen.models.checkpoint import save_checkpoint
+
+    save_checkpoint(network, tmp_path / "m.pt", {"input_size": list(SIZE)})
+    result = subprocess.run(
+        [sys.executable, "-m", "deen", "bench", "--checkpoint", str(tmp_path / "m.pt"),
+         "--backends", "pytorch-fp32,onnxruntime-fp32", "--batches", "1", "--runs", "2",
+         "--warmup", "1", "--no-flip", "--out-dir", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "speed-up" in result.stdout and (tmp_path / "r" / "bench.md").is_file()
+    bad = subprocess.run([sys.executable, "-m", "deen", "bench", "--backends", "gpu-magic"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "unknown gpu-magic" in bad.stderr
+
+
+def test_int8_export_is_verified_and_never_half_written(model, tmp_path):
+    """An int8 export that passes or fails verification: either way nothing half-written."""
+    network, source = model
+    out = tmp_path / "q.onnx"
+    try:
+        result = export_onnx(network, out, config=EmbeddingConfig(flip=False), source=source,
+                             input_size=SIZE, precision="int8")
+    except DeenError as exc:
+        assert "failed verification" in str(exc)
+        assert not out.exists() and not list(tmp_path.glob("*.onnx*"))
+        return
+    assert result.manifest["precision"] == "int8"
+    assert OnnxRuntimeEmbedder(out, device="cpu").manifest["quantization"]["format"] == "QDQ"
