@@ -49,6 +49,15 @@ def _embedding_config(args: argparse.Namespace) -> EmbeddingConfig:
     return EmbeddingConfig(flip=args.flip, a=args.a)
 
 
+def _model_embedding_config(args: argparse.Namespace) -> EmbeddingConfig | None:
+    """An exported .onnx has its embedding settings baked in: use them unless the user asked
+    for others (which open_embedder then checks); a checkpoint takes the options as given."""
+    config = _embedding_config(args)
+    if Path(args.model).suffix.lower() == ".onnx" and config == EmbeddingConfig():
+        return None
+    return config
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     if args.engine in PLANNED_ENGINES:
         print(f"deen export: --engine {args.engine} is not available yet "
@@ -141,7 +150,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if not args.debug:
         quiet_video_backends()
-    embedder = open_embedder(args.model, config=_embedding_config(args), device=args.device)
+    embedder = open_embedder(args.model, config=_model_embedding_config(args),
+                             device=args.device)
     settings = LiveSettings(
         rgb=args.rgb, ir=args.ir, detector=args.detector,
         events=None if args.events == "none" else args.events, video_out=args.video_out,
@@ -163,7 +173,8 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     from deen.runtime.live import enrol
 
     if args.gallery_command == "add":
-        embedder = open_embedder(args.model, config=_embedding_config(args), device=args.device)
+        embedder = open_embedder(args.model, config=_model_embedding_config(args),
+                             device=args.device)
         count = enrol(args.gallery, args.name, args.images, parse_modality(args.modality),
                       embedder, args.model)
         print(f"added {count} {args.modality} images of {args.name} to {args.gallery}")

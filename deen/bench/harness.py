@@ -32,7 +32,7 @@ class Timing:
     p90_ms: float
     p99_ms: float
     images_per_s: float
-    speedup: float = float("nan")  # p50 of the reference / p50 of this backend, same batch
+    speedup: float = float("nan")  # median over rounds of reference time / this time
     gflops_per_s: float = float("nan")
 
 
@@ -103,8 +103,14 @@ def accuracy_against(reference: np.ndarray, candidate: np.ndarray, people: int,
 
 def time_backends(backends: dict[str, Embedder], batches: list[int], input_size: tuple[int, int],
                   runs: int = 20, warmup: int = 3,
-                  synchronize: Callable[[], None] | None = None) -> list[Timing]:
-    """p50/p90/p99 per backend and batch, timed calls interleaved across backends."""
+                  synchronize: Callable[[], None] | None = None,
+                  reference: str | None = None) -> list[Timing]:
+    """p50/p90/p99 per backend and batch, timed calls interleaved across backends.
+
+    With ``reference``, each backend's speed-up is the median over rounds of the reference's
+    time divided by the backend's time *in the same round*: drift that slows a whole round
+    cancels out, which makes the ratio repeat better than a ratio of medians.
+    """
     timings = []
     for batch in batches:
         images, codes = people_batch(batch, input_size, seed=batch)
@@ -124,6 +130,8 @@ def time_backends(backends: dict[str, Embedder], batches: list[int], input_size:
         for name, values in samples.items():
             ms = 1000 * np.asarray(values)
             p50 = float(np.percentile(ms, 50))
+            speedup = (float(np.median(np.asarray(samples[reference]) / np.asarray(values)))
+                       if reference in samples else float("nan"))
             timings.append(Timing(name, batch, p50, float(np.percentile(ms, 90)),
-                                  float(np.percentile(ms, 99)), 1000 * batch / p50))
+                                  float(np.percentile(ms, 99)), 1000 * batch / p50, speedup))
     return timings

@@ -145,9 +145,8 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
         report.accuracy.append(accuracy_against(reference, embedder.run(gallery, gallery_codes),
                                                 people, name))
     log(f"timing {', '.join(built)} at batches {batches} ({runs} interleaved runs each) ...")
-    report.timings = time_backends(built, batches, input_size, runs, warmup)
-    base = {t.batch: t.p50_ms for t in report.timings if t.backend == REFERENCE}
+    report.timings = time_backends(built, batches, input_size, runs, warmup,
+                                   reference=REFERENCE)
     for t in report.timings:
-        t.speedup = base[t.batch] / t.p50_ms
         t.gflops_per_s = gflop * t.batch / (t.p50_ms / 1000)
     return report
