@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from deen.bench.harness import rss_mib
+from deen.bench.run import machine_description
 from deen.embedding import EmbeddingConfig
 from deen.export.onnx_export import export_onnx
 from deen.models.checkpoint import random_model
@@ -28,11 +28,6 @@ from deen.runtime.live import LiveSettings, run_live
 from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.runtime.pipeline import PipelineOptions
 from deen.runtime.scene import write_stream_pair
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main() -> None:
@@ -73,8 +68,7 @@ def main() -> None:
 
     warm = [m for t, m in samples if t >= 60] or [m for _, m in samples]
     result = {
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-                   f"{os.cpu_count()} CPUs",
+        "machine": machine_description()["description"],
         "minutes": args.minutes, "input_size": [height, width],
         "slow_embedder_ms": args.slow_embedder_ms,
         "rss_mib_first": samples[0][1] if samples else None,

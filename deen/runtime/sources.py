@@ -23,9 +23,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deen.datasets.common import IMAGE_SUFFIXES as DATASET_IMAGE_SUFFIXES
 from deen.errors import DeenError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: The datasets' image types, plus those OpenCV also reads that cameras and tools write.
+IMAGE_SUFFIXES = (*DATASET_IMAGE_SUFFIXES, ".tif", ".tiff", ".webp")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
