@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate benchmarks/results/ from nothing: the synthetic dataset, the model that issue #3's
 # training acceptance trains (about 8 CPU-minutes), then the deen bench runs behind
-# benchmarks/RESULTS.md. About 20 minutes on a 2-core CPU. Run after `bash scripts/setup.sh`.
+# benchmarks/RESULTS.md, then RESULTS.md itself (benchmarks/write_results.py). About 25 minutes
+# on a 2-core CPU. Run after `bash scripts/setup.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deen=(.venv/bin/python -m deen)
@@ -14,9 +15,12 @@ trap 'rm -rf "$work"' EXIT
     --set height=64 --set width=24 --set identities=4 --set per_identity=2 --set lr=0.01 \
     --set body_lr_scale=1.0 --set warmup_epochs=0 --set erasing_p=0 --set epochs=8 \
     --set steps_per_epoch=60 --set val_identities=0 --set workers=1 --set seed=0
+# Accuracy on the synthetic dataset's SYSU all-search protocol (its 13 held-out identities).
 "${deen[@]}" bench --checkpoint "$work/run/final.pt" \
     --backends pytorch-fp32,pytorch-bf16,onnxruntime-fp32,onnxruntime-int8 \
-    --batches 1,8 --runs 20 --out-dir benchmarks/results/synthetic-64x24
+    --batches 1,8,32 --runs 20 --dataset sysu --root "$work/sysu" \
+    --out-dir benchmarks/results/synthetic-64x24
 "${deen[@]}" bench --backends pytorch-fp32,onnxruntime-fp32,onnxruntime-int8 \
     --batches 1,8 --runs 10 --no-flip --out-dir benchmarks/results/random-384x144
-echo "results in benchmarks/results/{synthetic-64x24,random-384x144}/bench.{md,json,png}"
+.venv/bin/python benchmarks/write_results.py benchmarks/results/synthetic-64x24 \
+    benchmarks/results/random-384x144 --out benchmarks/RESULTS.md

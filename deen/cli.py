@@ -210,6 +210,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from deen.bench.run import BACKENDS, run_bench
     from deen.models.checkpoint import load_checkpoint, random_model
 
+    if (args.dataset is None) != (args.root is None):
+        raise DeenError("--dataset and --root go together (accuracy on that dataset's test "
+                        "protocol)")
     unknown = [b for b in args.backends if b not in BACKENDS]
     if unknown:
         raise DeenError(f"--backends: unknown {', '.join(unknown)}; choose from "
@@ -225,7 +228,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="deen-bench-") as scratch:
         report = run_bench(model, source, input_size, args.backends, args.batches,
                            _embedding_config(args), args.runs, args.warmup, Path(scratch),
-                           calib=args.calib)
+                           calib=args.calib,
+                           dataset=(args.dataset, args.root) if args.dataset else None)
     print(table(report))
     for path in write_all(report, args.out_dir):
         print(f"wrote {path}")
@@ -262,7 +266,12 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--input-size", type=_input_size, default=(384, 144),
                        help="HEIGHTxWIDTH without --checkpoint (default 384x144)")
     bench.add_argument("--calib", type=Path, default=None, metavar="DIR",
-                       help="int8 calibration crops (see deen export --calib)")
+                       help="int8 calibration crops or videos (see deen export --calib)")
+    bench.add_argument("--dataset", default=None, choices=["sysu", "regdb", "llcm", "folder"],
+                       help="measure accuracy on this dataset's test protocol (with --root): "
+                            "each backend's rank-1/mAP and its rank-1 agreement with PyTorch "
+                            "fp32 (default: generated people)")
+    bench.add_argument("--root", type=Path, default=None, help="the --dataset folder")
     bench.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"),
                        help="where bench.json/md/png go (default benchmarks/results)")
     _add_embedding_options(bench)
@@ -380,8 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="int8: static quantisation (ONNX Runtime), verified against fp32 "
                              "(cosine >= 0.98)")
     export.add_argument("--calib", type=Path, default=None, metavar="DIR",
-                        help="int8 calibration crops: DIR/visible/* and DIR/infrared/* "
-                             "(default: generated people)")
+                        help="int8 calibration, balanced over both modalities: person crops "
+                             "or videos in DIR/visible/ and DIR/infrared/, or the videos "
+                             "DIR/visible.mp4 and DIR/infrared.mp4 (people found by the HOG "
+                             "detector); default: generated people")
     _add_embedding_options(export)
     export.set_defaults(handler=_cmd_export)
 

@@ -12,14 +12,17 @@ import onnx
 import pytest
 
 from deen.bench.harness import accuracy_against
-from deen.bench.report import table, write_all
+from deen.bench.report import markdown, table, write_all
 from deen.bench.run import run_bench
+from deen.datasets.synth import write_synthetic_dataset
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.export.onnx_export import export_onnx
 from deen.export.quantize import calibration_crops, float_nodes, module_path, quantize_int8
+from deen.modality import Modality
 from deen.models.checkpoint import random_model
 from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
+from deen.runtime.scene import write_stream_pair
 
 SIZE = (64, 24)
 
@@ -78,6 +81,34 @@ def test_int8_keeps_sensitive_layers_in_float_and_runs(model, tmp_path):
     assert any(module_path(n).startswith("model.dee") for n in onnx.load(str(fp32)).graph.node
                if n.name in kept)
     assert float_nodes(onnx.load(str(fp32)))  # the patterns match this exporter's metadata
+
+
+def test_bench_accuracy_on_a_dataset_protocol(model, tmp_path):
+    """With a dataset, accuracy is each backend's own protocol rank-1/mAP plus its agreement
+    with PyTorch fp32 on the protocol's rankings; a backend identical to fp32 agrees fully."""
+    network, source = model
+    root = write_synthetic_dataset(tmp_path / "sysu", "sysu", identities=8, per_camera=2,
+                                   size=(64, 32), seed=3)
+    report = run_bench(network, source, SIZE, ["pytorch-fp32", "onnxruntime-fp32"], [1],
+                       EmbeddingConfig(flip=False), runs=1, warmup=1, workdir=tmp_path,
+                       dataset=("sysu", root), log=lambda _: None)
+    assert "sysu test protocol" in report.settings["accuracy_on"]
+    torch_acc, onnx_acc = report.accuracy
+    assert onnx_acc.rank1_agreement == 1.0 and onnx_acc.min_cosine > 0.9999
+    assert 0.0 <= torch_acc.rank1 <= 1.0 and abs(torch_acc.mAP - onnx_acc.mAP) < 1e-3
+    assert "| rank-1 | mAP |" in markdown(report)
+
+
+def test_int8_calibration_from_a_video_pair(tmp_path):
+    """``--calib`` on a folder holding visible.mp4 and infrared.mp4 (what ``deen run`` reads):
+    people detected in both videos, as many crops of each modality, alternating."""
+    write_stream_pair(tmp_path / "pair", people=3, seconds=2.0, fps=5.0)
+    crops = calibration_crops(tmp_path / "pair", count=8)
+    assert crops and len(crops) % 2 == 0
+    assert [m for _, m in crops[:2]] == [Modality.VISIBLE, Modality.INFRARED]
+    assert all(c.ndim == 3 and c.shape[0] > c.shape[1] for c, _ in crops)  # upright people
+    with pytest.raises(DeenError, match="not a folder"):
+        calibration_crops(tmp_path / "pair" / "visible.mp4")
 
 
 def test_int8_calibration_folder_errors(tmp_path):

@@ -5,7 +5,9 @@ are interleaved across backends (round-robin), so drift in the machine (frequenc
 load) falls on all of them alike; GPU work is synchronised before a clock is read. Each
 backend's embeddings of a fixed set of generated people are compared with the reference
 backend's (PyTorch fp32): min/mean cosine and the rank-1 agreement of cross-modality
-retrieval (does each visible query find the same infrared gallery image first?).
+retrieval (does each query find the same gallery image first?). The images are a dataset's
+test protocol when one is given (:func:`protocol_accuracy`; each backend's own rank-1 and mAP
+are reported too), else a fixed set of generated people (:func:`accuracy_against`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from deen.datasets.common import ImageRecord, ProtocolSplit
+from deen.eval.evaluate import FeatureCache, evaluate_split
 from deen.export.compare import row_cosines
 from deen.modality import Modality
 from deen.preprocess import preprocess
@@ -41,7 +45,9 @@ class Accuracy:
     backend: str
     min_cosine: float
     mean_cosine: float
-    rank1_agreement: float  # fraction of visible queries whose top infrared match agrees
+    rank1_agreement: float  # fraction of queries whose top gallery match is the reference's
+    rank1: float = float("nan")  # the backend's own protocol rank-1 (with a dataset only)
+    mAP: float = float("nan")
 
 
 @dataclass
@@ -99,6 +105,27 @@ def accuracy_against(reference: np.ndarray, candidate: np.ndarray, people: int,
 
     agreement = float(np.mean(top1(reference) == top1(candidate)))
     return Accuracy(backend, float(cos.min()), float(cos.mean()), agreement)
+
+
+def protocol_accuracy(backends: dict[str, Embedder], reference: str,
+                      split: ProtocolSplit) -> list[Accuracy]:
+    """Each backend on a dataset's test protocol: its rank-1 and mAP (mean over the split's
+    trials), the rank-1 agreement of its rankings with ``reference``'s (queries × trials),
+    and cosines against ``reference`` over every query and gallery image."""
+    records = list(dict.fromkeys([*split.query, *(r for g in split.galleries for r in g)]))
+    features = {name: FeatureCache(embedder) for name, embedder in backends.items()}
+
+    def top1(name: str, gallery: list[ImageRecord]) -> np.ndarray:
+        return np.argmax(features[name](split.query) @ features[name](gallery).T, axis=1)
+
+    results = []
+    for name in backends:
+        metrics = evaluate_split(split, features[name]).mean
+        agreement = np.mean([top1(name, g) == top1(reference, g) for g in split.galleries])
+        cos = row_cosines(features[reference](records), features[name](records))
+        results.append(Accuracy(name, float(cos.min()), float(cos.mean()), float(agreement),
+                                metrics["rank1"], metrics["mAP"]))
+    return results
 
 
 def time_backends(backends: dict[str, Embedder], batches: list[int], input_size: tuple[int, int],

@@ -21,7 +21,7 @@ def table(report: BenchReport) -> str:
     info = {b.backend: b for b in report.backends}
     header = (f"{'backend':<22}{'batch':>6}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}"
               f"{'img/s':>9}{'speed-up':>10}{'GFLOP/s':>9}{'min cos':>10}{'rank-1 agr':>11}"
-              f"{'cold ms':>9}")
+              f"{'R1 %':>7}{'mAP %':>7}{'cold ms':>9}")
     lines = [header, "-" * len(header)]
     for t in report.timings:
         a, b = accuracy.get(t.backend), info.get(t.backend)
@@ -30,10 +30,16 @@ def table(report: BenchReport) -> str:
             f"{t.images_per_s:>9.1f}{t.speedup:>9.2f}×{t.gflops_per_s:>9.0f}"
             f"{(a.min_cosine if a else float('nan')):>10.5f}"
             f"{(100 * a.rank1_agreement if a else float('nan')):>10.1f}%"
+            f"{(100 * a.rank1 if a else float('nan')):>7.1f}"
+            f"{(100 * a.mAP if a else float('nan')):>7.1f}"
             f"{(b.cold_ms if b else float('nan')):>9.0f}")
     for name, why in report.skipped.items():
         lines.append(f"{name:<22} skipped: {why}")
     return "\n".join(lines)
+
+
+def _percent(value: float) -> str:
+    return "" if np.isnan(value) else f"{100 * value:.1f}%"
 
 
 def markdown(report: BenchReport) -> str:
@@ -43,18 +49,19 @@ def markdown(report: BenchReport) -> str:
     lines = [f"Machine: {machine.get('description', '')}", "",
              f"Settings: {json.dumps(report.settings)}", "",
              "| backend | batch | p50 ms | p90 ms | p99 ms | images/s | speed-up vs PyTorch fp32"
-             " | GFLOP/s | min cosine | mean cosine | rank-1 agreement | cold ms | +RSS MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             " | GFLOP/s | min cosine | mean cosine | rank-1 agreement | rank-1 | mAP | cold ms"
+             " | +RSS MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for t in report.timings:
         a, b = accuracy.get(t.backend), info.get(t.backend)
         lines.append(
             f"| {t.backend} | {t.batch} | {t.p50_ms:.1f} | {t.p90_ms:.1f} | {t.p99_ms:.1f} | "
             f"{t.images_per_s:.1f} | {t.speedup:.2f}× | {t.gflops_per_s:.0f} | "
             f"{a.min_cosine:.5f} | {a.mean_cosine:.5f} | {100 * a.rank1_agreement:.1f}% | "
-            f"{b.cold_ms:.0f} | {b.added_rss_mib:.0f} |" if a and b else
-            f"| {t.backend} | {t.batch} | {t.p50_ms:.1f} | | | | | | | | | | |")
+            f"{_percent(a.rank1)} | {_percent(a.mAP)} | {b.cold_ms:.0f} | {b.added_rss_mib:.0f} |"
+            if a and b else f"| {t.backend} | {t.batch} | {t.p50_ms:.1f} |" + " |" * 12)
     for name, why in report.skipped.items():
-        lines.append(f"| {name} | skipped: {why} |||||||||||| |")
+        lines.append(f"| {name} | skipped: {why} |" + " |" * 13)
     return "\n".join(lines) + "\n"
 
 

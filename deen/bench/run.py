@@ -16,11 +16,13 @@ from deen.bench.harness import (
     BenchReport,
     accuracy_against,
     people_batch,
+    protocol_accuracy,
     rss_mib,
     time_backends,
 )
 from deen.embedding import EmbeddingConfig, EmbeddingNetwork
 from deen.errors import DeenError
+from deen.eval.evaluate import protocol_settings
 from deen.modality import Modality
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
@@ -34,7 +36,8 @@ BACKENDS = ("pytorch-fp32", "pytorch-bf16", "pytorch-compile", "onnxruntime-fp32
 REFERENCE = "pytorch-fp32"
 
 
-def machine_description() -> dict[str, object]:
+def _cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and instruction-set flags (Linux; elsewhere: none known)."""
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -45,6 +48,17 @@ def machine_description() -> dict[str, object]:
                     .split(":", 1)[1].split())
     except (OSError, StopIteration):
         flags = set()
+    return model, flags
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes in bf16 natively; without it PyTorch emulates bf16, which
+    measured 5–16× *slower* than fp32 on this project's AVX2 build machine."""
+    return bool(_cpu_info()[1] & {"avx512_bf16", "amx_bf16"})
+
+
+def machine_description() -> dict[str, object]:
+    model, flags = _cpu_info()
     simd = sorted(f for f in flags if f.startswith(("avx512", "avx2", "amx")) or
                   f in ("avx_vnni", "avx512_bf16", "avx512_vnni"))
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -90,6 +104,9 @@ def build_backend(name: str, model: DEEN, config: EmbeddingConfig, source: Sourc
     if name == "pytorch-fp32":
         return TorchEmbedder(model, config, "cpu", input_size)
     if name == "pytorch-bf16":
+        if not cpu_has_bf16():
+            raise DeenError("this CPU has no bf16 instructions (avx512_bf16 or amx_bf16): "
+                            "PyTorch would emulate bf16, slower than fp32")
         return TorchEmbedder(model, config, "cpu", input_size, precision="bf16")
     if name == "pytorch-compile":
         return TorchEmbedder(model, config, "cpu", input_size, compile=True)
@@ -110,12 +127,22 @@ def build_backend(name: str, model: DEEN, config: EmbeddingConfig, source: Sourc
 def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
               backends: list[str], batches: list[int], config: EmbeddingConfig,
               runs: int, warmup: int, workdir: Path, calib: Path | None = None,
-              people: int = 24, log: Callable[[str], None] = print) -> BenchReport:
+              people: int = 24, dataset: tuple[str, Path] | None = None,
+              log: Callable[[str], None] = print) -> BenchReport:
+    """Build ``backends`` from ``model``, measure their accuracy against PyTorch fp32 (on
+    ``dataset``'s test protocol, e.g. ``("sysu", root)``, else on ``people`` generated
+    people), then time them interleaved at each batch size."""
     model = model.cpu().eval()
+    split = None
+    if dataset is not None:  # before building anything: a bad --root fails fast
+        (setting, splits), *_ = protocol_settings(dataset[0], dataset[1])
+        split = splits[0]
     report = BenchReport(machine_description(), {
         "input_size": list(input_size), "flip": config.flip, "batches": batches, "runs": runs,
         "warmup": warmup, "variant": model.variant.name, "model_source": source.kind,
-        "retrieval_people": people})
+        "accuracy_on": (f"{dataset[0]} test protocol ({setting}, {len(split.query)} queries, "
+                        f"{len(split.galleries)} galleries): {dataset[1]}") if split else
+                       f"{people} generated people, visible queries, infrared gallery"})
     gflop = model_gflop(model, config, input_size)
     gemm = gemm_gflops()
     report.machine["gemm_gflops"] = gemm
@@ -139,11 +166,14 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
         report.backends.append(BackendInfo(name, 1000 * (time.perf_counter() - start),
                                            rss_mib() - rss_before))
         built[name] = embedder
-    gallery, gallery_codes = retrieval_set(people, input_size)
-    reference = built[REFERENCE].run(gallery, gallery_codes)
-    for name, embedder in built.items():
-        report.accuracy.append(accuracy_against(reference, embedder.run(gallery, gallery_codes),
-                                                people, name))
+    if split is not None:
+        log(f"accuracy on {report.settings['accuracy_on']} ...")
+        report.accuracy = protocol_accuracy(built, REFERENCE, split)
+    else:
+        gallery, gallery_codes = retrieval_set(people, input_size)
+        reference = built[REFERENCE].run(gallery, gallery_codes)
+        report.accuracy = [accuracy_against(reference, embedder.run(gallery, gallery_codes),
+                                            people, name) for name, embedder in built.items()]
     log(f"timing {', '.join(built)} at batches {batches} ({runs} interleaved runs each) ...")
     report.timings = time_backends(built, batches, input_size, runs, warmup,
                                    reference=REFERENCE)
