@@ -30,8 +30,8 @@ def table(report: BenchReport) -> str:
             f"{t.images_per_s:>9.1f}{t.speedup:>9.2f}×{t.gflops_per_s:>9.0f}"
             f"{(a.min_cosine if a else float('nan')):>10.5f}"
             f"{(100 * a.rank1_agreement if a else float('nan')):>10.1f}%"
-            f"{(100 * a.rank1 if a else float('nan')):>7.1f}"
-            f"{(100 * a.mAP if a else float('nan')):>7.1f}"
+            f"{_percent(a.rank1 if a else float('nan')).rstrip('%') or '-':>7}"
+            f"{_percent(a.mAP if a else float('nan')).rstrip('%') or '-':>7}"
             f"{(b.cold_ms if b else float('nan')):>9.0f}")
     for name, why in report.skipped.items():
         lines.append(f"{name:<22} skipped: {why}")
