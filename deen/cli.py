@@ -71,9 +71,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
           f"{loaded.model.variant.name}); exporting and verifying ...", flush=True)
     result = export_onnx(loaded.model, args.out, config=_embedding_config(args),
                          source=loaded.source, opset=args.opset, input_size=loaded.input_size,
-                         precision=args.precision, calib=args.calib)
+                         precision=args.precision, calib=args.calib, dee_op=args.dee_op)
     print(f"wrote {result.model_path} and {result.manifest_path}")
     print(f"verified: {result.verification.summary()}")
+    return 0
+
+
+def _cmd_build_ops(args: argparse.Namespace) -> int:
+    from deen.ops import native
+
+    print(f"built {native.build(force=args.force)}")
+    if args.cuda:
+        print(f"built {native.build(cuda=True, force=args.force)}")
     return 0
 
 
@@ -393,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "or videos in DIR/visible/ and DIR/infrared/, or the videos "
                              "DIR/visible.mp4 and DIR/infrared.mp4 (people found by the HOG "
                              "detector); default: generated people")
+    export.add_argument("--dee-op", choices=["standard", "custom"], default="standard",
+                        help="custom: DEE's six dilated convolutions as one deen.ops::DeeConv "
+                             "node, run by the project's ONNX Runtime custom-op library "
+                             "(default: standard ONNX operators only)")
     _add_embedding_options(export)
     export.set_defaults(handler=_cmd_export)
 
@@ -441,6 +454,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", default="128x64", help="image size HEIGHTxWIDTH")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_cmd_synth)
+
+    build_ops = commands.add_parser(
+        "build-ops", help="build the native operator library (cpp_ext/)",
+        description="Build libdeen_ops.so (the fused DEE convolution's CPU kernel and the ONNX "
+                    "Runtime custom-op library) and, with --cuda, the CUDA kernels. Skips what "
+                    "is up to date.")
+    build_ops.add_argument("--cuda", action="store_true", help="also build the CUDA kernels")
+    build_ops.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build_ops.set_defaults(handler=_cmd_build_ops)
 
     _add_run_parser(commands)
     _add_bench_parser(commands)

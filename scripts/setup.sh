@@ -29,3 +29,8 @@ extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 echo "setup: installing deen$extra"
 "${pip[@]}" "${torch_source[@]}" -e "$root$extra"
+# The native operator library (cpp_ext/: fused DEE kernel, ONNX Runtime custom op). Optional:
+# without a C++ compiler everything else works and the custom-op tests skip with the reason.
+if ! "$venv/bin/python" -m deen build-ops; then
+  echo "setup: warning: the native ops did not build; deen export --dee-op custom and the fused DEE path are unavailable" >&2
+fi

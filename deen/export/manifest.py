@@ -54,7 +54,8 @@ def library_versions() -> dict[str, str]:
 
 def build_manifest(*, engine: str, variant: str, num_classes: int, embedding_dim: int,
                    config: EmbeddingConfig, source: SourceInfo, opset: int,
-                   input_size: tuple[int, int], precision: str = "fp32") -> dict[str, Any]:
+                   input_size: tuple[int, int], precision: str = "fp32",
+                   dee_op: str = "standard") -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -71,6 +72,7 @@ def build_manifest(*, engine: str, variant: str, num_classes: int, embedding_dim
                                       "layout": embedding_layout(embedding_dim, config)}},
         "embedding": config.to_dict(),
         "precision": precision,
+        "dee_op": dee_op,  # "custom": DEE is one deen.ops::DeeConv node (cpp_ext/dee_conv.h)
         "opset": opset,
         "dynamic_batch": True,
         "source": asdict(source),

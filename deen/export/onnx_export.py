@@ -2,16 +2,19 @@
 
 The graph is :class:`~deen.embedding.EmbeddingNetwork` traced by ``torch.onnx.export``
 (dynamo): inputs ``images`` (N×3×384×144 float32) and ``modality`` (N int64), output
-``embedding`` (N×6D), dynamic N, standard ONNX operators only (DEE's dilated convolutions are
-plain ``Conv`` nodes). Both stems run on every row and a ``Where`` picks per row, so one
-batch may mix modalities. After tracing, ONNX Runtime runs the file against PyTorch on
-generated images of both modalities; the file and its manifest appear under their final
-names only if that comparison is within tolerance.
+``embedding`` (N×6D), dynamic N. By default only standard ONNX operators (DEE's dilated
+convolutions are plain ``Conv`` nodes); ``dee_op="custom"`` writes both DEE branches'
+dilated convolutions as one ``deen.ops::DeeConv`` node (:mod:`deen.ops.onnx_custom`), which
+ONNX Runtime runs through the project's custom-op library. Both stems run on every row and a
+``Where`` picks per row, so one batch may mix modalities. After tracing, ONNX Runtime runs
+the file against PyTorch on generated images of both modalities; the file and its manifest
+appear under their final names only if that comparison is within tolerance.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -65,9 +68,19 @@ def _quiet_logger(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
+DEE_OPS = ("standard", "custom")
+
+
 def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
-                  metadata: dict[str, str], input_size: tuple[int, int]) -> None:
-    """Write ``network`` as a single-file ONNX graph with a dynamic batch axis."""
+                  metadata: dict[str, str], input_size: tuple[int, int],
+                  dee_op: str = "standard") -> None:
+    """Write ``network`` as a single-file ONNX graph with a dynamic batch axis; with
+    ``dee_op="custom"`` DEE is traced on its fused path and becomes one DeeConv node."""
+    table = None
+    if dee_op == "custom":
+        from deen.ops.onnx_custom import translation_table
+
+        table = translation_table()
     batch = torch.export.Dim("batch", min=1)
     example = (torch.randn(2, 3, *input_size), torch.tensor([0, 1]))
     # The exporter narrates its steps on stdout and logs warnings about its internals (e.g.
@@ -80,7 +93,7 @@ def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
                 network, example, None, dynamo=True, opset_version=opset,
                 input_names=[INPUT_IMAGES, INPUT_MODALITY], output_names=[OUTPUT_EMBEDDING],
                 dynamic_shapes={"images": {0: batch}, "modality": {0: batch}},
-                external_data=False, verbose=False,
+                external_data=False, verbose=False, custom_translation_table=table,
             )
         except Exception as exc:
             raise DeenError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from exc
@@ -103,25 +116,33 @@ def _set_metadata(path: Path, manifest: dict[str, Any]) -> None:
 def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingConfig,
                 source: SourceInfo, opset: int = DEFAULT_OPSET,
                 input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, precision: str = "fp32",
-                calib: Path | None = None) -> ExportResult:
+                calib: Path | None = None, dee_op: str = "standard") -> ExportResult:
     """Export, verify against PyTorch, then move the ONNX file and its manifest into place.
 
     ``precision="int8"`` quantises the fp32 graph (:mod:`deen.export.quantize`) with
     calibration crops from ``calib`` (``visible/`` and ``infrared/`` folders; default:
     generated people) and verifies it against PyTorch fp32 with the ``onnx-int8`` tolerance.
+    ``dee_op="custom"`` emits DEE as the custom ``DeeConv`` node (fp32 only).
     Raises :class:`DeenError` (and leaves nothing at ``out``) when verification fails.
     """
     if precision not in PRECISIONS:
         raise DeenError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if dee_op not in DEE_OPS:
+        raise DeenError(f"--dee-op {dee_op}: choose one of {', '.join(DEE_OPS)}")
+    if dee_op == "custom" and precision != "fp32":
+        raise DeenError("--dee-op custom is fp32 only (the DeeConv kernel takes float32)")
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise DeenError(f"{out}: the output file must end in .onnx")
     model = model.cpu().eval()
+    if dee_op == "custom":
+        model = copy.deepcopy(model)  # the caller's model keeps its own DEE path
+        model.set_dee_impl("fused")
     network = EmbeddingNetwork(model, config)
     manifest = build_manifest(
         engine="onnx", variant=model.variant.name, num_classes=model.num_classes,
         embedding_dim=model.variant.embedding_dim, config=config, source=source, opset=opset,
-        input_size=input_size, precision=precision,
+        input_size=input_size, precision=precision, dee_op=dee_op,
     )
     manifest_file = manifest_path_for(out)
     tolerance = TOLERANCES[f"onnx-{precision}"]
@@ -145,7 +166,7 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
             _set_metadata(tmp_model, manifest)
         else:
             trace_to_onnx(network, tmp_model, opset, {METADATA_KEY: json.dumps(manifest)},
-                          input_size)
+                          input_size, dee_op)
         report = verify_embedder(TorchEmbedder(model, config, device="cpu",
                                                input_size=input_size),
                                  OnnxRuntimeEmbedder(tmp_model, device="cpu"), tolerance)

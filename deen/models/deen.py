@@ -112,10 +112,12 @@ class DEEN(nn.Module):
     ``forward(images, modality)`` takes N images (N×3×H×W, normalised as in
     :mod:`deen.preprocess`) and N modality codes (:class:`~deen.modality.Modality`). In
     training mode it returns :class:`TrainingOutput`; in eval mode :class:`EvalOutput`. Both
-    have 3N rows because DEE expands the batch.
+    have 3N rows because DEE expands the batch. ``dee_impl`` selects DEE's implementation
+    (``"reference"``, ``"fused"`` or ``"auto"``: the faster on the input's device; see
+    :mod:`deen.models.dee`); every choice computes the same function.
     """
 
-    def __init__(self, num_classes: int, variant: str = "sysu") -> None:
+    def __init__(self, num_classes: int, variant: str = "sysu", dee_impl: str = "auto") -> None:
         super().__init__()
         self.variant = get_variant(variant)
         self.num_classes = num_classes
@@ -126,12 +128,15 @@ class DEEN(nn.Module):
         self.mfa2 = MFA(512, 256, low_stride=2)
         self.layer3 = resnet_stage(512, 256, blocks=6, stride=2)
         if self.variant.name == "regdb":
-            self.dee = DEE(512)
+            self.dee = DEE(512, impl=dee_impl)
         else:
             self.mfa3 = MFA(1024, 512, low_stride=2)
-            self.dee = DEE(1024)
+            self.dee = DEE(1024, impl=dee_impl)
             self.layer4 = resnet_stage(1024, 512, blocks=3, stride=1)  # stride 1: keeps 24×9
         self.neck = BNNeck(self.variant.embedding_dim, num_classes)
+
+    def set_dee_impl(self, impl: str) -> None:
+        self.dee.set_impl(impl)
 
     def feature_map(self, images: Tensor, modality: Tensor) -> Tensor:
         """The last stage's feature map, 3N rows: [input rows; branch 1; branch 2]."""

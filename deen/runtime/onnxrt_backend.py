@@ -39,6 +39,7 @@ class OnnxRuntimeEmbedder(Embedder):
         self.path = Path(path)
         if not self.path.is_file():
             raise DeenError(f"{self.path}: no such ONNX file")
+        session_options = self._with_custom_ops(session_options)
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=session_options, providers=choose_providers(device)
@@ -55,6 +56,23 @@ class OnnxRuntimeEmbedder(Embedder):
         if names != {INPUT_IMAGES, INPUT_MODALITY}:
             raise DeenError(f"{self.path}: inputs are {sorted(names)}, expected "
                             f"{INPUT_IMAGES!r} and {INPUT_MODALITY!r}")
+
+    def _with_custom_ops(self, options: ort.SessionOptions | None) -> ort.SessionOptions | None:
+        """Registers the project's custom-op library when the graph has a DeeConv node
+        (``deen export --dee-op custom``); other graphs load without it."""
+        from deen.ops.onnx_custom import uses_custom_ops
+
+        try:
+            needed = uses_custom_ops(self.path)
+        except Exception:  # not parseable: let ONNX Runtime report why, below
+            return options
+        if not needed:
+            return options
+        from deen.ops import native
+
+        options = options or ort.SessionOptions()
+        options.register_custom_ops_library(str(native.build()))
+        return options
 
     @property
     def providers(self) -> list[str]:

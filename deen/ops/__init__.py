@@ -1,0 +1,1 @@
+"""Custom operators: the fused DEE dilated convolution and the native code behind it."""
