@@ -18,7 +18,7 @@ from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.models.deen import VARIANTS
 
-PLANNED_ENGINES = {"trt": "issue #7", "triton": "issue #7"}
+ENGINES = ("onnx", "trt", "triton")
 
 
 def _positive_int(text: str) -> int:
@@ -59,10 +59,12 @@ def _model_embedding_config(args: argparse.Namespace) -> EmbeddingConfig | None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    if args.engine in PLANNED_ENGINES:
-        print(f"deen export: --engine {args.engine} is not available yet "
-              f"({PLANNED_ENGINES[args.engine]}); use --engine onnx", file=sys.stderr)
-        return 2
+    if args.engine == "onnx" and args.precision == "fp16":
+        raise DeenError("--precision fp16 is for --engine trt; ONNX exports are fp32 or int8")
+    if args.engine == "trt":
+        return _export_trt(args)
+    if args.engine == "triton":
+        return _export_triton(args)
     from deen.export.onnx_export import export_onnx
     from deen.models.checkpoint import load_checkpoint
 
@@ -74,6 +76,74 @@ def _cmd_export(args: argparse.Namespace) -> int:
                          precision=args.precision, calib=args.calib, dee_op=args.dee_op)
     print(f"wrote {result.model_path} and {result.manifest_path}")
     print(f"verified: {result.verification.summary()}")
+    return 0
+
+
+def _trt_options(args: argparse.Namespace) -> object:
+    from deen.export.tensorrt_build import TrtBuildOptions
+
+    return TrtBuildOptions(
+        precision=args.precision, min_batch=args.min_batch, opt_batch=args.opt_batch,
+        max_batch=args.max_batch, workspace_mib=args.workspace_mib,
+        timing_cache=args.timing_cache, version_compatible=args.version_compatible,
+        hardware_compatible=args.hardware_compatible)
+
+
+def _export_trt(args: argparse.Namespace) -> int:
+    from deen.export.tensorrt_build import export_tensorrt, require_tensorrt
+    from deen.models.checkpoint import load_checkpoint
+
+    options = _trt_options(args)  # bad options fail before anything is loaded
+    require_tensorrt()
+    loaded = load_checkpoint(args.checkpoint, variant=args.variant)
+    print(f"loaded {args.checkpoint}; building a {args.precision} TensorRT engine ...",
+          flush=True)
+    out, manifest = export_tensorrt(
+        loaded.model, args.out, config=_embedding_config(args), source=loaded.source,
+        input_size=loaded.input_size, options=options, onnx_path=args.onnx,
+        dee_op=args.dee_op, calib=args.calib)
+    print(f"wrote {out} (TensorRT {manifest['tensorrt']['version']}, "
+          f"{manifest['tensorrt']['gpu']}); verification passed")
+    return 0
+
+
+def _export_triton(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from deen.export.onnx_export import export_onnx
+    from deen.export.triton import ServingOptions, write_repository
+    from deen.models.checkpoint import load_checkpoint
+
+    serving = ServingOptions(max_batch=args.max_batch,
+                             preferred_batches=tuple(b for b in args.preferred_batches
+                                                     if b <= args.max_batch) or (1,),
+                             instances=args.instances)
+    if args.out.exists():
+        raise DeenError(f"{args.out}: already exists; choose a new folder for the repository")
+    if args.with_trt:
+        from deen.export.tensorrt_build import require_tensorrt
+
+        require_tensorrt()
+    loaded = load_checkpoint(args.checkpoint, variant=args.variant)
+    with tempfile.TemporaryDirectory(prefix="deen-triton-") as scratch:
+        result = export_onnx(loaded.model, Path(scratch) / "model.onnx",
+                             config=_embedding_config(args), source=loaded.source,
+                             opset=args.opset, input_size=loaded.input_size,
+                             precision="int8" if args.precision == "int8" else "fp32",
+                             calib=args.calib)
+        engine = None
+        if args.with_trt:
+            from deen.export.tensorrt_build import export_tensorrt
+
+            engine, _ = export_tensorrt(
+                loaded.model, Path(scratch) / "model.plan", config=_embedding_config(args),
+                source=loaded.source, input_size=loaded.input_size,
+                options=_trt_options(args), onnx_path=result.model_path)
+        files = write_repository(args.out, result.model_path, result.manifest, serving, engine)
+    print(f"wrote a Triton model repository to {args.out} ({len(files)} files; ONNX model "
+          f"verified: {result.verification.summary()})")
+    print(f"serve it: tritonserver --model-repository {args.out}; try it: python "
+          f"{args.out}/client.py IMAGE... --modality 0 ...")
     return 0
 
 
@@ -385,18 +455,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
 
     export = commands.add_parser(
-        "export", help="export a checkpoint to a verified ONNX model",
-        description="Export a DEEN checkpoint to ONNX (inputs images N×3×384×144 float32 and "
-                    "modality N int64; output the N×6D embedding), verify it against PyTorch "
-                    "with ONNX Runtime, and write FILE.onnx plus FILE.onnx.json (manifest). "
+        "export", help="export a checkpoint to a verified ONNX model, TensorRT engine or "
+                       "Triton model repository",
+        description="Export a DEEN checkpoint (inputs images N×3×384×144 float32 and modality N "
+                    "int64; output the N×6D embedding) and verify it against PyTorch: "
+                    "--engine onnx writes FILE.onnx, --engine trt FILE.engine (TensorRT 10+, "
+                    "GPU), --engine triton a model repository folder; each with a manifest. "
                     "Nothing is written if verification fails.")
-    export.add_argument("--engine", choices=["onnx", *PLANNED_ENGINES], default="onnx")
+    export.add_argument("--engine", choices=ENGINES, default="onnx")
     _add_model_options(export, checkpoint_required=True)
-    export.add_argument("--out", type=Path, required=True, metavar="FILE.onnx")
+    export.add_argument("--out", type=Path, required=True,
+                        metavar="FILE.onnx|FILE.engine|REPO/")
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
-    export.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
-                        help="int8: static quantisation (ONNX Runtime), verified against fp32 "
-                             "(cosine >= 0.98)")
+    export.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
+                        help="int8: static quantisation (the QDQ graph ONNX Runtime and TensorRT "
+                             "both run), verified against fp32 (cosine >= 0.98); fp16: TensorRT "
+                             "only")
+    trt = export.add_argument_group("TensorRT (--engine trt, or triton --with-trt)")
+    trt.add_argument("--onnx", type=Path, default=None,
+                     help="build from this deen ONNX export instead of exporting one")
+    trt.add_argument("--min-batch", type=_positive_int, default=1)
+    trt.add_argument("--opt-batch", type=_positive_int, default=8)
+    trt.add_argument("--max-batch", type=_positive_int, default=32,
+                     help="the engine profile's (and Triton's) largest batch (default 32)")
+    trt.add_argument("--workspace-mib", type=_positive_int, default=2048)
+    trt.add_argument("--timing-cache", type=Path, default=None, metavar="FILE",
+                     help="read and update this TensorRT timing cache")
+    trt.add_argument("--version-compatible", action="store_true")
+    trt.add_argument("--hardware-compatible", action="store_true",
+                     help="run on any Ampere or newer GPU")
+    triton = export.add_argument_group("Triton (--engine triton)")
+    triton.add_argument("--with-trt", action="store_true",
+                        help="also build and add a TensorRT plan (needs TensorRT and a GPU)")
+    triton.add_argument("--preferred-batches", type=_int_list, default=[8, 16, 32])
+    triton.add_argument("--instances", type=_positive_int, default=1)
     export.add_argument("--calib", type=Path, default=None, metavar="DIR",
                         help="int8 calibration, balanced over both modalities: person crops "
                              "or videos in DIR/visible/ and DIR/infrared/, or the videos "

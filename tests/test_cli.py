@@ -14,10 +14,10 @@ def _deen(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=timeout)
 
 
-def test_planned_engines_exit_2(tmp_path):
-    result = _deen("export", "--engine", "trt", "--checkpoint", "x.t", "--out",
+def test_fp16_is_for_tensorrt_only(tmp_path):
+    result = _deen("export", "--precision", "fp16", "--checkpoint", "x.t", "--out",
                    str(tmp_path / "m.onnx"))
-    assert result.returncode == 2 and "issue #7" in result.stderr
+    assert result.returncode == 1 and "--engine trt" in result.stderr
 
 
 def test_argument_errors_exit_2():

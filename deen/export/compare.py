@@ -25,6 +25,11 @@ TOLERANCES: dict[str, Tolerance] = {
     "onnx-fp32": Tolerance(max_abs_diff=1e-4, min_cosine=0.99999),
     # int8 changes every value a little: the bound is on direction (what ranking uses).
     "onnx-int8": Tolerance(max_abs_diff=float("inf"), min_cosine=0.98),
+    # TensorRT: fp32 may pick other (TF32-free) kernels, so a little looser than ONNX fp32;
+    # fp16 halves the mantissa; int8 runs the same QDQ graph as ONNX Runtime's int8.
+    "tensorrt-fp32": Tolerance(max_abs_diff=1e-3, min_cosine=0.9999),
+    "tensorrt-fp16": Tolerance(max_abs_diff=float("inf"), min_cosine=0.999),
+    "tensorrt-int8": Tolerance(max_abs_diff=float("inf"), min_cosine=0.98),
 }
 
 

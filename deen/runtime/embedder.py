@@ -100,7 +100,8 @@ def open_embedder(
 
     ``.t``/``.pth``/``.pt`` → PyTorch (``config`` and ``variant`` apply; ``device`` defaults
     to CUDA when present), ``.onnx`` → ONNX Runtime (flip and layout are baked into the
-    graph; a ``config`` that disagrees with its manifest is an error).
+    graph; a ``config`` that disagrees with its manifest is an error), ``.engine``/``.plan``
+    → TensorRT (likewise).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -116,7 +117,15 @@ def open_embedder(
             raise DeenError(f"{path}: was exported with {embedder.config}, not {config}; "
                             "re-export to change flip or a")
         return embedder
-    known = ", ".join(TORCH_SUFFIXES + ONNX_SUFFIXES)
+    from deen.runtime.tensorrt_backend import ENGINE_SUFFIXES, TensorRTEmbedder
+
+    if suffix in ENGINE_SUFFIXES:
+        engine = TensorRTEmbedder(path)
+        if config is not None and config != engine.config:
+            raise DeenError(f"{path}: was built with {engine.config}, not {config}; rebuild "
+                            "to change flip or a")
+        return engine
+    known = ", ".join(TORCH_SUFFIXES + ONNX_SUFFIXES + ENGINE_SUFFIXES)
     raise DeenError(f"{path}: unknown model file type {suffix or '(no suffix)'!r}; "
                     f"expected one of {known}")
 

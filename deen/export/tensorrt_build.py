@@ -1,0 +1,278 @@
+"""``deen export --engine trt``: a verified TensorRT engine from the project's ONNX export.
+
+Building and running are kept apart (as Polygraphy's ``backend/trt/{loader,runner}``): this
+module turns an ONNX export into a serialised engine plus manifest; running it is
+:class:`deen.runtime.tensorrt_backend.TensorRTEmbedder`'s job, and verification compares
+that embedder with PyTorch through :mod:`deen.export.verify` like every other export.
+
+Written against the TensorRT 10 Python API: an explicit-batch network from the ONNX parser
+(every parser error reported, the build failed on any), one optimisation profile for the
+dynamic batch, fp32 / fp16 / int8. int8 is *explicit* quantisation: the network is the QDQ
+ONNX that ``deen export --precision int8`` makes for ONNX Runtime, so both runtimes use one
+quantisation recipe and its scales. A timing cache file persists across builds. The engine's
+manifest (beside it, ``FILE.engine.json``) is the ONNX manifest plus the TensorRT version,
+GPU, compute capability and any plugin the engine needs, which the embedder checks before
+deserialising.
+
+Everything here that does not need TensorRT (options, profile shapes, manifest checks) is
+plain Python and tested everywhere; the TensorRT calls run only where ``tensorrt`` and a GPU
+exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from deen.errors import DeenError
+from deen.export.manifest import INPUT_IMAGES, INPUT_MODALITY
+
+PRECISIONS = ("fp32", "fp16", "int8")
+INSTALL_HINT = ("TensorRT 10+ and an NVIDIA GPU with CUDA are needed: on such a machine, "
+                "pip install tensorrt (or use the NGC TensorRT container)")
+
+
+@dataclass(frozen=True)
+class TrtBuildOptions:
+    precision: str = "fp16"
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 32
+    workspace_mib: int = 2048
+    timing_cache: Path | None = None
+    version_compatible: bool = False
+    hardware_compatible: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise DeenError(f"--precision {self.precision}: choose one of "
+                            f"{', '.join(PRECISIONS)}")
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise DeenError(f"batch profile must satisfy 1 <= --min-batch <= --opt-batch <= "
+                            f"--max-batch, got {self.min_batch}, {self.opt_batch}, "
+                            f"{self.max_batch}")
+        if self.workspace_mib < 1:
+            raise DeenError(f"--workspace-mib must be positive, got {self.workspace_mib}")
+
+    def profile_shapes(self, input_size: tuple[int, int]
+                       ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+        """(min, opt, max) shape per input for the one optimisation profile."""
+        batches = (self.min_batch, self.opt_batch, self.max_batch)
+        return {INPUT_IMAGES: tuple((b, 3, *input_size) for b in batches),  # type: ignore[misc]
+                INPUT_MODALITY: tuple((b,) for b in batches)}  # type: ignore[misc]
+
+    def to_manifest(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["timing_cache"] = str(self.timing_cache) if self.timing_cache else None
+        return out
+
+
+def require_tensorrt() -> Any:
+    """The ``tensorrt`` module (10 or later) when it and a CUDA GPU are here, else a one-line
+    :class:`DeenError` saying what is missing and how to install it."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise DeenError(f"--engine trt: TensorRT is not installed. {INSTALL_HINT}") from None
+    if int(trt.__version__.split(".")[0]) < 10:
+        raise DeenError(f"--engine trt: TensorRT {trt.__version__} is too old. {INSTALL_HINT}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeenError(f"--engine trt: no CUDA GPU is visible. {INSTALL_HINT}")
+    return trt
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def engine_manifest(onnx_manifest: dict[str, Any], options: TrtBuildOptions, trt_version: str,
+                    gpu: str, compute_capability: tuple[int, int],
+                    plugins: list[dict[str, str]]) -> dict[str, Any]:
+    """The ONNX export's manifest, re-labelled for the engine and extended with what a
+    runtime must match to deserialise it."""
+    manifest = {k: v for k, v in onnx_manifest.items()
+                if k not in ("file", "sha256", "verification")}
+    manifest.update({
+        "engine": "tensorrt", "precision": options.precision,
+        "onnx_source": {"file": onnx_manifest.get("file"),
+                        "sha256": onnx_manifest.get("sha256")},
+        "tensorrt": {"version": trt_version, "gpu": gpu,
+                     "compute_capability": list(compute_capability),
+                     "build": options.to_manifest(), "plugins": plugins},
+        "profile": {"min_batch": options.min_batch, "opt_batch": options.opt_batch,
+                    "max_batch": options.max_batch},
+    })
+    return manifest
+
+
+def check_engine_manifest(manifest: dict[str, Any], trt_version: str, gpu: str,
+                          compute_capability: tuple[int, int], path: Path) -> None:
+    """Refuse, with one line, an engine built for another TensorRT or GPU (TensorRT itself
+    would fail to deserialise it, or crash). Version-/hardware-compatible builds relax the
+    version / GPU checks as TensorRT does."""
+    info = manifest.get("tensorrt")
+    if manifest.get("engine") != "tensorrt" or not isinstance(info, dict):
+        raise DeenError(f"{path}: its manifest does not describe a TensorRT engine")
+    build = info.get("build", {})
+    built_major = str(info.get("version", "")).split(".")[0]
+    if not build.get("version_compatible") and info.get("version") != trt_version:
+        raise DeenError(f"{path}: built with TensorRT {info.get('version')}, this is "
+                        f"{trt_version}; rebuild it here (deen export --engine trt)")
+    if build.get("version_compatible") and built_major != trt_version.split(".")[0]:
+        raise DeenError(f"{path}: version-compatible engines need TensorRT {built_major}.x, "
+                        f"this is {trt_version}")
+    built_cc = tuple(info.get("compute_capability", ()))
+    if build.get("hardware_compatible"):
+        if compute_capability < (8, 0):
+            raise DeenError(f"{path}: a hardware-compatible engine needs an Ampere or newer "
+                            f"GPU; {gpu} is sm_{compute_capability[0]}{compute_capability[1]}")
+    elif built_cc != tuple(compute_capability):
+        raise DeenError(f"{path}: built for {info.get('gpu')} (sm_{''.join(map(str, built_cc))})"
+                        f", this GPU is {gpu} (sm_{compute_capability[0]}"
+                        f"{compute_capability[1]}); rebuild it here")
+
+
+def split_batches(count: int, max_batch: int) -> list[tuple[int, int]]:
+    """[start, stop) slices of at most ``max_batch`` rows covering ``count`` rows."""
+    if max_batch < 1:
+        raise ValueError("max_batch must be at least 1")
+    return [(start, min(start + max_batch, count)) for start in range(0, count, max_batch)]
+
+
+def _mark_plugin_nodes(onnx_path: Path, out: Path) -> bool:
+    """Copy the graph for TensorRT's parser, pointing DeeConv nodes at the plugin's namespace
+    (the parser looks plugins up by op type and a ``plugin_namespace`` attribute; ONNX Runtime
+    never sees this copy). Returns whether there were any."""
+    import onnx
+
+    from deen.ops.dee_conv import ONNX_DOMAIN, ONNX_OP
+    from deen.ops.trt_plugin import PLUGIN_NAMESPACE
+
+    model = onnx.load(str(onnx_path))
+    found = False
+    for node in model.graph.node:
+        if node.domain == ONNX_DOMAIN and node.op_type == ONNX_OP:
+            node.attribute.append(onnx.helper.make_attribute("plugin_namespace",
+                                                             PLUGIN_NAMESPACE))
+            found = True
+    onnx.save(model, str(out))
+    return found
+
+
+def build_engine(onnx_path: Path, out: Path, options: TrtBuildOptions,
+                 input_size: tuple[int, int]) -> tuple[bytes, list[dict[str, str]]]:
+    """Serialised engine for ``onnx_path`` (not written: the caller verifies it first) and the
+    plugins it needs. Raises :class:`DeenError` with every parser error on failure."""
+    trt = require_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    parsed = out.with_name(f".{out.name}.parse.onnx")
+    plugins: list[dict[str, str]] = []
+    try:
+        if _mark_plugin_nodes(onnx_path, parsed):
+            from deen.ops import trt_plugin
+
+            trt_plugin.register()
+            plugins.append({"name": trt_plugin.PLUGIN_ID, "python_module": trt_plugin.__name__,
+                            "library": str(trt_plugin.kernel_library_path())})
+        if not parser.parse_from_file(str(parsed)):
+            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            raise DeenError(f"{onnx_path}: TensorRT's ONNX parser failed: "
+                            + " | ".join(errors or ["no error reported"]))
+    finally:
+        parsed.unlink(missing_ok=True)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    if options.precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+    elif options.precision == "int8":  # explicit: the QDQ nodes carry the scales
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.set_flag(trt.BuilderFlag.FP16)  # layers kept in float may run in fp16
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if options.hardware_compatible:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    profile = builder.create_optimization_profile()
+    for name, (low, opt, high) in options.profile_shapes(input_size).items():
+        profile.set_shape(name, low, opt, high)
+    config.add_optimization_profile(profile)
+    cache_bytes = b""
+    if options.timing_cache is not None and Path(options.timing_cache).is_file():
+        cache_bytes = Path(options.timing_cache).read_bytes()
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise DeenError(f"{onnx_path}: TensorRT could not build an engine (see the warnings "
+                        "above)")
+    if options.timing_cache is not None:
+        from deen.fileio import atomic_path
+
+        with atomic_path(Path(options.timing_cache)) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized), plugins
+
+
+def export_tensorrt(model: Any, out: Path, *, config: Any, source: Any,
+                    input_size: tuple[int, int], options: TrtBuildOptions,
+                    onnx_path: Path | None = None, dee_op: str = "standard",
+                    calib: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Build, verify against PyTorch fp32 and only then write ``out`` and its manifest.
+
+    The ONNX graph is ``onnx_path`` when given (a deen export), else exported here: fp32
+    (or, for int8, the QDQ graph of ``deen export --precision int8``)."""
+    import json
+    import tempfile
+
+    from deen.export.compare import TOLERANCES
+    from deen.export.manifest import manifest_path_for
+    from deen.export.onnx_export import export_onnx
+    from deen.export.verify import verify_embedder
+    from deen.fileio import atomic_path
+    from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
+    from deen.runtime.tensorrt_backend import TensorRTEmbedder
+    from deen.runtime.torch_backend import TorchEmbedder
+
+    out = Path(out)
+    if out.suffix.lower() not in (".engine", ".plan"):
+        raise DeenError(f"{out}: the engine file must end in .engine or .plan")
+    trt = require_tensorrt()  # first: without TensorRT nothing else is worth doing
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="deen-trt-") as scratch:
+        if onnx_path is None:
+            onnx_path = export_onnx(
+                model, Path(scratch) / "model.onnx", config=config, source=source,
+                input_size=input_size, dee_op=dee_op, calib=calib,
+                precision="int8" if options.precision == "int8" else "fp32").model_path
+        onnx_manifest = OnnxRuntimeEmbedder(onnx_path, device="cpu").manifest
+        engine, plugins = build_engine(Path(onnx_path), out, options, input_size)
+        device = torch.cuda.current_device()
+        manifest = engine_manifest(onnx_manifest, options, trt.__version__,
+                                   torch.cuda.get_device_name(device),
+                                   torch.cuda.get_device_capability(device), plugins)
+        with atomic_path(out) as tmp_engine, \
+                atomic_path(manifest_path_for(out)) as tmp_manifest:
+            tmp_engine.write_bytes(engine)
+            tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+            # The embedder reads the manifest beside the engine: verify the pair in scratch.
+            probe = Path(scratch) / out.name
+            probe.write_bytes(engine)
+            manifest_path_for(probe).write_text(tmp_manifest.read_text())
+            report = verify_embedder(
+                TorchEmbedder(model, config, device="cuda", input_size=input_size),
+                TensorRTEmbedder(probe), TOLERANCES[f"tensorrt-{options.precision}"])
+            if not report.passed:
+                failed = "; ".join(c.describe() for c in report.comparisons if not c.passed)
+                raise DeenError(f"{out}: engine failed verification ({failed}); no file "
+                                "written")
+            manifest["verification"] = report.to_dict()
+            manifest["sha256"] = hashlib.sha256(engine).hexdigest()
+            tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+    return out, manifest

@@ -1,0 +1,64 @@
+"""TensorRT plugin for the fused DEE node (``deen.ops::DeeConv`` in ONNX).
+
+A TensorRT Python plugin (``tensorrt.plugin``, TensorRT ≥ 10.6) whose implementation calls
+the project's CUDA kernel (``cpp_ext/dee_conv_cuda.cu``) on TensorRT's stream: same inputs,
+layout and semantics as ``cpp_ext/dee_conv.h`` and the ONNX Runtime custom op. The ONNX
+parser finds it by op type ``DeeConv`` and the ``plugin_namespace`` attribute that
+:func:`deen.export.tensorrt_build.build_engine` adds to its private copy of the graph.
+
+Untested here: no machine of this project has had TensorRT (see the closing notes of
+issue #7); written against the TensorRT 10 ``tensorrt.plugin`` documentation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PLUGIN_NAMESPACE = "deen"
+PLUGIN_ID = f"{PLUGIN_NAMESPACE}::DeeConv"
+_registered = False
+
+
+def kernel_library_path() -> Path:
+    from deen.ops import native
+
+    return native.library_path(cuda=True)
+
+
+def register() -> None:
+    """Register the plugin with TensorRT (once per process); builds the CUDA kernels first."""
+    global _registered
+    if _registered:
+        return
+    import tensorrt.plugin as trtp
+    import torch
+
+    from deen.ops import native
+
+    kernel = native.library(cuda=True).deen_dee_conv_cuda
+
+    @trtp.register(PLUGIN_ID)
+    def _describe(x: trtp.TensorDesc, weight: trtp.TensorDesc) -> trtp.TensorDesc:
+        out = x.like()  # N × O × H × W: x's shape with weight's O as channels
+        out.shape_expr[1] = weight.shape_expr[2]
+        return out
+
+    @trtp.autotune(PLUGIN_ID)
+    def _formats(x: trtp.TensorDesc, weight: trtp.TensorDesc, outputs: tuple[trtp.TensorDesc]
+                 ) -> list[trtp.AutoTuneCombination]:
+        return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16", "LINEAR")]
+
+    @trtp.impl(PLUGIN_ID)
+    def _enqueue(x: trtp.Tensor, weight: trtp.Tensor, outputs: tuple[trtp.Tensor],
+                 stream: int) -> None:
+        xt = torch.as_tensor(x, device="cuda")
+        wt = torch.as_tensor(weight, device="cuda")
+        yt = torch.as_tensor(outputs[0], device="cuda")
+        n, c, h, w = xt.shape
+        dtype = {torch.float32: 0, torch.float16: 1}[xt.dtype]
+        code = kernel(xt.data_ptr(), wt.data_ptr(), yt.data_ptr(), n, c, h, w, wt.shape[2],
+                      dtype, stream)
+        if code != 0:
+            raise RuntimeError(f"DeeConv CUDA kernel failed (cudaError {code})")
+
+    _registered = True
