@@ -292,6 +292,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if (args.dataset is None) != (args.root is None):
         raise DeenError("--dataset and --root go together (accuracy on that dataset's test "
                         "protocol)")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DeenError("--device cuda: no CUDA GPU is visible to PyTorch")
     unknown = [b for b in args.backends if b not in BACKENDS]
     if unknown:
         raise DeenError(f"--backends: unknown {', '.join(unknown)}; choose from "
@@ -308,7 +313,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         report = run_bench(model, source, input_size, args.backends, args.batches,
                            _embedding_config(args), args.runs, args.warmup, Path(scratch),
                            calib=args.calib,
-                           dataset=(args.dataset, args.root) if args.dataset else None)
+                           dataset=(args.dataset, args.root) if args.dataset else None,
+                           device=args.device)
     print(table(report))
     for path in write_all(report, args.out_dir):
         print(f"wrote {path}")
@@ -351,6 +357,9 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
                             "each backend's rank-1/mAP and its rank-1 agreement with PyTorch "
                             "fp32 (default: generated people)")
     bench.add_argument("--root", type=Path, default=None, help="the --dataset folder")
+    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                       help="where the PyTorch backends run (the reference included; cuda "
+                            "for GPU comparisons such as tensorrt vs PyTorch)")
     bench.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"),
                        help="where bench.json/md/png go (default benchmarks/results)")
     _add_embedding_options(bench)

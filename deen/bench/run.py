@@ -31,8 +31,8 @@ from deen.runtime.embedder import Embedder
 from deen.runtime.torch_backend import TorchEmbedder
 from deen.synthetic import make_people, render_person
 
-BACKENDS = ("pytorch-fp32", "pytorch-bf16", "pytorch-compile", "onnxruntime-fp32",
-            "onnxruntime-int8", "tensorrt")
+BACKENDS = ("pytorch-fp32", "pytorch-bf16", "pytorch-fp16", "pytorch-compile",
+            "onnxruntime-fp32", "onnxruntime-int8", "tensorrt")
 REFERENCE = "pytorch-fp32"
 
 
@@ -100,16 +100,22 @@ def retrieval_set(people: int, input_size: tuple[int, int], seed: int = 7
 
 
 def build_backend(name: str, model: DEEN, config: EmbeddingConfig, source: SourceInfo,
-                  input_size: tuple[int, int], workdir: Path, calib: Path | None) -> Embedder:
+                  input_size: tuple[int, int], workdir: Path, calib: Path | None,
+                  device: str = "cpu") -> Embedder:
+    """One backend; the PyTorch ones on ``device`` (ONNX Runtime stays on CPU, TensorRT on
+    the GPU). Raises :class:`DeenError` when this machine cannot run it (reported as
+    skipped)."""
     if name == "pytorch-fp32":
-        return TorchEmbedder(model, config, "cpu", input_size)
+        return TorchEmbedder(model, config, device, input_size)
     if name == "pytorch-bf16":
-        if not cpu_has_bf16():
+        if device == "cpu" and not cpu_has_bf16():
             raise DeenError("this CPU has no bf16 instructions (avx512_bf16 or amx_bf16): "
                             "PyTorch would emulate bf16, slower than fp32")
-        return TorchEmbedder(model, config, "cpu", input_size, precision="bf16")
+        return TorchEmbedder(model, config, device, input_size, precision="bf16")
+    if name == "pytorch-fp16":
+        return TorchEmbedder(model, config, device, input_size, precision="fp16")
     if name == "pytorch-compile":
-        return TorchEmbedder(model, config, "cpu", input_size, compile=True)
+        return TorchEmbedder(model, config, device, input_size, compile=True)
     from deen.export.onnx_export import export_onnx
     from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
 
@@ -136,7 +142,7 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
               backends: list[str], batches: list[int], config: EmbeddingConfig,
               runs: int, warmup: int, workdir: Path, calib: Path | None = None,
               people: int = 24, dataset: tuple[str, Path] | None = None,
-              log: Callable[[str], None] = print) -> BenchReport:
+              device: str = "cpu", log: Callable[[str], None] = print) -> BenchReport:
     """Build ``backends`` from ``model``, measure their accuracy against PyTorch fp32 (on
     ``dataset``'s test protocol, e.g. ``("sysu", root)``, else on ``people`` generated
     people), then time them interleaved at each batch size."""
@@ -148,6 +154,7 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
     report = BenchReport(machine_description(), {
         "input_size": list(input_size), "flip": config.flip, "batches": batches, "runs": runs,
         "warmup": warmup, "variant": model.variant.name, "model_source": source.kind,
+        "pytorch_device": device,
         "accuracy_on": (f"{dataset[0]} test protocol ({setting}, {len(split.query)} queries, "
                         f"{len(split.galleries)} galleries): {dataset[1]}") if split else
                        f"{people} generated people, visible queries, infrared gallery"})
@@ -163,7 +170,8 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
         log(f"building {name} ...")
         rss_before, start = rss_mib(), time.perf_counter()
         try:
-            embedder = build_backend(name, model, config, source, input_size, workdir, calib)
+            embedder = build_backend(name, model, config, source, input_size, workdir, calib,
+                                     device)
             embedder.run(sample, codes)
         except DeenError as exc:
             report.skipped[name] = str(exc)
@@ -180,7 +188,9 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
         report.accuracy = [accuracy_against(reference, embedder.run(gallery, gallery_codes),
                                             people, name) for name, embedder in built.items()]
     log(f"timing {', '.join(built)} at batches {batches} ({runs} interleaved runs each) ...")
+    on_gpu = device == "cuda" or "tensorrt" in built
     report.timings = time_backends(built, batches, input_size, runs, warmup,
+                                   synchronize=torch.cuda.synchronize if on_gpu else None,
                                    reference=REFERENCE)
     for t in report.timings:
         t.gflops_per_s = gflop * t.batch / (t.p50_ms / 1000)
