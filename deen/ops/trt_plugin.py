@@ -39,14 +39,14 @@ def register() -> None:
 
     @trtp.register(PLUGIN_ID)
     def _describe(x: trtp.TensorDesc, weight: trtp.TensorDesc) -> trtp.TensorDesc:
-        out = x.like()  # N × O × H × W: x's shape with weight's O as channels
-        out.shape_expr[1] = weight.shape_expr[2]
-        return out
+        # N × O × H × W: x's shape with weight's O (25 × C × O) as channels.
+        shape = (x.shape_expr[0], weight.shape_expr[2], x.shape_expr[2], x.shape_expr[3])
+        return trtp.from_shape_expr(shape, dtype=x.dtype)
 
     @trtp.autotune(PLUGIN_ID)
     def _formats(x: trtp.TensorDesc, weight: trtp.TensorDesc, outputs: tuple[trtp.TensorDesc]
                  ) -> list[trtp.AutoTuneCombination]:
-        return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16", "LINEAR")]
+        return [trtp.AutoTuneCombination("FP32|FP16,FP32|FP16,FP32|FP16", "LINEAR")]
 
     @trtp.impl(PLUGIN_ID)
     def _enqueue(x: trtp.Tensor, weight: trtp.Tensor, outputs: tuple[trtp.Tensor],
