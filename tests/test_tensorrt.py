@@ -20,6 +20,7 @@ from deen.export.tensorrt_build import (
     TrtBuildOptions,
     _mark_plugin_nodes,
     check_engine_manifest,
+    check_onnx_precision,
     engine_manifest,
     require_tensorrt,
     split_batches,
@@ -144,6 +145,16 @@ def test_engine_manifest_is_checked_against_the_running_tensorrt_and_gpu(tmp_pat
         check_engine_manifest(portable, "11.0.0", "NVIDIA H100", (9, 0), path)
     with pytest.raises(DeenError, match="does not describe"):
         check_engine_manifest(_onnx_manifest(), "10.3.0", "NVIDIA L4", (8, 9), path)
+
+
+def test_int8_engines_come_only_from_the_qdq_export(tmp_path):
+    fp32, int8 = _onnx_manifest(), {**_onnx_manifest(), "precision": "int8"}
+    check_onnx_precision(TrtBuildOptions(precision="int8"), int8, tmp_path)
+    check_onnx_precision(TrtBuildOptions(precision="fp16"), fp32, tmp_path)
+    with pytest.raises(DeenError, match="QDQ"):
+        check_onnx_precision(TrtBuildOptions(precision="int8"), fp32, tmp_path)
+    with pytest.raises(DeenError, match="--precision int8"):
+        check_onnx_precision(TrtBuildOptions(precision="fp16"), int8, tmp_path)
 
 
 def test_batches_above_the_profile_are_split():

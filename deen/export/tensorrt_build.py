@@ -136,6 +136,19 @@ def check_engine_manifest(manifest: dict[str, Any], trt_version: str, gpu: str,
                         f"{compute_capability[1]}); rebuild it here")
 
 
+def check_onnx_precision(options: TrtBuildOptions, onnx_manifest: dict[str, Any],
+                         path: Path) -> None:
+    """int8 engines come from the QDQ graph (explicit quantisation) and only from it: a float
+    graph has no scales for TensorRT to use, and a QDQ graph cannot build a float engine."""
+    quantised = onnx_manifest.get("precision") == "int8"
+    if options.precision == "int8" and not quantised:
+        raise DeenError(f"--onnx {path}: an int8 engine needs the int8 (QDQ) export: deen "
+                        "export --precision int8, or leave out --onnx")
+    if options.precision != "int8" and quantised:
+        raise DeenError(f"--onnx {path}: this is an int8 (QDQ) export; build it with "
+                        "--precision int8, or give an fp32 export")
+
+
 def split_batches(count: int, max_batch: int) -> list[tuple[int, int]]:
     """[start, stop) slices of at most ``max_batch`` rows covering ``count`` rows."""
     if max_batch < 1:
@@ -252,6 +265,7 @@ def export_tensorrt(model: Any, out: Path, *, config: Any, source: Any,
                 input_size=input_size, dee_op=dee_op, calib=calib,
                 precision="int8" if options.precision == "int8" else "fp32").model_path
         onnx_manifest = OnnxRuntimeEmbedder(onnx_path, device="cpu").manifest
+        check_onnx_precision(options, onnx_manifest, Path(onnx_path))
         engine, plugins = build_engine(Path(onnx_path), out, options, input_size)
         device = torch.cuda.current_device()
         manifest = engine_manifest(onnx_manifest, options, trt.__version__,
