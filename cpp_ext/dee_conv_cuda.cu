@@ -67,6 +67,19 @@ __device__ void store_output(T* y, const Problem& s, int64_t o, int64_t p, float
   y[(image * s.o + o) * hw + rest] = from_float<T>(fmaxf(value, 0.0f));
 }
 
+// Stage one k-slice of A (weights, kDepth x kTile outputs) and B (gathered inputs, kDepth x
+// kTile positions) in shared memory, spread over the block's threads.
+template <typename T>
+__device__ void stage_tiles(T (&a)[kDepth][kTile], T (&b)[kDepth][kTile], const T* x,
+                            const T* weight, const Problem& s, int64_t k0, int64_t o0,
+                            int64_t p0) {
+  for (int i = threadIdx.x; i < kDepth * kTile; i += blockDim.x) {
+    const int kk = i / kTile, j = i % kTile;
+    a[kk][j] = load_weight(weight, s, k0 + kk, o0 + j);
+    b[kk][j] = gather_input(x, s, k0 + kk, p0 + j);
+  }
+}
+
 __global__ void __launch_bounds__(256) dee_conv_fp32(const float* __restrict__ x,
                                                      const float* __restrict__ weight,
                                                      float* __restrict__ y, Problem s) {
@@ -77,11 +90,7 @@ __global__ void __launch_bounds__(256) dee_conv_fp32(const float* __restrict__ x
   const int64_t p0 = static_cast<int64_t>(blockIdx.x) * kTile;
   float acc[4][4] = {};
   for (int64_t k0 = 0; k0 < s.depth(); k0 += kDepth) {
-    for (int i = tid; i < kDepth * kTile; i += 256) {
-      const int kk = i / kTile, j = i % kTile;
-      a[kk][j] = load_weight(weight, s, k0 + kk, o0 + j);
-      b[kk][j] = gather_input(x, s, k0 + kk, p0 + j);
-    }
+    stage_tiles(a, b, x, weight, s, k0, o0, p0);
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < kDepth; ++kk) {
@@ -121,11 +130,7 @@ __global__ void __launch_bounds__(128) dee_conv_mma(const T* __restrict__ x,
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
   for (int64_t k0 = 0; k0 < s.depth(); k0 += kDepth) {
-    for (int i = tid; i < kDepth * kTile; i += 128) {
-      const int kk = i / kTile, j = i % kTile;
-      a[kk][j] = load_weight(weight, s, k0 + kk, o0 + j);
-      b[kk][j] = gather_input(x, s, k0 + kk, p0 + j);
-    }
+    stage_tiles(a, b, x, weight, s, k0, o0, p0);
     __syncthreads();
     wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::col_major> fa[2];
     wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];

@@ -85,10 +85,6 @@ def require_tensorrt() -> Any:
     return trt
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def engine_manifest(onnx_manifest: dict[str, Any], options: TrtBuildOptions, trt_version: str,
                     gpu: str, compute_capability: tuple[int, int],
                     plugins: list[dict[str, str]]) -> dict[str, Any]:
@@ -260,11 +256,13 @@ def export_tensorrt(model: Any, out: Path, *, config: Any, source: Any,
 
     with tempfile.TemporaryDirectory(prefix="deen-trt-") as scratch:
         if onnx_path is None:
-            onnx_path = export_onnx(
+            exported = export_onnx(
                 model, Path(scratch) / "model.onnx", config=config, source=source,
                 input_size=input_size, dee_op=dee_op, calib=calib,
-                precision="int8" if options.precision == "int8" else "fp32").model_path
-        onnx_manifest = OnnxRuntimeEmbedder(onnx_path, device="cpu").manifest
+                precision="int8" if options.precision == "int8" else "fp32")
+            onnx_path, onnx_manifest = exported.model_path, exported.manifest
+        else:  # a given file: opening it also checks that it is a deen export
+            onnx_manifest = OnnxRuntimeEmbedder(onnx_path, device="cpu").manifest
         check_onnx_precision(options, onnx_manifest, Path(onnx_path))
         engine, plugins = build_engine(Path(onnx_path), out, options, input_size)
         device = torch.cuda.current_device()

@@ -101,7 +101,7 @@ def write_repository(out: Path, onnx_path: Path, manifest: dict[str, Any],
     out = Path(out)
     if out.exists():
         raise DeenError(f"{out}: already exists; choose a new folder for the repository")
-    if int(manifest.get("dynamic_batch", True)) != 1:
+    if not manifest.get("dynamic_batch", True):
         raise DeenError(f"{onnx_path}: Triton batching needs a dynamic-batch export")
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -30,6 +30,8 @@ TAPS: tuple[tuple[int, int], ...] = ((0, 0), *(
     (dy * d, dx * d) for d in DILATIONS for dy in (-1, 0, 1) for dx in (-1, 0, 1)
     if (dy, dx) != (0, 0)))
 ONNX_DOMAIN, ONNX_OP = "deen.ops", "DeeConv"
+#: The ``dtype`` argument of ``deen_dee_conv_cuda`` (cpp_ext/dee_conv_cuda.cu).
+CUDA_DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 
 
 def dee_conv_reference(x: Tensor, weight: Tensor) -> Tensor:
@@ -98,7 +100,7 @@ def dee_conv(x: Tensor, weight: Tensor) -> Tensor:
             raise TypeError("dee_conv: x and weight must have the same dtype on CUDA")
         code = native.library(cuda=True).deen_dee_conv_cuda(
             x.data_ptr(), weight.data_ptr(), out.data_ptr(), n, c, h, w, weight.shape[2],
-            _CUDA_DTYPES[x.dtype], torch.cuda.current_stream(x.device).cuda_stream)
+            CUDA_DTYPE_CODES[x.dtype], torch.cuda.current_stream(x.device).cuda_stream)
     elif x.dtype == torch.float32 and weight.dtype == torch.float32:
         code = native.library().deen_dee_conv_f32(
             ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(weight.data_ptr()),
@@ -110,8 +112,6 @@ def dee_conv(x: Tensor, weight: Tensor) -> Tensor:
         raise RuntimeError(f"dee_conv: the native kernel failed (code {code})")
     return out
 
-
-_CUDA_DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 
 
 @dee_conv.register_fake

@@ -34,6 +34,7 @@ def register() -> None:
     import torch
 
     from deen.ops import native
+    from deen.ops.dee_conv import CUDA_DTYPE_CODES
 
     kernel = native.library(cuda=True).deen_dee_conv_cuda
 
@@ -55,9 +56,8 @@ def register() -> None:
         wt = torch.as_tensor(weight, device="cuda")
         yt = torch.as_tensor(outputs[0], device="cuda")
         n, c, h, w = xt.shape
-        dtype = {torch.float32: 0, torch.float16: 1}[xt.dtype]
         code = kernel(xt.data_ptr(), wt.data_ptr(), yt.data_ptr(), n, c, h, w, wt.shape[2],
-                      dtype, stream)
+                      CUDA_DTYPE_CODES[xt.dtype], stream)
         if code != 0:
             raise RuntimeError(f"DeeConv CUDA kernel failed (cudaError {code})")
 
