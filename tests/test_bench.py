@@ -78,6 +78,20 @@ def test_int8_keeps_sensitive_layers_in_float_and_runs(model, tmp_path):
         weight_from = produced_by.get(node.input[1])
         quantised = weight_from is not None and weight_from.op_type == "DequantizeLinear"
         assert quantised != (node.name in kept), node.name
+    # Rounded activations are read by int8 convolutions only (residual adds, MFA and the
+    # float convolutions read the float tensor); an int8 convolution's own output may be read
+    # by anything, since ONNX Runtime fuses it into a QLinearConv.
+    def source_op(dequantize: onnx.NodeProto) -> str:
+        quantize = produced_by.get(dequantize.input[0])
+        source = produced_by.get(quantize.input[0]) if quantize is not None else None
+        return source.op_type if source is not None else ""
+
+    rounded = {n.output[0] for n in graph.node
+               if n.op_type == "DequantizeLinear" and source_op(n) not in ("", "Conv")}
+    assert rounded
+    for node in graph.node:
+        int8_conv = node.op_type == "Conv" and node.name not in kept
+        assert int8_conv or not rounded.intersection(node.input), node.name
     assert any(module_path(n).startswith("model.dee") for n in onnx.load(str(fp32)).graph.node
                if n.name in kept)
     assert float_nodes(onnx.load(str(fp32)))  # the patterns match this exporter's metadata
@@ -95,6 +109,7 @@ def test_bench_accuracy_on_a_dataset_protocol(model, tmp_path):
     assert "sysu test protocol" in report.settings["accuracy_on"]
     torch_acc, onnx_acc = report.accuracy
     assert onnx_acc.rank1_agreement == 1.0 and onnx_acc.min_cosine > 0.9999
+    assert onnx_acc.top1_image_agreement == 1.0
     assert 0.0 <= torch_acc.rank1 <= 1.0 and abs(torch_acc.mAP - onnx_acc.mAP) < 1e-3
     assert "| rank-1 | mAP |" in markdown(report)
 

@@ -45,7 +45,12 @@ class Accuracy:
     backend: str
     min_cosine: float
     mean_cosine: float
-    rank1_agreement: float  # fraction of queries whose top gallery match is the reference's
+    #: Fraction of queries whose rank-1 match is the same person as the reference's: the
+    #: retrieval result rank-1 accuracy scores, so the two backends' rank-1 outcomes agree.
+    rank1_agreement: float
+    #: Fraction of queries whose rank-1 match is the very same gallery image. Stricter: a
+    #: gallery holds several images of each person, often near-ties for a query.
+    top1_image_agreement: float
     rank1: float = float("nan")  # the backend's own protocol rank-1 (with a dataset only)
     mAP: float = float("nan")
 
@@ -103,15 +108,16 @@ def accuracy_against(reference: np.ndarray, candidate: np.ndarray, people: int,
     def top1(emb: np.ndarray) -> np.ndarray:
         return np.argmax(emb[:people] @ emb[people:].T, axis=1)
 
-    agreement = float(np.mean(top1(reference) == top1(candidate)))
-    return Accuracy(backend, float(cos.min()), float(cos.mean()), agreement)
+    agreement = float(np.mean(top1(reference) == top1(candidate)))  # one image per person
+    return Accuracy(backend, float(cos.min()), float(cos.mean()), agreement, agreement)
 
 
 def protocol_accuracy(backends: dict[str, Embedder], reference: str,
                       split: ProtocolSplit) -> list[Accuracy]:
     """Each backend on a dataset's test protocol: its rank-1 and mAP (mean over the split's
-    trials), the rank-1 agreement of its rankings with ``reference``'s (queries × trials),
-    and cosines against ``reference`` over every query and gallery image."""
+    trials), how often its rank-1 match is the same person (and the same image) as
+    ``reference``'s over queries × trials, and cosines against ``reference`` over every
+    query and gallery image."""
     records = list(dict.fromkeys([*split.query, *(r for g in split.galleries for r in g)]))
     features = {name: FeatureCache(embedder) for name, embedder in backends.items()}
 
@@ -121,9 +127,15 @@ def protocol_accuracy(backends: dict[str, Embedder], reference: str,
     results = []
     for name in backends:
         metrics = evaluate_split(split, features[name]).mean
-        agreement = np.mean([top1(name, g) == top1(reference, g) for g in split.galleries])
+        same_image, same_person = [], []
+        for gallery in split.galleries:
+            ours, theirs = top1(name, gallery), top1(reference, gallery)
+            person = np.array([record.identity for record in gallery])
+            same_image.append(ours == theirs)
+            same_person.append(person[ours] == person[theirs])
         cos = row_cosines(features[reference](records), features[name](records))
-        results.append(Accuracy(name, float(cos.min()), float(cos.mean()), float(agreement),
+        results.append(Accuracy(name, float(cos.min()), float(cos.mean()),
+                                float(np.mean(same_person)), float(np.mean(same_image)),
                                 metrics["rank1"], metrics["mAP"]))
     return results
 

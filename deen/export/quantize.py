@@ -2,10 +2,12 @@
 
 The fp32 export is quantised to QDQ form (int8 weights per output channel, uint8
 activations) with calibration batches that alternate visible and infrared crops, so neither
-modality's activation ranges dominate. Only convolutions are quantised; the layers where
-int8 costs the most accuracy for the least speed stay in float (see
-:data:`FLOAT_PATTERNS`): the stems' first convolution, MFA, DEE, the BN-neck and the block
-outputs of layer4. The result is verified against PyTorch fp32 with the ``onnx-int8``
+modality's activation ranges dominate. Only convolutions are quantised, and only their own
+inputs are rounded to int8 (:func:`float_consumers_read_float`): ONNX Runtime's quantiser
+shares one Quantize/Dequantize pair among all readers of a tensor, so without that step the
+float residual additions, MFA and the convolutions kept in float would also read rounded
+values. The layers where int8 costs the most accuracy for the least speed stay in float (see
+:data:`FLOAT_PATTERNS`). The result is verified against PyTorch fp32 with the ``onnx-int8``
 tolerance of :mod:`deen.export.compare`.
 """
 
@@ -26,13 +28,17 @@ from deen.runtime.sources import IMAGE_SUFFIXES
 from deen.synthetic import make_people, render_person
 
 #: Modules whose convolutions stay in float, by module path (the exporter records each
-#: node's module path in its ``pkg.torch.onnx.name_scopes`` metadata). Measured on a model
-#: trained by ``deen train`` (64×24, synthetic data), quantising one stage at a time: layers
-#: 1–3 cost little (min cosine ≥ 0.997 each), all of layer4 drops it to 0.84; keeping only
-#: layer4's block outputs (conv3, BN folded in) and its downsample in float restores 0.988.
+#: node's module path in its ``pkg.torch.onnx.name_scopes`` metadata; BatchNorm folded into a
+#: convolution gives it the BatchNorm's path, e.g. ``model.layer4.0.bn1`` for conv1). The
+#: stems' first convolution, MFA, DEE and the BN-neck are small and stay float. DEE's output
+#: must not be rounded: it feeds layer4.0's downsample, a high-gain residual path, and
+#: rounding it alone took the min cosine of a trained model from 1.0 to 0.79, so its two
+#: readers (layer4.0's downsample and conv1) stay float. layer4's block outputs (conv3) stay
+#: float because they feed the pooled embedding directly. Measured on models trained by
+#: ``deen train`` (64×24, synthetic data); see benchmarks/README.md.
 FLOAT_PATTERNS = ("model.stems", "model.mfa", "model.dee", "model.neck",
-                  "model.layer4.0.downsample", "model.layer4.0.bn3", "model.layer4.1.bn3",
-                  "model.layer4.2.bn3")
+                  "model.layer4.0.downsample", "model.layer4.0.bn1", "model.layer4.0.bn3",
+                  "model.layer4.1.bn3", "model.layer4.2.bn3")
 _SCOPES = "pkg.torch.onnx.name_scopes"
 CALIBRATION_BATCH = 8
 
@@ -149,6 +155,43 @@ def float_nodes(model: onnx.ModelProto, patterns: Sequence[str] = FLOAT_PATTERNS
             if any(module_path(n).startswith(p) for p in patterns)]
 
 
+def float_consumers_read_float(model: onnx.ModelProto) -> int:
+    """Point every reader of a rounded activation that is not an int8 convolution back at the
+    float tensor; returns how many inputs were re-pointed.
+
+    ONNX Runtime's quantiser puts one QuantizeLinear/DequantizeLinear pair on a tensor that
+    an int8 convolution reads, and every other reader of that tensor (a residual Add, MFA, a
+    convolution kept in float) reads the rounded copy too. Those readers compute in float
+    either way, so the rounding costs them accuracy and saves nothing. The int8 convolutions'
+    own outputs keep their pairs: ONNX Runtime needs them to fuse a QLinearConv.
+    """
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def is_int8_conv(node: onnx.NodeProto) -> bool:
+        weight = producer.get(node.input[1]) if len(node.input) > 1 else None
+        return (node.op_type == "Conv" and weight is not None
+                and weight.op_type == "DequantizeLinear")
+
+    rounded = {}  # DequantizeLinear output → the float tensor its QuantizeLinear read
+    for node in graph.node:
+        quantize = producer.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if quantize is None or quantize.op_type != "QuantizeLinear":
+            continue
+        source = producer.get(quantize.input[0])
+        if source is None or source.op_type != "Conv":
+            rounded[node.output[0]] = quantize.input[0]
+    moved = 0
+    for node in graph.node:
+        if is_int8_conv(node):
+            continue
+        for i, name in enumerate(node.input):
+            if name in rounded:
+                node.input[i] = rounded[name]
+                moved += 1
+    return moved
+
+
 def quantize_int8(fp32_path: Path, out: Path, crops: Sequence[tuple[np.ndarray, Modality]],
                   input_size: tuple[int, int],
                   patterns: Sequence[str] = FLOAT_PATTERNS) -> list[str]:
@@ -173,9 +216,14 @@ def quantize_int8(fp32_path: Path, out: Path, crops: Sequence[tuple[np.ndarray, 
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             op_types_to_quantize=["Conv"], nodes_to_exclude=keep,
             calibrate_method=CalibrationMethod.MinMax,
-            # 7-bit weights: without VNNI, x86 int8 kernels can saturate intermediate sums.
-            reduce_range=True,
+            # Full 8-bit weights: 7-bit ones (reduce_range, against u8s8 saturation on CPUs
+            # without VNNI) measured less accurate on this project's AVX2 machine (min cosine
+            # 0.9960 against 0.9978 for 8-bit) with ONNX Runtime 1.32.
+            reduce_range=False,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        quantized = onnx.load(str(out))
+        float_consumers_read_float(quantized)
+        onnx.save(quantized, str(out))
     finally:
         prepared.unlink(missing_ok=True)
     return keep
