@@ -31,11 +31,12 @@ from deen.synthetic import make_people, render_person
 #: node's module path in its ``pkg.torch.onnx.name_scopes`` metadata; BatchNorm folded into a
 #: convolution gives it the BatchNorm's path, e.g. ``model.layer4.0.bn1`` for conv1). The
 #: stems' first convolution, MFA, DEE and the BN-neck are small and stay float. DEE's output
-#: must not be rounded: it feeds layer4.0's downsample, a high-gain residual path, and
-#: rounding it alone took the min cosine of a trained model from 1.0 to 0.79, so its two
-#: readers (layer4.0's downsample and conv1) stay float. layer4's block outputs (conv3) stay
-#: float because they feed the pooled embedding directly. Measured on models trained by
-#: ``deen train`` (64×24, synthetic data); see benchmarks/README.md.
+#: feeds layer4.0's downsample, a high-gain residual path: rounding it for every reader took
+#: a trained model's min cosine from 1.0 to 0.79. The downsample stays float and reads the
+#: float tensor; layer4.0's conv1 stays float too (int8 there: min cosine 0.9968 instead of
+#: 0.9978, the same rank-1 agreement). layer4's block outputs (conv3) stay float because
+#: they feed the pooled embedding directly. Measured on models trained by ``deen train``
+#: (64×24, synthetic data); see benchmarks/README.md.
 FLOAT_PATTERNS = ("model.stems", "model.mfa", "model.dee", "model.neck",
                   "model.layer4.0.downsample", "model.layer4.0.bn1", "model.layer4.0.bn3",
                   "model.layer4.1.bn3", "model.layer4.2.bn3")
