@@ -1,0 +1,78 @@
+"""Which layers to keep in float for int8: cosine and rank-1 agreement per choice, on a dataset.
+
+    .venv/bin/python benchmarks/int8_sweep.py --checkpoint CKPT --dataset sysu --root DIR \\
+        --extra-float model.layer4 --extra-float model.layer3,model.layer4
+
+The shipped choice (:data:`deen.export.quantize.FLOAT_PATTERNS`) is always the first row; each
+``--extra-float`` adds module-path prefixes to it. Accuracy is measured as ``deen bench``
+measures it (:func:`deen.bench.harness.protocol_accuracy`), against PyTorch fp32. The rows
+behind the "same person vs same image" table of benchmarks/README.md came from this script on
+the model ``benchmarks/regenerate.sh`` trains (``DEEN_BENCH_WORK`` keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deen.bench.harness import protocol_accuracy
+from deen.embedding import EmbeddingConfig
+from deen.eval.evaluate import protocol_settings
+from deen.export.manifest import manifest_path_for
+from deen.export.onnx_export import export_onnx
+from deen.export.quantize import FLOAT_PATTERNS, calibration_crops, quantize_int8
+from deen.models.checkpoint import load_checkpoint
+from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
+from deen.runtime.torch_backend import TorchEmbedder
+
+REFERENCE = "pytorch-fp32"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--dataset", required=True, choices=["sysu", "regdb", "llcm", "folder"])
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--calib", type=Path, default=None,
+                        help="calibration crops as for deen export (default: generated people)")
+    parser.add_argument("--extra-float", action="append", default=[],
+                        help="comma-separated module-path prefixes kept in float on top of "
+                             "the shipped ones (repeat for more rows)")
+    args = parser.parse_args()
+
+    loaded = load_checkpoint(args.checkpoint)
+    model, size, config = loaded.model.eval(), loaded.input_size, EmbeddingConfig()
+    (_, (split, *_)), *_ = protocol_settings(args.dataset, args.root)
+    crops = calibration_crops(args.calib)
+    choices = {"shipped": FLOAT_PATTERNS}
+    for extra in args.extra_float:
+        choices[f"+ {extra}"] = (*FLOAT_PATTERNS, *extra.split(","))
+    with tempfile.TemporaryDirectory(prefix="int8-sweep-") as scratch:
+        fp32 = export_onnx(model, Path(scratch) / "fp32.onnx", config=config,
+                           source=loaded.source, input_size=size)
+        backends = {REFERENCE: TorchEmbedder(model, config, "cpu", size)}
+        for index, (name, patterns) in enumerate(choices.items()):
+            out = Path(scratch) / f"int8-{index}.onnx"
+            quantize_int8(fp32.model_path, out, crops, size, patterns)
+            manifest = {k: v for k, v in fp32.manifest.items()
+                        if k not in ("sha256", "verification")}
+            manifest_path_for(out).write_text(json.dumps({**manifest, "precision": "int8",
+                                                          "file": out.name}))
+            backends[name] = OnnxRuntimeEmbedder(out)
+        results = protocol_accuracy(backends, REFERENCE, split)
+    print("| int8 graph | min cosine | mean cosine | same person | same image |")
+    print("|---|---:|---:|---:|---:|")
+    for a in results:
+        if a.backend != REFERENCE:
+            print(f"| {a.backend} | {a.min_cosine:.4f} | {a.mean_cosine:.4f} | "
+                  f"{100 * a.rank1_agreement:.1f}% | {100 * a.top1_image_agreement:.1f}% |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
