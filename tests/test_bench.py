@@ -81,13 +81,13 @@ def test_int8_keeps_sensitive_layers_in_float_and_runs(model, tmp_path):
     # Rounded activations are read by int8 convolutions only (residual adds, MFA and the
     # float convolutions read the float tensor); an int8 convolution's own output may be read
     # by anything, since ONNX Runtime fuses it into a QLinearConv.
-    def source_op(dequantize: onnx.NodeProto) -> str:
+    def rounds_an_activation_for_int8(dequantize: onnx.NodeProto) -> bool:
         quantize = produced_by.get(dequantize.input[0])
         source = produced_by.get(quantize.input[0]) if quantize is not None else None
-        return source.op_type if source is not None else ""
+        return source is not None and not (source.op_type == "Conv" and source.name not in kept)
 
     rounded = {n.output[0] for n in graph.node
-               if n.op_type == "DequantizeLinear" and source_op(n) not in ("", "Conv")}
+               if n.op_type == "DequantizeLinear" and rounds_an_activation_for_int8(n)}
     assert rounded
     for node in graph.node:
         int8_conv = node.op_type == "Conv" and node.name not in kept

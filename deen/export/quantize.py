@@ -180,7 +180,7 @@ def float_consumers_read_float(model: onnx.ModelProto) -> int:
         if quantize is None or quantize.op_type != "QuantizeLinear":
             continue
         source = producer.get(quantize.input[0])
-        if source is None or source.op_type != "Conv":
+        if source is None or not is_int8_conv(source):
             rounded[node.output[0]] = quantize.input[0]
     moved = 0
     for node in graph.node:
