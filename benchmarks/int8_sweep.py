@@ -13,7 +13,6 @@ the model ``benchmarks/regenerate.sh`` trains (``DEEN_BENCH_WORK`` keeps it).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -21,19 +20,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deen.bench.harness import protocol_accuracy
+from deen.bench.run import REFERENCE
 from deen.embedding import EmbeddingConfig
+from deen.errors import DeenError
 from deen.eval.evaluate import protocol_settings
-from deen.export.manifest import manifest_path_for
 from deen.export.onnx_export import export_onnx
-from deen.export.quantize import FLOAT_PATTERNS, calibration_crops, quantize_int8
+from deen.export.quantize import FLOAT_PATTERNS
 from deen.models.checkpoint import load_checkpoint
 from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.runtime.torch_backend import TorchEmbedder
 
-REFERENCE = "pytorch-fp32"
-
 
 def main() -> int:
+    try:
+        return sweep()
+    except DeenError as exc:  # a bad checkpoint, dataset root or calibration folder
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def sweep() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--dataset", required=True, choices=["sysu", "regdb", "llcm", "folder"])
@@ -48,22 +54,16 @@ def main() -> int:
     loaded = load_checkpoint(args.checkpoint)
     model, size, config = loaded.model.eval(), loaded.input_size, EmbeddingConfig()
     (_, (split, *_)), *_ = protocol_settings(args.dataset, args.root)
-    crops = calibration_crops(args.calib)
     choices = {"shipped": FLOAT_PATTERNS}
     for extra in args.extra_float:
         choices[f"+ {extra}"] = (*FLOAT_PATTERNS, *extra.split(","))
+    backends = {REFERENCE: TorchEmbedder(model, config, "cpu", size)}
     with tempfile.TemporaryDirectory(prefix="int8-sweep-") as scratch:
-        fp32 = export_onnx(model, Path(scratch) / "fp32.onnx", config=config,
-                           source=loaded.source, input_size=size)
-        backends = {REFERENCE: TorchEmbedder(model, config, "cpu", size)}
         for index, (name, patterns) in enumerate(choices.items()):
-            out = Path(scratch) / f"int8-{index}.onnx"
-            quantize_int8(fp32.model_path, out, crops, size, patterns)
-            manifest = {k: v for k, v in fp32.manifest.items()
-                        if k not in ("sha256", "verification")}
-            manifest_path_for(out).write_text(json.dumps({**manifest, "precision": "int8",
-                                                          "file": out.name}))
-            backends[name] = OnnxRuntimeEmbedder(out)
+            result = export_onnx(model, Path(scratch) / f"int8-{index}.onnx", config=config,
+                                 source=loaded.source, input_size=size, precision="int8",
+                                 calib=args.calib, float_patterns=patterns)
+            backends[name] = OnnxRuntimeEmbedder(result.model_path)
         results = protocol_accuracy(backends, REFERENCE, split)
     print("| int8 graph | min cosine | mean cosine | same person | same image |")
     print("|---|---:|---:|---:|---:|")

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,13 +116,16 @@ def _set_metadata(path: Path, manifest: dict[str, Any]) -> None:
 def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingConfig,
                 source: SourceInfo, opset: int = DEFAULT_OPSET,
                 input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, precision: str = "fp32",
-                calib: Path | None = None, dee_op: str = "standard") -> ExportResult:
+                calib: Path | None = None, dee_op: str = "standard",
+                float_patterns: Sequence[str] | None = None) -> ExportResult:
     """Export, verify against PyTorch, then move the ONNX file and its manifest into place.
 
     ``precision="int8"`` quantises the fp32 graph (:mod:`deen.export.quantize`) with
     calibration crops from ``calib`` (``visible/`` and ``infrared/`` folders; default:
-    generated people) and verifies it against PyTorch fp32 with the ``onnx-int8`` tolerance.
-    ``dee_op="custom"`` emits DEE as the custom ``DeeConv`` node (fp32 only).
+    generated people) and verifies it against PyTorch fp32 with the ``onnx-int8`` tolerance;
+    ``float_patterns`` overrides which modules stay float (default
+    :data:`~deen.export.quantize.FLOAT_PATTERNS`; ``benchmarks/int8_sweep.py`` compares
+    choices). ``dee_op="custom"`` emits DEE as the custom ``DeeConv`` node (fp32 only).
     Raises :class:`DeenError` (and leaves nothing at ``out``) when verification fails.
     """
     if precision not in PRECISIONS:
@@ -148,14 +151,15 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
     tolerance = TOLERANCES[f"onnx-{precision}"]
     with atomic_path(out) as tmp_model, atomic_path(manifest_file) as tmp_manifest:
         if precision == "int8":
-            from deen.export.quantize import calibration_crops, quantize_int8
+            from deen.export.quantize import FLOAT_PATTERNS, calibration_crops, quantize_int8
 
             crops = calibration_crops(calib)  # first: a bad --calib fails before tracing
             fp32 = tmp_model.with_name(f"{tmp_model.name}.fp32.onnx")  # only int8 is kept
             try:
                 trace_to_onnx(network, fp32, opset, {METADATA_KEY: json.dumps(manifest)},
                               input_size)
-                kept = quantize_int8(fp32, tmp_model, crops, input_size)
+                kept = quantize_int8(fp32, tmp_model, crops, input_size,
+                                     FLOAT_PATTERNS if float_patterns is None else float_patterns)
             finally:
                 fp32.unlink(missing_ok=True)
             manifest["quantization"] = {

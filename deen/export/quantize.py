@@ -206,13 +206,14 @@ def quantize_int8(fp32_path: Path, out: Path, crops: Sequence[tuple[np.ndarray, 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = out.with_name(f".{out.stem}.prep.onnx")
+    rounded_everywhere = out.with_name(f".{out.stem}.qdq.onnx")  # as quantize_static writes it
     try:
         # No graph optimisation here: it would rename the nodes float_nodes() picks.
         quant_pre_process(str(fp32_path), str(prepared), skip_optimization=True,
                           skip_symbolic_shape=True)
         keep = float_nodes(onnx.load(str(prepared)), patterns)
         quantize_static(
-            str(prepared), str(out), _Reader(crops, input_size),
+            str(prepared), str(rounded_everywhere), _Reader(crops, input_size),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             op_types_to_quantize=["Conv"], nodes_to_exclude=keep,
@@ -222,9 +223,10 @@ def quantize_int8(fp32_path: Path, out: Path, crops: Sequence[tuple[np.ndarray, 
             # 0.9960 against 0.9978 for 8-bit) with ONNX Runtime 1.32.
             reduce_range=False,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-        quantized = onnx.load(str(out))
+        quantized = onnx.load(str(rounded_everywhere))
         float_consumers_read_float(quantized)
         onnx.save(quantized, str(out))
     finally:
         prepared.unlink(missing_ok=True)
+        rounded_everywhere.unlink(missing_ok=True)
     return keep
