@@ -155,18 +155,20 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
 
             crops = calibration_crops(calib)  # first: a bad --calib fails before tracing
             fp32 = tmp_model.with_name(f"{tmp_model.name}.fp32.onnx")  # only int8 is kept
+            patterns = list(FLOAT_PATTERNS if float_patterns is None else float_patterns)
             try:
                 trace_to_onnx(network, fp32, opset, {METADATA_KEY: json.dumps(manifest)},
                               input_size)
-                kept = quantize_int8(fp32, tmp_model, crops, input_size,
-                                     FLOAT_PATTERNS if float_patterns is None else float_patterns)
+                kept = quantize_int8(fp32, tmp_model, crops, input_size, patterns)
             finally:
                 fp32.unlink(missing_ok=True)
             manifest["quantization"] = {
                 "tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-                "weights": "int8 per channel", "activations": "uint8 per tensor (MinMax)",
+                "weights": "int8 per channel",
+                "activations": "uint8 per tensor (MinMax), read only by int8 convolutions",
                 "calibration": str(calib) if calib else "generated people",
-                "calibration_images": len(crops), "float_nodes": len(kept)}
+                "calibration_images": len(crops), "float_modules": patterns,
+                "float_nodes": len(kept)}
             _set_metadata(tmp_model, manifest)
         else:
             trace_to_onnx(network, tmp_model, opset, {METADATA_KEY: json.dumps(manifest)},
