@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
+from deen.backends.torch_backend import TorchEmbedder
 from deen.bench.harness import protocol_accuracy
 from deen.bench.run import REFERENCE
 from deen.embedding import EmbeddingConfig
@@ -27,8 +29,6 @@ from deen.eval.evaluate import protocol_settings
 from deen.export.onnx_export import export_onnx
 from deen.export.quantize import FLOAT_PATTERNS
 from deen.models.checkpoint import load_checkpoint
-from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
-from deen.runtime.torch_backend import TorchEmbedder
 
 
 def main() -> int:

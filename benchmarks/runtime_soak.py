@@ -18,14 +18,14 @@ import threading
 import time
 from pathlib import Path
 
+from deen.backends.base import DelayedEmbedder, Embedder
+from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.bench.harness import rss_mib
 from deen.bench.run import machine_description
 from deen.embedding import EmbeddingConfig
 from deen.export.onnx_export import export_onnx
 from deen.models.checkpoint import random_model
-from deen.runtime.embedder import DelayedEmbedder, Embedder
 from deen.runtime.live import LiveSettings, run_live
-from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.runtime.pipeline import PipelineOptions
 from deen.runtime.scene import write_stream_pair
 

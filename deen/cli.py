@@ -18,7 +18,7 @@ from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.models.deen import VARIANTS
 
-ENGINES = ("onnx", "trt", "triton")
+ENGINES = ("onnx", "openvino", "trt", "triton")
 
 
 def _positive_int(text: str) -> int:
@@ -59,10 +59,14 @@ def _model_embedding_config(args: argparse.Namespace) -> EmbeddingConfig | None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    if args.engine == "onnx" and args.precision == "fp16":
-        raise DeenError("--precision fp16 is for --engine trt; ONNX exports are fp32 or int8")
+    if args.engine == "onnx" and args.precision in ("fp16", "bf16"):
+        raise DeenError(f"--precision {args.precision} is for --engine "
+                        f"{'trt' if args.precision == 'fp16' else 'openvino'}; ONNX exports are "
+                        "fp32 or int8")
     if args.engine == "trt":
         return _export_trt(args)
+    if args.engine == "openvino":
+        return _export_openvino(args)
     if args.engine == "triton":
         return _export_triton(args)
     from deen.export.onnx_export import export_onnx
@@ -79,6 +83,32 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_openvino(args: argparse.Namespace) -> int:
+    from deen.export.openvino_export import PRECISIONS, export_openvino
+    from deen.models.checkpoint import load_checkpoint
+
+    if args.precision not in PRECISIONS:
+        raise DeenError(f"--precision {args.precision}: --engine openvino takes "
+                        f"{', '.join(PRECISIONS)}")
+    if args.dee_op != "standard":
+        raise DeenError("--dee-op custom is for ONNX Runtime and TensorRT; OpenVINO runs DEE's "
+                        "dilated convolutions itself")
+    loaded = load_checkpoint(args.checkpoint, variant=args.variant)
+    print(f"loaded {args.checkpoint}; exporting a {args.precision} OpenVINO IR and verifying "
+          "...", flush=True)
+    result = export_openvino(loaded.model, args.out, config=_embedding_config(args),
+                             source=loaded.source, input_size=loaded.input_size,
+                             precision=args.precision, calib=args.calib, onnx_path=args.onnx)
+    print(f"wrote {result.model_path}, {result.model_path.with_suffix('.bin').name} and "
+          f"{result.manifest_path.name}")
+    print(f"verified: {result.verification.summary()}")
+    if args.precision == "bf16":
+        from deen.export.openvino_export import BF16_NOTE
+
+        print(f"note: {BF16_NOTE}")
+    return 0
+
+
 def _trt_options(args: argparse.Namespace) -> object:
     from deen.export.tensorrt_build import TrtBuildOptions
 
@@ -90,7 +120,8 @@ def _trt_options(args: argparse.Namespace) -> object:
 
 
 def _export_trt(args: argparse.Namespace) -> int:
-    from deen.export.tensorrt_build import export_tensorrt, require_tensorrt
+    from deen.backends.tensorrt_env import require_tensorrt
+    from deen.export.tensorrt_build import export_tensorrt
     from deen.models.checkpoint import load_checkpoint
 
     options = _trt_options(args)  # bad options fail before anything is loaded
@@ -121,7 +152,7 @@ def _export_triton(args: argparse.Namespace) -> int:
     if args.out.exists():
         raise DeenError(f"{args.out}: already exists; choose a new folder for the repository")
     if args.with_trt:
-        from deen.export.tensorrt_build import require_tensorrt
+        from deen.backends.tensorrt_env import require_tensorrt
 
         require_tensorrt()
     loaded = load_checkpoint(args.checkpoint, variant=args.variant)
@@ -185,8 +216,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
+    from deen.backends import open_embedder
     from deen.eval.evaluate import evaluate_dataset, write_report
-    from deen.runtime import open_embedder
 
     embedder = open_embedder(args.model, variant=args.variant, device=args.device)
     report = evaluate_dataset(embedder, args.dataset, args.root, str(args.model),
@@ -223,7 +254,7 @@ def _live_options(args: argparse.Namespace):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from deen.runtime import open_embedder
+    from deen.backends import open_embedder
     from deen.runtime.live import LiveSettings, run_live
     from deen.runtime.sources import quiet_video_backends
 
@@ -246,8 +277,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
+    from deen.backends import open_embedder
     from deen.modality import parse_modality
-    from deen.runtime import open_embedder
     from deen.runtime.gallery import Gallery
     from deen.runtime.live import enrol
 
@@ -288,6 +319,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from deen.bench.report import table, write_all
     from deen.bench.run import BACKENDS, run_bench
     from deen.models.checkpoint import load_checkpoint, random_model
+    from deen.preprocess import DEFAULT_INPUT_SIZE
 
     if (args.dataset is None) != (args.root is None):
         raise DeenError("--dataset and --root go together (accuracy on that dataset's test "
@@ -303,12 +335,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                         f"{', '.join(BACKENDS)}")
     if args.checkpoint is None:
         model, source = random_model(args.variant or "sysu", 0)
-        input_size = tuple(args.input_size)
+        input_size = tuple(args.input_size or DEFAULT_INPUT_SIZE)
         print("no --checkpoint: timing a seeded RANDOM DEEN (accuracy columns compare "
               "backends with each other, not with a trained model)")
     else:
         loaded = load_checkpoint(args.checkpoint, variant=args.variant)
         model, source, input_size = loaded.model, loaded.source, loaded.input_size
+        if args.input_size is not None and tuple(args.input_size) != tuple(input_size):
+            print(f"timing {args.checkpoint} at {args.input_size[0]}x{args.input_size[1]} "
+                  f"(trained at {input_size[0]}x{input_size[1]}; the network takes any size)")
+            input_size = tuple(args.input_size)
     with tempfile.TemporaryDirectory(prefix="deen-bench-") as scratch:
         report = run_bench(model, source, input_size, args.backends, args.batches,
                            _embedding_config(args), args.runs, args.warmup, Path(scratch),
@@ -348,8 +384,9 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
                        help="batch sizes (default 1,8,32)")
     bench.add_argument("--runs", type=_positive_int, default=20, help="timed runs per batch")
     bench.add_argument("--warmup", type=_positive_int, default=3, help="untimed runs first")
-    bench.add_argument("--input-size", type=_input_size, default=(384, 144),
-                       help="HEIGHTxWIDTH without --checkpoint (default 384x144)")
+    bench.add_argument("--input-size", type=_input_size, default=None,
+                       help="HEIGHTxWIDTH to time and measure at (default: a checkpoint's "
+                            "trained size, else 384x144); images are resized to it")
     bench.add_argument("--calib", type=Path, default=None, metavar="DIR",
                        help="int8 calibration crops or videos (see deen export --calib)")
     bench.add_argument("--dataset", default=None, choices=["sysu", "regdb", "llcm", "folder"],
@@ -464,25 +501,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
 
     export = commands.add_parser(
-        "export", help="export a checkpoint to a verified ONNX model, TensorRT engine or "
-                       "Triton model repository",
+        "export", help="export a checkpoint to a verified ONNX model, OpenVINO IR, TensorRT "
+                       "engine or Triton model repository",
         description="Export a DEEN checkpoint (inputs images N×3×384×144 float32 and modality N "
                     "int64; output the N×6D embedding) and verify it against PyTorch: "
-                    "--engine onnx writes FILE.onnx, --engine trt FILE.engine (TensorRT 10+, "
-                    "GPU), --engine triton a model repository folder; each with a manifest. "
+                    "--engine onnx writes FILE.onnx, --engine openvino FILE.xml and FILE.bin "
+                    "(CPU edge boxes), --engine trt FILE.engine (TensorRT 10+, GPU), --engine "
+                    "triton a model repository folder; each with a manifest. "
                     "Nothing is written if verification fails.")
     export.add_argument("--engine", choices=ENGINES, default="onnx")
     _add_model_options(export, checkpoint_required=True)
     export.add_argument("--out", type=Path, required=True,
-                        metavar="FILE.onnx|FILE.engine|REPO/")
+                        metavar="FILE.onnx|FILE.xml|FILE.engine|REPO/")
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
-    export.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
-                        help="int8: static quantisation (the QDQ graph ONNX Runtime and TensorRT "
-                             "both run), verified against fp32 (cosine >= 0.98); fp16: TensorRT "
-                             "only")
+    export.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32",
+                        help="int8: static quantisation (ONNX/TensorRT: the QDQ graph both run; "
+                             "OpenVINO: NNCF), verified against fp32 (cosine >= 0.98); fp16: "
+                             "TensorRT only; bf16: OpenVINO only")
+    export.add_argument("--onnx", type=Path, default=None,
+                        help="--engine openvino/trt: build from this deen ONNX export instead "
+                             "of exporting one")
     trt = export.add_argument_group("TensorRT (--engine trt, or triton --with-trt)")
-    trt.add_argument("--onnx", type=Path, default=None,
-                     help="build from this deen ONNX export instead of exporting one")
     trt.add_argument("--min-batch", type=_positive_int, default=1)
     trt.add_argument("--opt-batch", type=_positive_int, default=8)
     trt.add_argument("--max-batch", type=_positive_int, default=32,

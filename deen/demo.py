@@ -14,17 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from deen.backends.base import Embedder, modality_codes
+from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
+from deen.backends.torch_backend import TorchEmbedder
 from deen.embedding import EmbeddingConfig
 from deen.export.compare import row_cosines
 from deen.export.onnx_export import export_onnx
 from deen.models.checkpoint import load_checkpoint, random_model
 from deen.preprocess import DEFAULT_INPUT_SIZE, preprocess
-from deen.runtime.embedder import Embedder, modality_codes
 from deen.runtime.events import EventLog
 from deen.runtime.live import LiveSettings, run_live
-from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.runtime.scene import write_stream_pair
-from deen.runtime.torch_backend import TorchEmbedder
 from deen.synthetic import make_people, render_pairs
 
 RANDOM_INIT_WARNING = (

@@ -8,3 +8,13 @@ class DeenError(Exception):
     ``model.t: missing tensors: DEE.FC11.weight``. The CLI prints it without a traceback
     (unless ``--debug``) and exits non-zero.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """A library exception's first meaningful line, for a one-line message (its name if it
+    has none). Runtimes put pages of context after it (ONNX Runtime, the exporter) or
+    source locations before it (OpenVINO's ``Exception from …``/``Check … failed at …``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    meaningful = [line for line in lines
+                  if not line.startswith(("Exception from ", "Check '"))]
+    return (meaningful or lines or [type(exc).__name__])[0]

@@ -11,17 +11,18 @@ import numpy as np
 import onnx
 import pytest
 
+from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.bench.harness import accuracy_against
 from deen.bench.report import markdown, table, write_all
 from deen.bench.run import run_bench
 from deen.datasets.synth import write_synthetic_dataset
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
+from deen.export.calibration import calibration_crops
 from deen.export.onnx_export import export_onnx
-from deen.export.quantize import calibration_crops, float_nodes, module_path, quantize_int8
+from deen.export.quantize import float_nodes, module_path, quantize_int8
 from deen.modality import Modality
 from deen.models.checkpoint import random_model
-from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.runtime.scene import write_stream_pair
 
 SIZE = (64, 24)

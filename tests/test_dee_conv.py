@@ -14,6 +14,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.embedding import EmbeddingConfig
 from deen.export.onnx_export import export_onnx
 from deen.models.checkpoint import random_model
@@ -28,7 +29,6 @@ from deen.ops.dee_conv import (
     dee_conv_reference,
     unfold_branch_kernels,
 )
-from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
 
 NATIVE = native.available()
 needs_native = pytest.mark.skipif(NATIVE is not None, reason=f"native ops unavailable: {NATIVE}")

@@ -16,19 +16,19 @@ import torch
 from conftest import person_images
 from reference_spec import reference_test_features
 
+from deen.backends import open_embedder
+from deen.backends.artifact import METADATA_KEY, manifest_path_for
+from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
+from deen.backends.torch_backend import TorchEmbedder
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.export import compare as compare_module
 from deen.export.compare import Tolerance, row_cosines
-from deen.export.manifest import METADATA_KEY, manifest_path_for
 from deen.export.onnx_export import export_onnx
 from deen.fileio import sha256_file
 from deen.modality import Modality
 from deen.models.checkpoint import load_checkpoint, random_model
 from deen.preprocess import preprocess
-from deen.runtime import open_embedder
-from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
-from deen.runtime.torch_backend import TorchEmbedder
 
 VIS, IR = Modality.VISIBLE, Modality.INFRARED
 

@@ -14,11 +14,11 @@ import torch
 from conftest import person_images
 from reference_spec import reference_eval_forward, reference_similarity, reference_test_features
 
+from deen.backends.torch_backend import TorchEmbedder
 from deen.embedding import EmbeddingConfig
 from deen.modality import Modality
 from deen.models.checkpoint import load_checkpoint
 from deen.preprocess import preprocess
-from deen.runtime.torch_backend import TorchEmbedder
 
 TOLERANCE = 1e-4
 VIS, IR = Modality.VISIBLE, Modality.INFRARED

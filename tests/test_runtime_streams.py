@@ -305,8 +305,8 @@ def test_rtsp_stream_killed_and_restarted_is_picked_up_again(scene, small_model,
 def test_embedder_slower_than_the_cameras_makes_frames_drop_not_queue(scene, small_model):
     """Embedding takes 0.3 s a call against 10 fps cameras: each round takes the newest
     frames, the rest are dropped and counted, and no source ever holds more than one."""
-    from deen.runtime import open_embedder
-    from deen.runtime.embedder import DelayedEmbedder
+    from deen.backends import open_embedder
+    from deen.backends.base import DelayedEmbedder
     from deen.runtime.live import LiveSettings, run_live
 
     embedder = DelayedEmbedder(open_embedder(small_model, device="cpu"), 0.3)

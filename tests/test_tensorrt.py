@@ -15,15 +15,13 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from deen.backends.tensorrt_env import check_engine_manifest, require_tensorrt, split_batches
 from deen.errors import DeenError
 from deen.export.tensorrt_build import (
     TrtBuildOptions,
     _mark_plugin_nodes,
-    check_engine_manifest,
     check_onnx_precision,
     engine_manifest,
-    require_tensorrt,
-    split_batches,
 )
 from deen.export.triton import ServingOptions, model_config
 from deen.models.checkpoint import random_model, save_checkpoint
@@ -116,8 +114,8 @@ def test_build_options_and_profile_shapes():
 
 
 def _onnx_manifest() -> dict:
+    from deen.backends.artifact import build_manifest
     from deen.embedding import EmbeddingConfig
-    from deen.export.manifest import build_manifest
 
     model, source = random_model("regdb", 0)
     return build_manifest(engine="onnx", variant="regdb", num_classes=model.num_classes,
@@ -228,10 +226,10 @@ def test_triton_with_trt_needs_tensorrt(checkpoint, tmp_path):
 @needs_trt
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_trt_engine_builds_verifies_and_splits_batches(tmp_path, precision):
+    from deen.backends.tensorrt_backend import TensorRTEmbedder
+    from deen.backends.torch_backend import TorchEmbedder
     from deen.embedding import EmbeddingConfig
     from deen.export.tensorrt_build import export_tensorrt
-    from deen.runtime.tensorrt_backend import TensorRTEmbedder
-    from deen.runtime.torch_backend import TorchEmbedder
 
     model, source = random_model("regdb", 0)
     out, manifest = export_tensorrt(
@@ -251,7 +249,7 @@ def test_trt_engine_builds_verifies_and_splits_batches(tmp_path, precision):
 
 
 def test_open_embedder_knows_engine_files(tmp_path):
-    from deen.runtime.embedder import open_embedder
+    from deen.backends import open_embedder
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"not an engine")

@@ -112,9 +112,9 @@ def test_collapsed_model_gets_a_clear_evaluation_error(synthetic_sysu):
     so and name an image instead of failing deep in the metrics."""
     import torch
 
+    from deen.backends.torch_backend import TorchEmbedder
     from deen.eval.evaluate import evaluate_dataset
     from deen.models.checkpoint import random_model
-    from deen.runtime.torch_backend import TorchEmbedder
 
     model, _ = random_model("regdb", seed=0)
     with torch.no_grad():
@@ -142,9 +142,9 @@ def test_cpu_training_raises_all_search_map_well_above_initialisation(tmp_path):
 
     import torch
 
+    from deen.backends.torch_backend import TorchEmbedder
     from deen.embedding import EmbeddingConfig
     from deen.eval.evaluate import evaluate_dataset
-    from deen.runtime.torch_backend import TorchEmbedder
 
     root = write_synthetic_dataset(tmp_path / "sysu", "sysu", identities=40, per_camera=4,
                                    size=(128, 64), seed=1)

@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from deen.backends.base import Embedder
 from deen.datasets.common import ImageRecord, ProtocolSplit
 from deen.eval.evaluate import FeatureCache, evaluate_split
 from deen.export.compare import row_cosines
 from deen.modality import Modality
 from deen.preprocess import preprocess
-from deen.runtime.embedder import Embedder
 from deen.synthetic import make_people, render_person
 
 

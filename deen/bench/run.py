@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deen.backends.base import Embedder
+from deen.backends.torch_backend import TorchEmbedder
 from deen.bench.harness import (
     BackendInfo,
     BenchReport,
@@ -27,8 +29,6 @@ from deen.modality import Modality
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
 from deen.preprocess import preprocess
-from deen.runtime.embedder import Embedder
-from deen.runtime.torch_backend import TorchEmbedder
 from deen.synthetic import make_people, render_person
 
 BACKENDS = ("pytorch-fp32", "pytorch-bf16", "pytorch-fp16", "pytorch-compile",
@@ -116,20 +116,37 @@ def build_backend(name: str, model: DEEN, config: EmbeddingConfig, source: Sourc
         return TorchEmbedder(model, config, device, input_size, precision="fp16")
     if name == "pytorch-compile":
         return TorchEmbedder(model, config, device, input_size, compile=True)
+    from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
     from deen.export.onnx_export import export_onnx
-    from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
+
+    fp32_onnx = workdir / "fp32.onnx"  # one verified fp32 export, shared by the backends
+
+    def shared_fp32_onnx() -> Path:
+        if not fp32_onnx.is_file():
+            export_onnx(model, fp32_onnx, config=config, source=source, input_size=input_size)
+        return fp32_onnx
 
     if name == "onnxruntime-fp32":
-        result = export_onnx(model, workdir / "fp32.onnx", config=config, source=source,
-                             input_size=input_size)
-        return OnnxRuntimeEmbedder(result.model_path, device="cpu")
+        return OnnxRuntimeEmbedder(shared_fp32_onnx(), device="cpu")
+    if name.startswith("openvino-"):
+        from deen.backends.openvino_backend import OpenVinoEmbedder
+        from deen.export.openvino_export import export_openvino
+
+        precision = name.removeprefix("openvino-")
+        if precision == "bf16" and not cpu_has_bf16():
+            raise DeenError("this CPU has no bf16 instructions (avx512_bf16 or amx_bf16): "
+                            "OpenVINO would run the bf16 IR in fp32, as openvino-fp32")
+        result = export_openvino(model, workdir / f"{name}.xml", config=config, source=source,
+                                 input_size=input_size, precision=precision, calib=calib,
+                                 onnx_path=shared_fp32_onnx())
+        return OpenVinoEmbedder(result.model_path)
     if name == "onnxruntime-int8":
         result = export_onnx(model, workdir / "int8.onnx", config=config, source=source,
                              input_size=input_size, precision="int8", calib=calib)
         return OnnxRuntimeEmbedder(result.model_path, device="cpu")
     if name == "tensorrt":  # fp16, the usual deployment; DeenError (→ skipped) without TRT
+        from deen.backends.tensorrt_backend import TensorRTEmbedder
         from deen.export.tensorrt_build import TrtBuildOptions, export_tensorrt
-        from deen.runtime.tensorrt_backend import TensorRTEmbedder
 
         out, _ = export_tensorrt(model, workdir / "model.engine", config=config, source=source,
                                  input_size=input_size,

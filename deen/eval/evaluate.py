@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deen.backends.base import Embedder
 from deen.datasets import folder, llcm, regdb, sysu
 from deen.datasets.common import ImageRecord, ProtocolSplit
 from deen.errors import DeenError
@@ -20,7 +21,6 @@ from deen.eval.metrics import CMC_RANKS, IgnoreRule, Metrics, evaluate_ranking
 from deen.eval.rerank import k_reciprocal_rerank
 from deen.fileio import atomic_path
 from deen.preprocess import load_rgb, preprocess
-from deen.runtime.embedder import Embedder
 
 
 @dataclass

@@ -30,6 +30,11 @@ TOLERANCES: dict[str, Tolerance] = {
     "tensorrt-fp32": Tolerance(max_abs_diff=1e-3, min_cosine=0.9999),
     "tensorrt-fp16": Tolerance(max_abs_diff=float("inf"), min_cosine=0.999),
     "tensorrt-int8": Tolerance(max_abs_diff=float("inf"), min_cosine=0.98),
+    # OpenVINO: fp32 uses its own (oneDNN) kernels, so 1e-3 absolute as for TensorRT fp32;
+    # bf16 keeps 8 mantissa bits through ~60 layers; int8 is NNCF's post-training recipe.
+    "openvino-fp32": Tolerance(max_abs_diff=1e-3, min_cosine=0.9999),
+    "openvino-bf16": Tolerance(max_abs_diff=float("inf"), min_cosine=0.99),
+    "openvino-int8": Tolerance(max_abs_diff=float("inf"), min_cosine=0.98),
 }
 
 

@@ -27,10 +27,7 @@ from typing import Any
 
 import torch
 
-from deen.embedding import EmbeddingConfig, EmbeddingNetwork
-from deen.errors import DeenError
-from deen.export.compare import TOLERANCES
-from deen.export.manifest import (
+from deen.backends.artifact import (
     INPUT_IMAGES,
     INPUT_MODALITY,
     METADATA_KEY,
@@ -38,13 +35,16 @@ from deen.export.manifest import (
     build_manifest,
     manifest_path_for,
 )
+from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
+from deen.backends.torch_backend import TorchEmbedder
+from deen.embedding import EmbeddingConfig, EmbeddingNetwork
+from deen.errors import DeenError, first_line
+from deen.export.compare import TOLERANCES
 from deen.export.verify import VerificationReport, verify_embedder
 from deen.fileio import atomic_path, sha256_file
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
 from deen.preprocess import DEFAULT_INPUT_SIZE
-from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
-from deen.runtime.torch_backend import TorchEmbedder
 
 DEFAULT_OPSET = 18
 
@@ -96,7 +96,7 @@ def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
                 external_data=False, verbose=False, custom_translation_table=table,
             )
         except Exception as exc:
-            raise DeenError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from exc
+            raise DeenError(f"ONNX export failed: {first_line(exc)}") from exc
     program.model.metadata_props.update(metadata)
     program.save(str(path), external_data=False)
 
@@ -151,7 +151,8 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
     tolerance = TOLERANCES[f"onnx-{precision}"]
     with atomic_path(out) as tmp_model, atomic_path(manifest_file) as tmp_manifest:
         if precision == "int8":
-            from deen.export.quantize import FLOAT_PATTERNS, calibration_crops, quantize_int8
+            from deen.export.calibration import calibration_crops
+            from deen.export.quantize import FLOAT_PATTERNS, quantize_int8
 
             crops = calibration_crops(calib)  # first: a bad --calib fails before tracing
             fp32 = tmp_model.with_name(f"{tmp_model.name}.fp32.onnx")  # only int8 is kept
@@ -175,7 +176,8 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
                           input_size, dee_op)
         report = verify_embedder(TorchEmbedder(model, config, device="cpu",
                                                input_size=input_size),
-                                 OnnxRuntimeEmbedder(tmp_model, device="cpu"), tolerance)
+                                 OnnxRuntimeEmbedder(tmp_model, device="cpu"), tolerance,
+                                 subject=str(out))
         if not report.passed:
             failed = "; ".join(c.describe() for c in report.comparisons if not c.passed)
             raise DeenError(f"{out}: export failed verification ({failed}); no file written")

@@ -2,7 +2,7 @@
 
 Building and running are kept apart (as Polygraphy's ``backend/trt/{loader,runner}``): this
 module turns an ONNX export into a serialised engine plus manifest; running it is
-:class:`deen.runtime.tensorrt_backend.TensorRTEmbedder`'s job, and verification compares
+:class:`deen.backends.tensorrt_backend.TensorRTEmbedder`'s job, and verification compares
 that embedder with PyTorch through :mod:`deen.export.verify` like every other export.
 
 Written against the TensorRT 10 Python API: an explicit-batch network from the ONNX parser
@@ -26,12 +26,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from deen.backends.artifact import INPUT_IMAGES, INPUT_MODALITY
+from deen.backends.tensorrt_env import require_tensorrt
 from deen.errors import DeenError
-from deen.export.manifest import INPUT_IMAGES, INPUT_MODALITY
 
 PRECISIONS = ("fp32", "fp16", "int8")
-INSTALL_HINT = ("TensorRT 10+ and an NVIDIA GPU with CUDA are needed: on such a machine, "
-                "pip install tensorrt (or use the NGC TensorRT container)")
 
 
 @dataclass(frozen=True)
@@ -69,22 +68,6 @@ class TrtBuildOptions:
         return out
 
 
-def require_tensorrt() -> Any:
-    """The ``tensorrt`` module (10 or later) when it and a CUDA GPU are here, else a one-line
-    :class:`DeenError` saying what is missing and how to install it."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise DeenError(f"--engine trt: TensorRT is not installed. {INSTALL_HINT}") from None
-    if int(trt.__version__.split(".")[0]) < 10:
-        raise DeenError(f"--engine trt: TensorRT {trt.__version__} is too old. {INSTALL_HINT}")
-    import torch
-
-    if not torch.cuda.is_available():
-        raise DeenError(f"--engine trt: no CUDA GPU is visible. {INSTALL_HINT}")
-    return trt
-
-
 def engine_manifest(onnx_manifest: dict[str, Any], options: TrtBuildOptions, trt_version: str,
                     gpu: str, compute_capability: tuple[int, int],
                     plugins: list[dict[str, str]]) -> dict[str, Any]:
@@ -105,33 +88,6 @@ def engine_manifest(onnx_manifest: dict[str, Any], options: TrtBuildOptions, trt
     return manifest
 
 
-def check_engine_manifest(manifest: dict[str, Any], trt_version: str, gpu: str,
-                          compute_capability: tuple[int, int], path: Path) -> None:
-    """Refuse, with one line, an engine built for another TensorRT or GPU (TensorRT itself
-    would fail to deserialise it, or crash). Version-/hardware-compatible builds relax the
-    version / GPU checks as TensorRT does."""
-    info = manifest.get("tensorrt")
-    if manifest.get("engine") != "tensorrt" or not isinstance(info, dict):
-        raise DeenError(f"{path}: its manifest does not describe a TensorRT engine")
-    build = info.get("build", {})
-    built_major = str(info.get("version", "")).split(".")[0]
-    if not build.get("version_compatible") and info.get("version") != trt_version:
-        raise DeenError(f"{path}: built with TensorRT {info.get('version')}, this is "
-                        f"{trt_version}; rebuild it here (deen export --engine trt)")
-    if build.get("version_compatible") and built_major != trt_version.split(".")[0]:
-        raise DeenError(f"{path}: version-compatible engines need TensorRT {built_major}.x, "
-                        f"this is {trt_version}")
-    built_cc = tuple(info.get("compute_capability", ()))
-    if build.get("hardware_compatible"):
-        if compute_capability < (8, 0):
-            raise DeenError(f"{path}: a hardware-compatible engine needs an Ampere or newer "
-                            f"GPU; {gpu} is sm_{compute_capability[0]}{compute_capability[1]}")
-    elif built_cc != tuple(compute_capability):
-        raise DeenError(f"{path}: built for {info.get('gpu')} (sm_{''.join(map(str, built_cc))})"
-                        f", this GPU is {gpu} (sm_{compute_capability[0]}"
-                        f"{compute_capability[1]}); rebuild it here")
-
-
 def check_onnx_precision(options: TrtBuildOptions, onnx_manifest: dict[str, Any],
                          path: Path) -> None:
     """int8 engines come from the QDQ graph (explicit quantisation) and only from it: a float
@@ -143,13 +99,6 @@ def check_onnx_precision(options: TrtBuildOptions, onnx_manifest: dict[str, Any]
     if options.precision != "int8" and quantised:
         raise DeenError(f"--onnx {path}: this is an int8 (QDQ) export; build it with "
                         "--precision int8, or give an fp32 export")
-
-
-def split_batches(count: int, max_batch: int) -> list[tuple[int, int]]:
-    """[start, stop) slices of at most ``max_batch`` rows covering ``count`` rows."""
-    if max_batch < 1:
-        raise ValueError("max_batch must be at least 1")
-    return [(start, min(start + max_batch, count)) for start in range(0, count, max_batch)]
 
 
 def _mark_plugin_nodes(onnx_path: Path, out: Path) -> bool:
@@ -239,14 +188,14 @@ def export_tensorrt(model: Any, out: Path, *, config: Any, source: Any,
     import json
     import tempfile
 
+    from deen.backends.artifact import manifest_path_for
+    from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
+    from deen.backends.tensorrt_backend import TensorRTEmbedder
+    from deen.backends.torch_backend import TorchEmbedder
     from deen.export.compare import TOLERANCES
-    from deen.export.manifest import manifest_path_for
     from deen.export.onnx_export import export_onnx
     from deen.export.verify import verify_embedder
     from deen.fileio import atomic_path
-    from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
-    from deen.runtime.tensorrt_backend import TensorRTEmbedder
-    from deen.runtime.torch_backend import TorchEmbedder
 
     out = Path(out)
     if out.suffix.lower() not in (".engine", ".plan"):
@@ -279,7 +228,8 @@ def export_tensorrt(model: Any, out: Path, *, config: Any, source: Any,
             manifest_path_for(probe).write_text(tmp_manifest.read_text())
             report = verify_embedder(
                 TorchEmbedder(model, config, device="cuda", input_size=input_size),
-                TensorRTEmbedder(probe), TOLERANCES[f"tensorrt-{options.precision}"])
+                TensorRTEmbedder(probe), TOLERANCES[f"tensorrt-{options.precision}"],
+                subject=str(out))
             if not report.passed:
                 failed = "; ".join(c.describe() for c in report.comparisons if not c.passed)
                 raise DeenError(f"{out}: engine failed verification ({failed}); no file "

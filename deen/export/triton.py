@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deen.backends.artifact import INPUT_IMAGES, INPUT_MODALITY, OUTPUT_EMBEDDING
 from deen.errors import DeenError
-from deen.export.manifest import INPUT_IMAGES, INPUT_MODALITY, OUTPUT_EMBEDDING
 
 ONNX_MODEL, TRT_MODEL = "deen_onnx", "deen_trt"
 _TRITON_TYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64", "float16": "TYPE_FP16"}

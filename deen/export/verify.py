@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deen.backends.base import Embedder
+from deen.errors import DeenError
 from deen.export.compare import Comparison, Tolerance, compare
 from deen.modality import Modality
 from deen.preprocess import preprocess
-from deen.runtime.embedder import Embedder
 from deen.synthetic import make_people, render_person
 
 VIS, IR = Modality.VISIBLE, Modality.INFRARED
@@ -74,10 +75,22 @@ def verification_batch(
 
 
 def verify_embedder(reference: Embedder, candidate: Embedder, tolerance: Tolerance,
-                    seed: int = 0) -> VerificationReport:
+                    seed: int = 0, subject: str = "export") -> VerificationReport:
+    """Every case of :data:`VERIFICATION_CASES` through both embedders, compared.
+
+    A reference that itself gives non-finite embeddings (a degenerate checkpoint: the
+    reference model divides by a pooled feature's norm, which can be zero) leaves nothing to
+    verify against; that is a :class:`DeenError` naming ``subject`` and the cause, not a
+    failed comparison that would blame the export.
+    """
     comparisons = []
     for index, (name, modalities) in enumerate(VERIFICATION_CASES):
         images, codes = verification_batch(modalities, seed + index, reference.input_size)
-        comparisons.append(compare(name, reference.run(images, codes),
-                                   candidate.run(images, codes), tolerance))
+        expected = reference.run(images, codes)
+        if not np.isfinite(expected).all():
+            raise DeenError(f"{subject}: {reference.backend} itself gives non-finite "
+                            f"embeddings for the generated {name} images, so there is "
+                            "nothing to verify against; the checkpoint is degenerate (e.g. "
+                            "a pooled feature of norm zero); no file written")
+        comparisons.append(compare(name, expected, candidate.run(images, codes), tolerance))
     return VerificationReport(reference.backend, candidate.backend, tolerance, tuple(comparisons))

@@ -1,5 +1,2 @@
-"""Running exported and PyTorch models: embedders now, the live camera-pair pipeline later."""
-
-from deen.runtime.embedder import Embedder, open_embedder
-
-__all__ = ["Embedder", "open_embedder"]
+"""The live camera-pair pipeline: sources, detection, tracking, cross-camera matching,
+gallery, events and the annotated view. Models are opened through :mod:`deen.backends`."""

@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deen.backends.base import Embedder
 from deen.errors import DeenError
 from deen.fileio import sha256_file
 from deen.modality import Modality
 from deen.runtime.annotate import AnnotatedVideo, LiveWindow, display_available
 from deen.runtime.detect import Detector, open_detector
-from deen.runtime.embedder import Embedder
 from deen.runtime.events import EventLog
 from deen.runtime.gallery import Gallery
 from deen.runtime.pipeline import Pipeline, PipelineOptions, RunSummary, run, stop_on_signals

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deen.backends.base import Embedder
 from deen.modality import Modality
 from deen.runtime.detect import Detector
-from deen.runtime.embedder import Embedder
 from deen.runtime.events import EventLog
 from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD, Gallery
 from deen.runtime.matching import (

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from deen.backends.torch_backend import TorchEmbedder
 from deen.datasets import folder, llcm, regdb, sysu
 from deen.datasets.common import ImageRecord, ProtocolSplit
 from deen.embedding import EmbeddingConfig
@@ -38,7 +39,6 @@ from deen.models.checkpoint import (
     save_checkpoint,
 )
 from deen.models.deen import DEEN
-from deen.runtime.torch_backend import TorchEmbedder
 from deen.train.config import TrainConfig
 from deen.train.data import Augmentation, CrossModalitySampler, TrainImages, collate
 from deen.train.losses import DEENLoss, LossWeights

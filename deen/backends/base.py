@@ -1,17 +1,16 @@
 """The embedder interface: images and modalities in, one embedding row per image out.
 
-Each backend (PyTorch, ONNX Runtime; TensorRT later) is one small class with a ``run``
+Each backend (PyTorch, ONNX Runtime, OpenVINO, TensorRT) is one small class with a ``run``
 method on preprocessed batches; :meth:`Embedder.embed` adds preprocessing and batching on
-top, the same for all. :func:`open_embedder` picks the backend from the model file.
+top, the same for all. :func:`deen.backends.open_embedder` picks the backend from the model
+file's suffix.
 """
 
 from __future__ import annotations
 
 import abc
-import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -19,9 +18,6 @@ from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.modality import Modality, parse_modality
 from deen.preprocess import DEFAULT_COLOR_ORDER, ColorOrder, preprocess
-
-TORCH_SUFFIXES = (".t", ".pth", ".pt")
-ONNX_SUFFIXES = (".onnx",)
 
 
 class Embedder(abc.ABC):
@@ -87,47 +83,6 @@ def validated_batch(images: np.ndarray, modality: np.ndarray,
     if not set(np.unique(modality).tolist()) <= valid:
         raise DeenError(f"modality codes must be {sorted(valid)}, got {np.unique(modality)}")
     return np.ascontiguousarray(images), modality.astype(np.int64, copy=False)
-
-
-def open_embedder(
-    path: str | os.PathLike[str],
-    *,
-    config: EmbeddingConfig | None = None,
-    variant: str | None = None,
-    device: str | None = None,
-) -> Embedder:
-    """Open a model file with the backend its suffix names.
-
-    ``.t``/``.pth``/``.pt`` → PyTorch (``config`` and ``variant`` apply; ``device`` defaults
-    to CUDA when present), ``.onnx`` → ONNX Runtime (flip and layout are baked into the
-    graph; a ``config`` that disagrees with its manifest is an error), ``.engine``/``.plan``
-    → TensorRT (likewise).
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in TORCH_SUFFIXES:
-        from deen.runtime.torch_backend import TorchEmbedder
-
-        return TorchEmbedder.from_checkpoint(path, config=config, variant=variant, device=device)
-    if suffix in ONNX_SUFFIXES:
-        from deen.runtime.onnxrt_backend import OnnxRuntimeEmbedder
-
-        embedder = OnnxRuntimeEmbedder(path, device=device)
-        if config is not None and config != embedder.config:
-            raise DeenError(f"{path}: was exported with {embedder.config}, not {config}; "
-                            "re-export to change flip or a")
-        return embedder
-    from deen.runtime.tensorrt_backend import ENGINE_SUFFIXES, TensorRTEmbedder
-
-    if suffix in ENGINE_SUFFIXES:
-        engine = TensorRTEmbedder(path)
-        if config is not None and config != engine.config:
-            raise DeenError(f"{path}: was built with {engine.config}, not {config}; rebuild "
-                            "to change flip or a")
-        return engine
-    known = ", ".join(TORCH_SUFFIXES + ONNX_SUFFIXES + ENGINE_SUFFIXES)
-    raise DeenError(f"{path}: unknown model file type {suffix or '(no suffix)'!r}; "
-                    f"expected one of {known}")
 
 
 class DelayedEmbedder(Embedder):

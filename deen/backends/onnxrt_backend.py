@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from deen.errors import DeenError
-from deen.export.manifest import (
+from deen.backends.artifact import (
     INPUT_IMAGES,
     INPUT_MODALITY,
     METADATA_KEY,
@@ -18,7 +17,8 @@ from deen.export.manifest import (
     manifest_path_for,
     parse_manifest,
 )
-from deen.runtime.embedder import Embedder, validated_batch
+from deen.backends.base import Embedder, validated_batch
+from deen.errors import DeenError, first_line
 
 #: Preferred first; only those this onnxruntime build offers are used.
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -45,8 +45,7 @@ class OnnxRuntimeEmbedder(Embedder):
                 str(self.path), sess_options=session_options, providers=choose_providers(device)
             )
         except Exception as exc:  # onnxruntime raises its own exception types per failure
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DeenError(f"{self.path}: not a loadable ONNX model: {reason}") from exc
+            raise DeenError(f"{self.path}: not a loadable ONNX model: {first_line(exc)}") from exc
         self.manifest = self._read_manifest()
         self.config = embedding_config_from(self.manifest)
         self.variant = self.manifest["variant"]

@@ -7,12 +7,12 @@ import os
 import numpy as np
 import torch
 
+from deen.backends.base import Embedder, validated_batch
 from deen.embedding import EmbeddingConfig, EmbeddingNetwork
 from deen.errors import DeenError
 from deen.models.checkpoint import load_checkpoint
 from deen.models.deen import DEEN
 from deen.preprocess import DEFAULT_INPUT_SIZE
-from deen.runtime.embedder import Embedder, validated_batch
 
 
 def default_device() -> str:

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError
-from deen.export.manifest import (
+from deen.backends.artifact import (
     INPUT_IMAGES,
     INPUT_MODALITY,
     OUTPUT_EMBEDDING,
@@ -23,10 +21,10 @@ from deen.export.manifest import (
     manifest_path_for,
     parse_manifest,
 )
-from deen.export.tensorrt_build import check_engine_manifest, require_tensorrt, split_batches
-from deen.runtime.embedder import Embedder, validated_batch
-
-ENGINE_SUFFIXES = (".engine", ".plan")
+from deen.backends.base import Embedder, validated_batch
+from deen.backends.tensorrt_env import check_engine_manifest, require_tensorrt, split_batches
+from deen.embedding import EmbeddingConfig
+from deen.errors import DeenError
 
 
 def read_engine_manifest(path: Path) -> dict:

@@ -1,0 +1,94 @@
+"""The package's layers: no import cycle, at module level or between subpackages.
+
+Every import is counted, also those inside functions (a lazy import still makes two modules
+depend on each other). Backends (:mod:`deen.backends`) sit below both building
+(:mod:`deen.export`) and applications (:mod:`deen.runtime`, ``bench``, ``eval``).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import deen
+
+PACKAGE_ROOT = Path(deen.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """deen module → the deen modules it imports (a package import counts as its
+    ``__init__``; ``from pkg import name`` counts as ``pkg.name`` when that is a module)."""
+    modules = {module_name(p): p for p in PACKAGE_ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{alias.name}" for alias in node.names]
+                targets = [t if t in modules else node.module for t in targets]
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def subpackage(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    assert find_cycle(import_graph()) is None
+
+
+def test_no_cycle_between_subpackages() -> None:
+    graph: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        graph.setdefault(subpackage(module), set()).update(
+            subpackage(t) for t in targets if subpackage(t) != subpackage(module))
+    assert find_cycle(graph) is None, find_cycle(graph)
+
+
+def test_backends_import_neither_export_nor_runtime() -> None:
+    for module, targets in import_graph().items():
+        if module.startswith("deen.backends"):
+            assert not {subpackage(t) for t in targets} & {"deen.export", "deen.runtime"}, \
+                module
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_layers_import_on_their_own() -> None:
+    for module in ("deen.backends", "deen.export", "deen.runtime"):
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)

@@ -1,0 +1,209 @@
+"""``deen export --engine openvino``: IRs verified against PyTorch, read by every consumer,
+and bad input refused with one line and nothing left behind. Real OpenVINO and NNCF, small
+inputs (64×24) so that the suite stays fast."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from deen.backends import open_embedder
+from deen.backends.artifact import manifest_path_for
+from deen.backends.openvino_backend import RT_INFO_KEY, OpenVinoEmbedder
+from deen.backends.torch_backend import TorchEmbedder
+from deen.bench.harness import people_batch
+from deen.bench.run import cpu_has_bf16
+from deen.embedding import EmbeddingConfig
+from deen.errors import DeenError
+from deen.export.compare import TOLERANCES, row_cosines
+from deen.export.onnx_export import export_onnx
+from deen.export.openvino_export import export_openvino
+from deen.export.verify import verify_embedder
+from deen.models.checkpoint import random_model, save_checkpoint
+
+pytest.importorskip("openvino")
+SIZE = (64, 24)
+
+
+def _deen(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deen", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model, _ = random_model("sysu", 3)
+    path = tmp_path_factory.mktemp("ov-ckpt") / "model.pt"
+    save_checkpoint(model, path, {"input_size": list(SIZE)})
+    return path
+
+
+@pytest.fixture(scope="module")
+def exports(checkpoint, tmp_path_factory):
+    """fp32 (by the CLI, as a user runs it) and int8 (API, reusing the fp32 ONNX) IRs."""
+    folder = tmp_path_factory.mktemp("ov")
+    fp32 = folder / "deen_fp32.xml"
+    done = _deen("export", "--engine", "openvino", "--checkpoint", str(checkpoint),
+                 "--out", str(fp32))
+    assert done.returncode == 0, done.stderr
+    assert "verified: openvino-fp32 vs pytorch" in done.stdout
+    model, source = random_model("sysu", 3)
+    onnx = export_onnx(model, folder / "fp32.onnx", config=EmbeddingConfig(), source=source,
+                       input_size=SIZE)
+    int8 = export_openvino(model, folder / "deen_int8.xml", config=EmbeddingConfig(),
+                           source=source, input_size=SIZE, precision="int8",
+                           onnx_path=onnx.model_path)
+    return {"fp32": fp32, "int8": int8.model_path, "model": model, "onnx": onnx.model_path}
+
+
+def test_fp32_ir_matches_pytorch_within_1e3(exports) -> None:
+    reference = TorchEmbedder(exports["model"], EmbeddingConfig(), "cpu", SIZE)
+    candidate = open_embedder(exports["fp32"])
+    assert isinstance(candidate, OpenVinoEmbedder) and candidate.backend == "openvino-fp32"
+    images, codes = people_batch(5, SIZE, seed=11)  # mixed visible/infrared
+    expected, got = reference.run(images, codes), candidate.run(images, codes)
+    assert got.shape == expected.shape == (5, 6 * 2048)
+    assert np.abs(got - expected).max() <= 1e-3
+    assert row_cosines(expected, got).min() >= TOLERANCES["openvino-fp32"].min_cosine
+    # A mixed batch gives each row what a batch of one gives it (stems picked per row).
+    alone = candidate.run(images[1:2], codes[1:2])
+    assert np.abs(alone - got[1:2]).max() < 1e-4
+
+
+def test_ir_carries_its_manifest_and_the_sidecar_adds_verification(exports) -> None:
+    import openvino as ov
+
+    xml = exports["fp32"]
+    inner = json.loads(str(ov.Core().read_model(str(xml)).get_rt_info(RT_INFO_KEY).astype(str)))
+    sidecar = json.loads(manifest_path_for(xml).read_text())
+    assert inner["engine"] == sidecar["engine"] == "openvino"
+    assert inner["openvino"]["inference_precision"] == "fp32"
+    assert inner["inputs"]["images"]["shape"] == ["batch", 3, *SIZE]
+    assert sidecar["verification"]["passed"] and sidecar["file"] == xml.name
+    assert sidecar["weights_file"] == xml.with_suffix(".bin").name
+    assert sorted(p.name for p in xml.parent.iterdir() if p.name.startswith("deen_fp32")) == \
+        ["deen_fp32.bin", "deen_fp32.xml", "deen_fp32.xml.json"]
+
+
+def test_int8_ir_is_quantised_and_close_to_fp32(exports) -> None:
+    import openvino as ov
+
+    xml = exports["int8"]
+    ops = ov.Core().read_model(str(xml)).get_ordered_ops()
+    quantised = {op.get_friendly_name() for op in ops if op.get_type_name() == "FakeQuantize"}
+    assert len(quantised) > 50
+    manifest = json.loads(manifest_path_for(xml).read_text())
+    assert manifest["precision"] == "int8" and manifest["quantization"]["tool"].startswith(
+        "nncf")
+    assert "MatMul" in manifest["quantization"]["float_op_types"]
+    assert manifest["verification"]["min_cosine"] >= TOLERANCES["openvino-int8"].min_cosine
+    # MFA's affinity products stay float: no FakeQuantize feeds a MatMul.
+    for op in ops:
+        if op.get_type_name() == "MatMul":
+            inputs = [op.input_value(i).get_node().get_type_name() for i in range(2)]
+            assert "FakeQuantize" not in inputs, op.get_friendly_name()
+
+
+def test_bf16_ir_records_what_it_needs(exports, tmp_path) -> None:
+    _, source = random_model("sysu", 3)
+    result = export_openvino(exports["model"], tmp_path / "m.xml", config=EmbeddingConfig(),
+                             source=source, input_size=SIZE, precision="bf16",
+                             onnx_path=exports["onnx"])
+    manifest = result.manifest
+    assert manifest["openvino"]["inference_precision"] == "bf16"
+    assert "AVX512_BF16" in manifest["openvino"]["note"]
+    embedder = OpenVinoEmbedder(result.model_path)
+    assert embedder.execution_precision == ("bf16" if cpu_has_bf16() else "f32")
+    assert OpenVinoEmbedder(result.model_path, inference_precision="fp32"
+                            ).execution_precision == "f32"
+
+
+def test_consumers_take_the_ir(exports, tmp_path) -> None:
+    from deen.datasets.synth import write_synthetic_dataset
+
+    root = tmp_path / "sysu"
+    write_synthetic_dataset(root, "sysu", identities=6, per_camera=2, size=(64, 32), seed=0)
+    done = _deen("eval", "--model", str(exports["fp32"]), "--dataset", "sysu", "--root",
+                 str(root), "--trials", "1")
+    assert done.returncode == 0, done.stderr
+    assert "openvino-fp32" in done.stdout and "mAP" in done.stdout
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    import cv2
+
+    from deen.modality import Modality
+    from deen.synthetic import make_people, render_person
+
+    rng = np.random.default_rng(0)
+    for i, person in enumerate(make_people(2, seed=0)):
+        cv2.imwrite(str(crops / f"{i}.png"), render_person(person, Modality.VISIBLE, rng))
+    done = _deen("gallery", "add", "ann", "--images", str(crops), "--modality", "visible",
+                 "--model", str(exports["int8"]), "--gallery", str(tmp_path / "g.db"))
+    assert done.returncode == 0, done.stderr
+
+
+def test_verification_names_a_degenerate_checkpoint(exports) -> None:
+    model, _ = random_model("regdb", 0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()  # every feature is zero: the reference divides 0 by 0
+    degenerate = TorchEmbedder(model, EmbeddingConfig(), "cpu", SIZE)
+    with pytest.raises(DeenError, match=r"m\.xml: pytorch itself gives non-finite embeddings"):
+        verify_embedder(degenerate, open_embedder(exports["fp32"]),
+                        TOLERANCES["openvino-fp32"], subject="m.xml")
+
+
+def _one_line_error(done: subprocess.CompletedProcess, *needles: str) -> None:
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_bad_export_input_gets_one_line_and_leaves_nothing(checkpoint, tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    _one_line_error(_deen("export", "--engine", "openvino", "--checkpoint", str(checkpoint),
+                          "--out", str(out / "m.onnx")), "m.onnx", ".xml")
+    _one_line_error(_deen("export", "--engine", "openvino", "--precision", "int8",
+                          "--checkpoint", str(checkpoint), "--out", str(out / "m.xml"),
+                          "--calib", str(tmp_path / "missing")), "--calib", "missing")
+    _one_line_error(_deen("export", "--engine", "openvino", "--precision", "fp16",
+                          "--checkpoint", str(checkpoint), "--out", str(out / "m.xml")),
+                    "fp16")
+    assert list(out.iterdir()) == []
+
+
+def test_unreadable_or_mismatched_ir_gets_one_line(exports, tmp_path) -> None:
+    xml = tmp_path / "broken.xml"
+    xml.write_text("<net><layers>")
+    shutil.copy(exports["fp32"].with_suffix(".bin"), xml.with_suffix(".bin"))
+    with pytest.raises(DeenError, match=r"broken\.xml: not a readable OpenVINO model"):
+        open_embedder(xml)
+    lonely = tmp_path / "lonely.xml"
+    shutil.copy(exports["fp32"], lonely)
+    with pytest.raises(DeenError, match=r"lonely\.bin: missing"):
+        open_embedder(lonely)
+    short = tmp_path / "short.xml"
+    shutil.copy(exports["fp32"], short)
+    short.with_suffix(".bin").write_bytes(exports["fp32"].with_suffix(".bin").read_bytes()[:999])
+    with pytest.raises(DeenError, match=r"short\.xml: not a readable OpenVINO model"):
+        open_embedder(short)
+    # Same size, other bytes: only the recorded hash tells.
+    swapped = tmp_path / "swapped.xml"
+    shutil.copy(exports["fp32"], swapped)
+    weights = bytearray(exports["fp32"].with_suffix(".bin").read_bytes())
+    weights[100:108] = b"\x00" * 8
+    swapped.with_suffix(".bin").write_bytes(bytes(weights))
+    with pytest.raises(DeenError, match=r"swapped\.bin: does not match swapped\.xml"):
+        open_embedder(swapped)
+    # The command line says the same in one line.
+    _one_line_error(_deen("eval", "--model", str(swapped), "--dataset", "sysu", "--root",
+                          str(tmp_path)), "swapped.bin")
