@@ -50,10 +50,13 @@ def _embedding_config(args: argparse.Namespace) -> EmbeddingConfig:
 
 
 def _model_embedding_config(args: argparse.Namespace) -> EmbeddingConfig | None:
-    """An exported .onnx has its embedding settings baked in: use them unless the user asked
-    for others (which open_embedder then checks); a checkpoint takes the options as given."""
+    """An exported model (.onnx, .xml, .engine) has its embedding settings baked in: use them
+    unless the user asked for others (which open_embedder then checks); a checkpoint takes
+    the options as given."""
+    from deen.backends.registry import TORCH_SUFFIXES
+
     config = _embedding_config(args)
-    if Path(args.model).suffix.lower() == ".onnx" and config == EmbeddingConfig():
+    if Path(args.model).suffix.lower() not in TORCH_SUFFIXES and config == EmbeddingConfig():
         return None
     return config
 
@@ -417,7 +420,8 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--rgb", required=True, metavar="SOURCE", help="the visible stream")
     run.add_argument("--ir", required=True, metavar="SOURCE", help="the infrared stream")
     run.add_argument("--model", type=Path, required=True,
-                     help="a checkpoint (.t/.pth/.pt) or an exported .onnx")
+                     help="a checkpoint (.t/.pth/.pt) or an exported .onnx, .xml (OpenVINO) "
+                          "or .engine")
     run.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
     run.add_argument("--detector", default="hog",
                      help="'hog' (OpenCV's people detector, the default), a YOLO-style .onnx "

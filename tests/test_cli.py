@@ -53,5 +53,7 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     assert "RANDOMLY INITIALISED" in out
     assert "cross-modality similarity" in out and "vis2" in out and "ir2" in out
     assert "latency" in out and "onnxruntime" in out and "pytorch" in out
+    assert "pytorch vs openvino-int8" in out and "openvino-int8 " in out  # the fastest CPU path
     assert "live pipeline (deen run)" in out and "track_started" in out and "rounds in" in out
-    assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["deen.onnx", "deen.onnx.json"]
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == [
+        "deen.onnx", "deen.onnx.json", "deen_int8.bin", "deen_int8.xml", "deen_int8.xml.json"]

@@ -119,13 +119,15 @@ def export_openvino(model: DEEN, out: str | os.PathLike[str], *, config: Embeddi
                     precision: str = "fp32", calib: Path | None = None,
                     ignored_modules: Sequence[str] = IGNORED_MODULES,
                     ignored_types: Sequence[str] = IGNORED_TYPES,
-                    onnx_path: Path | None = None) -> ExportResult:
+                    onnx_path: Path | None = None,
+                    calibration_images: int = 64) -> ExportResult:
     """Export, verify against PyTorch fp32, then move ``out`` (``.xml``), its ``.bin`` and
     its manifest into place. Raises :class:`DeenError` and leaves nothing behind on any
     failure (bad suffix, bad ``calib`` folder, failed verification).
 
     ``onnx_path`` reuses an fp32 ONNX export of the same model (``deen export --engine
-    onnx``) instead of exporting one here; the IR is still verified against ``model``."""
+    onnx``) instead of exporting one here; the IR is still verified against ``model``.
+    ``calibration_images`` (int8): how many crops NNCF calibrates on, half per modality."""
     import openvino as ov
 
     if precision not in PRECISIONS:
@@ -139,7 +141,8 @@ def export_openvino(model: DEEN, out: str | os.PathLike[str], *, config: Embeddi
     if precision == "int8":
         from deen.export.calibration import calibration_batches, calibration_crops
 
-        crops = calibration_crops(calib)  # first: a bad --calib fails before any work
+        # First: a bad --calib fails before any work.
+        crops = calibration_crops(calib, count=calibration_images)
     model = model.cpu().eval()
     with tempfile.TemporaryDirectory(prefix="deen-openvino-") as scratch:
         onnx_path, onnx_manifest = _fp32_onnx(model, Path(scratch), config, source,

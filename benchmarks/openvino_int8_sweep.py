@@ -1,0 +1,104 @@
+"""Which modules NNCF should leave in float for the OpenVINO int8 IR: accuracy and speed per
+choice, measured, not guessed.
+
+    .venv/bin/python benchmarks/openvino_int8_sweep.py --checkpoint CKPT --dataset sysu \\
+        --root DIR --ignore "" --ignore model.dee --ignore model.mfa --ignore model.dee,model.mfa
+
+Each ``--ignore`` is one row: comma-separated module-path prefixes kept in float (MFA's
+matrix products always are, :data:`deen.export.openvino_export.IGNORED_TYPES`). Accuracy is
+measured at the checkpoint's trained size as ``deen bench`` measures it
+(:func:`deen.bench.harness.protocol_accuracy`, against PyTorch fp32); speed at ``--time-size``
+(default 384x144, flip on, batch 1): each row's IR is re-exported at that size and timed
+interleaved with PyTorch eager fp32 in one run. The table in benchmarks/README.md came from
+this script on the model ``benchmarks/regenerate.sh`` trains (``DEEN_BENCH_WORK`` keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deen.backends.openvino_backend import OpenVinoEmbedder
+from deen.backends.torch_backend import TorchEmbedder
+from deen.bench.harness import protocol_accuracy, time_backends
+from deen.bench.run import REFERENCE, machine_description
+from deen.embedding import EmbeddingConfig
+from deen.errors import DeenError
+from deen.eval.evaluate import protocol_settings
+from deen.export.onnx_export import export_onnx
+from deen.export.openvino_export import export_openvino
+from deen.models.checkpoint import load_checkpoint
+
+
+def main() -> int:
+    try:
+        return sweep()
+    except DeenError as exc:  # a bad checkpoint, dataset root or calibration folder
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, _, width = text.partition("x")
+    return int(height), int(width)
+
+
+def sweep() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--dataset", required=True, choices=["sysu", "regdb", "llcm", "folder"])
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--calib", type=Path, default=None,
+                        help="calibration crops as for deen export (default: generated people)")
+    parser.add_argument("--ignore", action="append", default=[],
+                        help="comma-separated module-path prefixes NNCF leaves in float "
+                             "(\"\" for none); one row each")
+    parser.add_argument("--time-size", type=_size, default=(384, 144))
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+
+    loaded = load_checkpoint(args.checkpoint)
+    model, size, config = loaded.model.eval(), loaded.input_size, EmbeddingConfig()
+    (_, (split, *_)), *_ = protocol_settings(args.dataset, args.root)
+    choices = {text or "(none)": tuple(p for p in text.split(",") if p)
+               for text in (args.ignore or [""])}
+    accuracy_backends = {REFERENCE: TorchEmbedder(model, config, "cpu", size)}
+    timed = {REFERENCE: TorchEmbedder(model, config, "cpu", args.time_size)}
+    with tempfile.TemporaryDirectory(prefix="ov-int8-sweep-") as scratch:
+        folder = Path(scratch)
+        onnx_small = export_onnx(model, folder / "small.onnx", config=config,
+                                 source=loaded.source, input_size=size).model_path
+        onnx_large = export_onnx(model, folder / "large.onnx", config=config,
+                                 source=loaded.source, input_size=args.time_size).model_path
+        for index, (name, modules) in enumerate(choices.items()):
+            for onnx, at, into in ((onnx_small, size, accuracy_backends),
+                                   (onnx_large, args.time_size, timed)):
+                result = export_openvino(model, folder / f"{index}-{at[0]}.xml", config=config,
+                                         source=loaded.source, input_size=at,
+                                         precision="int8", calib=args.calib,
+                                         ignored_modules=modules, onnx_path=onnx)
+                into[name] = OpenVinoEmbedder(result.model_path)
+            print(f"built {name}", flush=True)
+        results = protocol_accuracy(accuracy_backends, REFERENCE, split)
+        timings = {t.backend: t for t in time_backends(timed, [1], args.time_size, args.runs,
+                                                       warmup=2, reference=REFERENCE)}
+    print(f"machine: {machine_description()['description']}")
+    print(f"accuracy at {size[0]}x{size[1]} on {args.dataset} ({args.root}); speed at "
+          f"{args.time_size[0]}x{args.time_size[1]}, flip on, batch 1, vs PyTorch eager fp32")
+    print("| kept in float (besides MatMul) | min cosine | mean cosine | same person | "
+          "same image | speed-up |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for a in results:
+        if a.backend != REFERENCE:
+            print(f"| {a.backend} | {a.min_cosine:.4f} | {a.mean_cosine:.4f} | "
+                  f"{100 * a.rank1_agreement:.1f}% | {100 * a.top1_image_agreement:.1f}% | "
+                  f"{timings[a.backend].speedup:.2f}× |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
