@@ -380,9 +380,10 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     _add_model_options(bench, checkpoint_required=False)
     bench.add_argument("--backends", type=lambda t: [b for b in t.split(",") if b],
                        default=["pytorch-fp32", "pytorch-bf16", "onnxruntime-fp32",
-                                "onnxruntime-int8"],
-                       help=f"comma-separated, from {', '.join(BACKENDS)} (default: all but "
-                            "pytorch-compile and tensorrt)")
+                                "onnxruntime-int8", "openvino-fp32", "openvino-bf16",
+                                "openvino-int8"],
+                       help=f"comma-separated, from {', '.join(BACKENDS)} (default: the CPU "
+                            "backends, all but pytorch-compile)")
     bench.add_argument("--batches", type=_int_list, default=[1, 8, 32],
                        help="batch sizes (default 1,8,32)")
     bench.add_argument("--runs", type=_positive_int, default=20, help="timed runs per batch")

@@ -2,9 +2,9 @@
 
 The reference evaluation resizes with Pillow's Lanczos filter to 144×384 (W×H) on the uint8
 RGB image, scales to [0, 1] and normalises with the ImageNet mean and std; infrared images
-are 3-channel images normalised the same way. Everything in this project (embedders, export
-verification, the demo, later the runtime and evaluation) calls :func:`preprocess`, so the
-input convention lives here and nowhere else.
+are 3-channel images normalised the same way. Everything in this project (the backends,
+export verification and calibration, evaluation, the live runtime, the demo) calls
+:func:`preprocess`, so the input convention lives here and nowhere else.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.bench.harness import accuracy_against
 from deen.bench.report import markdown, table, write_all
-from deen.bench.run import run_bench
+from deen.bench.run import cpu_has_bf16, run_bench
 from deen.datasets.synth import write_synthetic_dataset
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
@@ -25,6 +26,7 @@ from deen.modality import Modality
 from deen.models.checkpoint import random_model
 from deen.runtime.scene import write_stream_pair
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZE = (64, 24)
 
 
@@ -45,11 +47,17 @@ def test_accuracy_against_counts_rank1_agreement():
 
 def test_bench_times_backends_and_writes_its_report(model, tmp_path):
     network, source = model
-    report = run_bench(network, source, SIZE, ["pytorch-fp32", "onnxruntime-fp32", "tensorrt"],
+    report = run_bench(network, source, SIZE, ["pytorch-fp32", "onnxruntime-fp32",
+                                               "openvino-fp32", "openvino-bf16", "tensorrt"],
                        [1, 2], EmbeddingConfig(flip=False), runs=3, warmup=1,
                        workdir=tmp_path, people=4, log=lambda _: None)
+    timed = ["pytorch-fp32", "onnxruntime-fp32", "openvino-fp32"]
+    if cpu_has_bf16():
+        timed.append("openvino-bf16")
+    else:
+        assert "no bf16 instructions" in report.skipped["openvino-bf16"]
     assert {(t.backend, t.batch) for t in report.timings} == {
-        (b, n) for b in ("pytorch-fp32", "onnxruntime-fp32") for n in (1, 2)}
+        (b, n) for b in timed for n in (1, 2)}
     for t in report.timings:
         assert t.p50_ms <= t.p90_ms <= t.p99_ms and t.images_per_s > 0
         if t.backend == "pytorch-fp32":
@@ -57,6 +65,7 @@ def test_bench_times_backends_and_writes_its_report(model, tmp_path):
     accuracy = {a.backend: a for a in report.accuracy}
     assert accuracy["onnxruntime-fp32"].min_cosine > 0.9999
     assert accuracy["onnxruntime-fp32"].rank1_agreement == 1.0
+    assert accuracy["openvino-fp32"].max_abs_diff <= 1e-3
     assert "tensorrt" in report.skipped and report.settings["gflop_per_image"] > 0
     assert "onnxruntime-fp32" in table(report)
     json_path, md_path, png_path = write_all(report, tmp_path / "out")
@@ -164,3 +173,28 @@ def test_int8_export_is_verified_and_never_half_written(model, tmp_path):
         return
     assert result.manifest["precision"] == "int8"
     assert OnnxRuntimeEmbedder(out, device="cpu").manifest["quantization"]["format"] == "QDQ"
+
+
+def test_results_page_checks_the_cpu_targets_per_instruction_set():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from write_results import acceptance, speed_target
+
+    def report(simd, int8_ms):
+        timings = [{"backend": b, "batch": n, "p50_ms": ms, "speedup": 600 / ms}
+                   for n in (1, 8) for b, ms in (("pytorch-fp32", 600), ("onnxruntime-fp32",
+                                                                          400),
+                                                  ("onnxruntime-int8", int8_ms),
+                                                  ("openvino-int8", 150))]
+        accuracy = [{"backend": b, "min_cosine": 0.995, "rank1_agreement": 0.96,
+                     "top1_image_agreement": 0.9, "max_abs_diff": 0.01}
+                    for b in ("pytorch-fp32", "onnxruntime-fp32", "onnxruntime-int8",
+                              "openvino-int8")]
+        return {"machine": {"simd": simd}, "timings": timings, "accuracy": accuracy}
+
+    assert speed_target({"simd": ["avx2"]})[0] == 3.0
+    assert speed_target({"simd": ["avx2", "avx512f", "avx512_vnni"]})[0] == 5.0
+    avx2 = acceptance(report(["avx2"], 300))
+    assert "openvino-int8" in avx2[0] and "4.00×" in avx2[0] and "**met**" in avx2[0]
+    assert "**met**" in avx2[1] and "batch 1: 1.33×" in avx2[1]
+    vnni = acceptance(report(["avx2", "avx512f", "avx512_vnni"], 450))
+    assert "**not met**" in vnni[0] and "**not met**" in vnni[1]

@@ -1,9 +1,11 @@
 """The export manifest: what a deployed model file expects and produces, and where it came from.
 
-Written twice: inside the ONNX file (metadata property ``deen.manifest``), so the model
-describes itself wherever it is copied, and beside it as ``<file>.json`` with the
-verification results added. Readers (the embedders, later the TensorRT builder) take the
-input convention and the embedding layout from here rather than assuming them.
+Written by every exporter (:mod:`deen.export`) and read by every backend, so it lives in the
+backends layer. Written twice: inside the artifact (ONNX metadata property
+``deen.manifest``, OpenVINO runtime info ``deen_manifest``), so the model describes itself
+wherever it is copied, and beside it as ``<file>.json`` with the verification results added
+(a TensorRT engine has only the file beside it). Readers take the input convention and the
+embedding layout from here rather than assuming them.
 """
 
 from __future__ import annotations

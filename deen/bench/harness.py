@@ -53,6 +53,7 @@ class Accuracy:
     top1_image_agreement: float
     rank1: float = float("nan")  # the backend's own protocol rank-1 (with a dataset only)
     mAP: float = float("nan")
+    max_abs_diff: float = float("nan")  # largest element difference from the reference
 
 
 @dataclass
@@ -109,7 +110,12 @@ def accuracy_against(reference: np.ndarray, candidate: np.ndarray, people: int,
         return np.argmax(emb[:people] @ emb[people:].T, axis=1)
 
     agreement = float(np.mean(top1(reference) == top1(candidate)))  # one image per person
-    return Accuracy(backend, float(cos.min()), float(cos.mean()), agreement, agreement)
+    return Accuracy(backend, float(cos.min()), float(cos.mean()), agreement, agreement,
+                    max_abs_diff=_max_abs_diff(reference, candidate))
+
+
+def _max_abs_diff(reference: np.ndarray, candidate: np.ndarray) -> float:
+    return float(np.abs(reference.astype(np.float64) - candidate).max())
 
 
 def protocol_accuracy(backends: dict[str, Embedder], reference: str,
@@ -133,10 +139,11 @@ def protocol_accuracy(backends: dict[str, Embedder], reference: str,
             person = np.array([record.identity for record in gallery])
             same_image.append(ours == theirs)
             same_person.append(person[ours] == person[theirs])
-        cos = row_cosines(features[reference](records), features[name](records))
+        expected, got = features[reference](records), features[name](records)
+        cos = row_cosines(expected, got)
         results.append(Accuracy(name, float(cos.min()), float(cos.mean()),
                                 float(np.mean(same_person)), float(np.mean(same_image)),
-                                metrics["rank1"], metrics["mAP"]))
+                                metrics["rank1"], metrics["mAP"], _max_abs_diff(expected, got)))
     return results
 
 

@@ -1,7 +1,7 @@
 """Comparing two backends' embeddings: the numbers, the tolerance, the verdict.
 
-Tolerances live here and nowhere else, one per kind of export, so a later backend
-(reduced precision, TensorRT) adds its line instead of inventing its own check.
+Tolerances live here and nowhere else, one per kind of export (``<backend>-<precision>``),
+so a new backend adds its line instead of inventing its own check.
 """
 
 from __future__ import annotations
