@@ -1,6 +1,6 @@
 """``deen export --engine openvino``: IRs verified against PyTorch, read by every consumer,
-and bad input refused with one line and nothing left behind. Real OpenVINO and NNCF, small
-inputs (64×24) so that the suite stays fast."""
+and bad input refused with one line and nothing left behind. Real OpenVINO and NNCF; the
+smaller RegDB variant at 64×24 and few calibration images, so that the suite stays fast."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from deen.models.checkpoint import random_model, save_checkpoint
 
 pytest.importorskip("openvino")
 SIZE = (64, 24)
+VARIANT = "regdb"
 
 
 def _deen(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -38,7 +39,7 @@ def _deen(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    model, _ = random_model("sysu", 3)
+    model, _ = random_model(VARIANT, 3)
     path = tmp_path_factory.mktemp("ov-ckpt") / "model.pt"
     save_checkpoint(model, path, {"input_size": list(SIZE)})
     return path
@@ -46,19 +47,20 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exports(checkpoint, tmp_path_factory):
-    """fp32 (by the CLI, as a user runs it) and int8 (API, reusing the fp32 ONNX) IRs."""
+    """fp32 (by the CLI, as a user runs it, from an ONNX export of the same weights) and int8
+    (API, reusing that ONNX) IRs: one PyTorch trace for all of them."""
     folder = tmp_path_factory.mktemp("ov")
-    fp32 = folder / "deen_fp32.xml"
-    done = _deen("export", "--engine", "openvino", "--checkpoint", str(checkpoint),
-                 "--out", str(fp32))
-    assert done.returncode == 0, done.stderr
-    assert "verified: openvino-fp32 vs pytorch" in done.stdout
-    model, source = random_model("sysu", 3)
+    model, source = random_model(VARIANT, 3)  # the checkpoint's weights (same seed)
     onnx = export_onnx(model, folder / "fp32.onnx", config=EmbeddingConfig(), source=source,
                        input_size=SIZE)
+    fp32 = folder / "deen_fp32.xml"
+    done = _deen("export", "--engine", "openvino", "--checkpoint", str(checkpoint),
+                 "--onnx", str(onnx.model_path), "--out", str(fp32))
+    assert done.returncode == 0, done.stderr
+    assert "verified: openvino-fp32 vs pytorch" in done.stdout
     int8 = export_openvino(model, folder / "deen_int8.xml", config=EmbeddingConfig(),
                            source=source, input_size=SIZE, precision="int8",
-                           onnx_path=onnx.model_path)
+                           onnx_path=onnx.model_path, calibration_images=8)
     return {"fp32": fp32, "int8": int8.model_path, "model": model, "onnx": onnx.model_path}
 
 
@@ -68,7 +70,7 @@ def test_fp32_ir_matches_pytorch_within_1e3(exports) -> None:
     assert isinstance(candidate, OpenVinoEmbedder) and candidate.backend == "openvino-fp32"
     images, codes = people_batch(5, SIZE, seed=11)  # mixed visible/infrared
     expected, got = reference.run(images, codes), candidate.run(images, codes)
-    assert got.shape == expected.shape == (5, 6 * 2048)
+    assert got.shape == expected.shape == (5, 6 * 1024)
     assert np.abs(got - expected).max() <= 1e-3
     assert row_cosines(expected, got).min() >= TOLERANCES["openvino-fp32"].min_cosine
     # A mixed batch gives each row what a batch of one gives it (stems picked per row).
@@ -97,7 +99,7 @@ def test_int8_ir_is_quantised_and_close_to_fp32(exports) -> None:
     xml = exports["int8"]
     ops = ov.Core().read_model(str(xml)).get_ordered_ops()
     quantised = {op.get_friendly_name() for op in ops if op.get_type_name() == "FakeQuantize"}
-    assert len(quantised) > 50
+    assert len(quantised) > 20
     manifest = json.loads(manifest_path_for(xml).read_text())
     assert manifest["precision"] == "int8" and manifest["quantization"]["tool"].startswith(
         "nncf")
@@ -111,7 +113,7 @@ def test_int8_ir_is_quantised_and_close_to_fp32(exports) -> None:
 
 
 def test_bf16_ir_records_what_it_needs(exports, tmp_path) -> None:
-    _, source = random_model("sysu", 3)
+    _, source = random_model(VARIANT, 3)
     result = export_openvino(exports["model"], tmp_path / "m.xml", config=EmbeddingConfig(),
                              source=source, input_size=SIZE, precision="bf16",
                              onnx_path=exports["onnx"])

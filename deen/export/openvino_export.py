@@ -84,8 +84,11 @@ def quantize_ir(model: Any, onnx_path: Path, batches: Sequence[dict[str, Any]],
     nncf = nncf_without_telemetry()
     kept = float_nodes(onnx.load(str(onnx_path), load_external_data=False), modules)
     present = {op.get_friendly_name() for op in model.get_ops()}
-    scope = nncf.IgnoredScope(names=[n for n in kept if n in present], types=list(types),
-                              validate=False)
+    # OpenVINO splits a Conv with a bias into ``NAME/WithoutBiases`` (the convolution) and
+    # ``NAME`` (the Add): both names go in, or the convolution itself would be quantised.
+    names = [name for node in kept for name in (node, f"{node}/WithoutBiases")
+             if name in present]
+    scope = nncf.IgnoredScope(names=names, types=list(types), validate=False)
     quantized = nncf.quantize(model, nncf.Dataset(list(batches)), subset_size=len(batches),
                               preset=nncf.QuantizationPreset.MIXED, ignored_scope=scope)
     return quantized, kept
