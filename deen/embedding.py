@@ -7,8 +7,10 @@ re-normalised). The vector is ``[P0, Q0, P1, Q1, P2, Q2]`` (6·D values), so tha
     ⟨e(q), e(g)⟩ = Σ_k ⟨P_k(q), P_k(g)⟩ + Σ_k ⟨Q_k(q), Q_k(g)⟩        ("all", the reported S)
 
 With ``a`` set, the P parts are scaled by √a and the Q parts by √(1−a), giving S_a. With
-flip off, P_k = p_k(x) and Q_k = b_k(x). :class:`EmbeddingNetwork` is the one module that
-computes this; the PyTorch embedder runs it and the ONNX export traces it.
+flip off, P_k = p_k(x) and Q_k = b_k(x). :class:`deen.models.embedding_network.EmbeddingNetwork`
+is the one module that computes this; the PyTorch embedder runs it and the ONNX export traces
+it. This module is the layout's one place and needs no PyTorch, so that the runtime can read
+exported models without loading it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import torch
-from torch import Tensor, nn
-
 from deen.errors import DeenError
-from deen.models.deen import DEEN
 
 NUM_EMBEDDINGS = 3  # DEE output rows per image: original, branch 1, branch 2
 PARTS = ("P0", "Q0", "P1", "Q1", "P2", "Q2")  # the layout, in order; each part is D wide
@@ -55,40 +53,3 @@ def embedding_layout(dim: int, config: EmbeddingConfig) -> dict[str, object]:
         "Q_scale": 1.0 if config.a is None else math.sqrt(1.0 - config.a),
         "similarity": "dot product",
     }
-
-
-def assemble_embedding(pool: Tensor, feat: Tensor, config: EmbeddingConfig) -> Tensor:
-    """Eval-mode DEEN rows → one vector per image.
-
-    ``pool`` and ``feat`` are (3·M) × D, ordered [original; branch 1; branch 2] over M input
-    rows; with flip, the M rows are the N images followed by their N flips.
-    """
-    dim = pool.shape[1]
-    views = 2 if config.flip else 1
-    p = pool.reshape(NUM_EMBEDDINGS, views, -1, dim).sum(dim=1)  # 3 × N × D
-    q = feat.reshape(NUM_EMBEDDINGS, views, -1, dim).sum(dim=1)
-    if config.a is not None:
-        p = p * math.sqrt(config.a)
-        q = q * math.sqrt(1.0 - config.a)
-    parts = torch.stack([p, q], dim=1)  # 3 × 2 × N × D: k, (P, Q), image
-    return parts.permute(2, 0, 1, 3).reshape(-1, len(PARTS) * dim)
-
-
-class EmbeddingNetwork(nn.Module):
-    """DEEN in eval mode plus flip and layout: ``(images, modality) → N × 6D embeddings``."""
-
-    def __init__(self, model: DEEN, config: EmbeddingConfig | None = None) -> None:
-        super().__init__()
-        self.model = model.eval()
-        self.config = config or EmbeddingConfig()
-
-    @property
-    def dim(self) -> int:
-        return len(PARTS) * self.model.variant.embedding_dim
-
-    def forward(self, images: Tensor, modality: Tensor) -> Tensor:
-        if self.config.flip:
-            images = torch.cat([images, images.flip(-1)], dim=0)
-            modality = torch.cat([modality, modality], dim=0)
-        pool, feat = self.model(images, modality)
-        return assemble_embedding(pool, feat, self.config)

@@ -159,7 +159,7 @@ def test_custom_node_export_runs_in_onnx_runtime_and_matches_pytorch(tmp_path):
     modality = np.array([0, 1, 1])
     model.eval()
     with torch.no_grad():
-        from deen.embedding import EmbeddingNetwork
+        from deen.models.embedding_network import EmbeddingNetwork
 
         expected = EmbeddingNetwork(model, EmbeddingConfig(flip=False))(
             torch.from_numpy(images), torch.from_numpy(modality)).numpy()

@@ -92,3 +92,15 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 def test_layers_import_on_their_own() -> None:
     for module in ("deen.backends", "deen.export", "deen.runtime"):
         subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+
+
+def test_the_live_runtime_on_an_exported_model_needs_no_pytorch() -> None:
+    """`deen run --model m.xml|m.onnx` on an edge box: PyTorch's few hundred MB of memory
+    stay out of the process (the RSS target of the live runtime depends on it)."""
+    modules = ("deen.cli", "deen.runtime.live", "deen.runtime.web",
+               "deen.backends.openvino_backend", "deen.backends.onnxrt_backend")
+    code = (f"import sys, {', '.join(modules)}; "
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'torch'); "
+            "sys.exit(f'imported {loaded[:3]}' if loaded else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

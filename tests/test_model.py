@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deen.embedding import EmbeddingConfig, assemble_embedding
+from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.models import DEEN, TrainingOutput
+from deen.models.embedding_network import assemble_embedding
 
 
 def _count(model: DEEN) -> int:

@@ -15,14 +15,16 @@ import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deen import __version__
 from deen.embedding import EmbeddingConfig, embedding_layout
 from deen.errors import DeenError
 from deen.modality import Modality
-from deen.models.checkpoint import SourceInfo
 from deen.preprocess import preprocessing_manifest
+
+if TYPE_CHECKING:  # only a type here: reading an artifact needs no PyTorch
+    from deen.models.checkpoint import SourceInfo
 
 MANIFEST_FORMAT = "deen-export-manifest"
 MANIFEST_VERSION = 1

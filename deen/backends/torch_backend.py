@@ -1,4 +1,4 @@
-"""PyTorch embedder: runs :class:`~deen.embedding.EmbeddingNetwork` eagerly."""
+"""PyTorch embedder: runs :class:`~deen.models.embedding_network.EmbeddingNetwork` eagerly."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from deen.backends.base import Embedder, validated_batch
-from deen.embedding import EmbeddingConfig, EmbeddingNetwork
+from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.models.checkpoint import load_checkpoint
 from deen.models.deen import DEEN
+from deen.models.embedding_network import EmbeddingNetwork
 from deen.preprocess import DEFAULT_INPUT_SIZE
 
 

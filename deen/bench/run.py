@@ -22,12 +22,13 @@ from deen.bench.harness import (
     rss_mib,
     time_backends,
 )
-from deen.embedding import EmbeddingConfig, EmbeddingNetwork
+from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.eval.evaluate import protocol_settings
 from deen.modality import Modality
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
+from deen.models.embedding_network import EmbeddingNetwork
 from deen.preprocess import preprocess
 from deen.synthetic import make_people, render_person
 

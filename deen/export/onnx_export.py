@@ -1,9 +1,9 @@
 """``deen export --engine onnx``: DEEN → one verified ONNX graph with a manifest.
 
-The graph is :class:`~deen.embedding.EmbeddingNetwork` traced by ``torch.onnx.export``
-(dynamo): inputs ``images`` (N×3×384×144 float32) and ``modality`` (N int64), output
-``embedding`` (N×6D), dynamic N. By default only standard ONNX operators (DEE's dilated
-convolutions are plain ``Conv`` nodes); ``dee_op="custom"`` writes both DEE branches'
+The graph is :class:`~deen.models.embedding_network.EmbeddingNetwork` traced by
+``torch.onnx.export`` (dynamo): inputs ``images`` (N×3×384×144 float32) and ``modality``
+(N int64), output ``embedding`` (N×6D), dynamic N. By default only standard ONNX operators
+(DEE's dilated convolutions are plain ``Conv`` nodes); ``dee_op="custom"`` writes both DEE branches'
 dilated convolutions as one ``deen.ops::DeeConv`` node (:mod:`deen.ops.onnx_custom`), which
 ONNX Runtime runs through the project's custom-op library. Both stems run on every row and a
 ``Where`` picks per row, so one batch may mix modalities. After tracing, ONNX Runtime runs
@@ -37,13 +37,14 @@ from deen.backends.artifact import (
 )
 from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.backends.torch_backend import TorchEmbedder
-from deen.embedding import EmbeddingConfig, EmbeddingNetwork
+from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError, first_line
 from deen.export.compare import TOLERANCES
 from deen.export.verify import VerificationReport, verify_embedder
 from deen.fileio import atomic_path, sha256_file
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
+from deen.models.embedding_network import EmbeddingNetwork
 from deen.preprocess import DEFAULT_INPUT_SIZE
 
 DEFAULT_OPSET = 18

@@ -10,7 +10,6 @@ Variants: ``sysu``/``llcm`` (DEE on 1024 channels, 2048-d embedding) and ``regdb
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -21,29 +20,9 @@ from deen.modality import Modality
 from deen.models.dee import DEE
 from deen.models.mfa import MFA
 from deen.models.resnet import Stem, resnet_stage
+from deen.variants import VARIANTS, Variant, get_variant
 
-
-@dataclass(frozen=True)
-class Variant:
-    """What differs between the published configurations."""
-
-    name: str
-    dee_channels: int  # channels of the feature DEE expands
-    embedding_dim: int  # D: channels after the last stage
-    train_identities: int  # classifier size when trained on the dataset of that name
-
-
-VARIANTS: dict[str, Variant] = {
-    "sysu": Variant("sysu", dee_channels=1024, embedding_dim=2048, train_identities=395),
-    "llcm": Variant("llcm", dee_channels=1024, embedding_dim=2048, train_identities=713),
-    "regdb": Variant("regdb", dee_channels=512, embedding_dim=1024, train_identities=206),
-}
-
-
-def get_variant(name: str) -> Variant:
-    if name not in VARIANTS:
-        raise DeenError(f"unknown variant {name!r}: choose one of {', '.join(VARIANTS)}")
-    return VARIANTS[name]
+__all__ = ["DEEN", "VARIANTS", "EvalOutput", "TrainingOutput", "Variant", "get_variant"]
 
 
 class TrainingOutput(NamedTuple):
