@@ -16,7 +16,7 @@ from pathlib import Path
 from deen import __version__
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
-from deen.models.deen import VARIANTS
+from deen.variants import VARIANTS
 
 ENGINES = ("onnx", "openvino", "trt", "triton")
 
@@ -253,16 +253,20 @@ def _live_options(args: argparse.Namespace):
 
     return PipelineOptions(embed_budget=args.embed_budget, match_threshold=args.match_threshold,
                            confirm_rounds=args.confirm_rounds, break_rounds=args.break_rounds,
-                           gallery_threshold=args.gallery_threshold)
+                           gallery_threshold=args.gallery_threshold,
+                           fail_after_s=args.fail_after)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from deen.backends import open_embedder
     from deen.runtime.live import LiveSettings, run_live
     from deen.runtime.sources import quiet_video_backends
+    from deen.runtime.web import ServeAddress
 
     if not args.debug:
         quiet_video_backends()
+    if args.serve is not None:  # a bad address fails before the model loads
+        ServeAddress.parse(args.serve)
     embedder = open_embedder(args.model, config=_model_embedding_config(args),
                              device=args.device)
     settings = LiveSettings(
@@ -270,8 +274,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         events=None if args.events == "none" else args.events, video_out=args.video_out,
         show=args.show, gallery=args.gallery, loop=args.loop, duration_s=args.duration,
         status_every_s=args.status_every, realtime=not args.no_realtime,
-        timeout_s=args.timeout, fps=args.fps)
+        timeout_s=args.timeout, fps=args.fps, serve=args.serve)
     summary = run_live(embedder, args.model, settings, _live_options(args))
+    if summary.failure is not None:  # outputs are flushed; the reason is the one line
+        raise DeenError(summary.failure)
     for line in summary.lines():
         print(f"[deen run] {line}", file=sys.stderr)
     if args.video_out is not None:
@@ -409,6 +415,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
 
 def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     from deen.runtime import matching
+    from deen.runtime.faults import DEFAULT_FAIL_AFTER_S
     from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD
 
     run = commands.add_parser(
@@ -433,6 +440,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--video-out", type=Path, default=None, metavar="FILE.mp4",
                      help="write the annotated side-by-side view")
     run.add_argument("--show", action="store_true", help="show the annotated view live")
+    run.add_argument("--serve", default=None, metavar="HOST:PORT",
+                     help="serve a web view while the run lasts: / (page), /video.mjpg, "
+                          "/status.json, /events (Server-Sent Events); a bare :PORT or PORT "
+                          "listens on loopback only (default: off)")
     run.add_argument("--gallery", type=Path, default=None, metavar="DB",
                      help="name tracks from this gallery (see deen gallery add)")
     run.add_argument("--loop", action="store_true", help="restart video files at their end")
@@ -462,6 +473,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                           f"(default {matching.DEFAULT_BREAK_ROUNDS})")
     run.add_argument("--gallery-threshold", type=float, default=DEFAULT_GALLERY_THRESHOLD,
                      help=f"least similarity to name a track (default {DEFAULT_GALLERY_THRESHOLD})")
+    run.add_argument("--fail-after", type=float, default=DEFAULT_FAIL_AFTER_S, metavar="S",
+                     help="end the run (exit 1) when detection, embedding or an output has "
+                          "failed on every call for S seconds; single failures are counted "
+                          f"and skipped (default {DEFAULT_FAIL_AFTER_S:g}; 0: never)")
     _add_embedding_options(run)
     run.set_defaults(handler=_cmd_run)
 

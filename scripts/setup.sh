@@ -29,6 +29,15 @@ extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 echo "setup: installing deen$extra"
 "${pip[@]}" "${torch_source[@]}" -e "$root$extra"
+# The web view's browser test loads the page in Debian's Chromium (tests skip without it).
+if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = "0" ]; then
+  echo "setup: installing chromium (headless browser for the web view test)"
+  { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 &&
+      apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; } ||
+    echo "setup: warning: chromium did not install; the browser test will skip" >&2
+fi
 # The native operator library (cpp_ext/: fused DEE kernel, ONNX Runtime custom op). Optional:
 # without a C++ compiler everything else works and the custom-op tests skip with the reason.
 if ! "$venv/bin/python" -m deen build-ops; then

@@ -302,9 +302,9 @@ def test_rtsp_stream_killed_and_restarted_is_picked_up_again(scene, small_model,
     assert "1 reconnects" in stderr or "2 reconnects" in stderr, stderr
 
 
-def test_embedder_slower_than_the_cameras_makes_frames_drop_not_queue(scene, small_model):
-    """Embedding takes 0.3 s a call against 10 fps cameras: each round takes the newest
-    frames, the rest are dropped and counted, and no source ever holds more than one."""
+def test_an_embedder_slower_than_the_cameras_does_not_hold_rounds_up(scene, small_model):
+    """Embedding takes 0.3 s a call against 10 fps cameras: it runs beside the rounds, which
+    keep taking the cameras' frames; tracks wait their turn for the embedder instead."""
     from deen.backends import open_embedder
     from deen.backends.base import DelayedEmbedder
     from deen.runtime.live import LiveSettings, run_live
@@ -313,7 +313,33 @@ def test_embedder_slower_than_the_cameras_makes_frames_drop_not_queue(scene, sma
     settings = LiveSettings(rgb=str(scene.visible), ir=str(scene.infrared),
                             detector=str(scene.boxes), events=None, loop=True, duration_s=5,
                             status_every_s=0)
+    calls = []
+    original = embedder.run
+    embedder.run = lambda *a: calls.append(1) or original(*a)
     summary = run_live(embedder, small_model, settings)
+    assert len(calls) <= 5 / 0.3 + 2  # one call in flight at a time
+    for stream in ("rgb", "ir"):
+        assert summary.processed[stream] > 2 * len(calls), (summary, len(calls))
+        assert summary.processed[stream] + summary.dropped[stream] <= summary.captured[stream]
+    assert summary.events.get("track_started", 0) > 0 and summary.events.get("match", 0) >= 0
+
+
+def test_a_round_slower_than_the_cameras_makes_frames_drop_not_queue(scene, small_model):
+    """Detection takes 0.3 s a frame: each round takes the newest frames, the rest are
+    dropped and counted, and no source ever holds more than one."""
+    from deen.backends import open_embedder
+    from deen.runtime.live import LiveSettings, run_live
+
+    class SlowBoxes(JsonlBoxes):
+        def detect(self, image, stream, frame):
+            time.sleep(0.3)
+            return super().detect(image, stream, frame)
+
+    settings = LiveSettings(rgb=str(scene.visible), ir=str(scene.infrared),
+                            detector=str(scene.boxes), events=None, loop=True, duration_s=5,
+                            status_every_s=0)
+    summary = run_live(open_embedder(small_model, device="cpu"), small_model, settings,
+                       detector=SlowBoxes(scene.boxes))
     for stream in ("rgb", "ir"):
         assert summary.dropped[stream] > 10, summary
         assert summary.processed[stream] + summary.dropped[stream] <= summary.captured[stream]

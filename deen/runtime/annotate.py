@@ -57,6 +57,8 @@ def render(pipeline: Pipeline, frames: dict[Modality, np.ndarray | None],
 class AnnotatedVideo:
     """Collects rendered rounds into ``path`` (MPEG-4), renamed into place by :meth:`close`."""
 
+    name = "video"
+
     def __init__(self, path: Path, fps: float) -> None:
         self.path, self.fps = Path(path), fps
         self.partial = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
@@ -97,6 +99,8 @@ def display_available() -> bool:
 
 
 class LiveWindow:
+    name = "window"
+
     def __init__(self, title: str = "deen run") -> None:
         self.title = title
         self.latest: dict[Modality, np.ndarray | None] = {}

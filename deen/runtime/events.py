@@ -4,16 +4,26 @@ Every event carries ``time`` (Unix seconds when it was emitted), ``event`` and, 
 from a frame, ``stream``, ``frame`` and ``latency_ms`` (frame capture to emission).
 Kinds: ``track_started``, ``track_ended``, ``match`` (a cross-camera pair confirmed),
 ``unmatch`` (broken), ``recognised`` (a track named from the gallery), ``stream``
-(a stream changed state: lost, reconnected, ended).
+(a stream changed state: lost, reconnected, ended), ``error`` (the first failure of one kind:
+``kind``, ``message``, ``count``; see :mod:`deen.runtime.faults`).
+
+A write that fails (a full disk, a reader that closed the pipe) never ends the run: the
+event stays in :attr:`EventLog.recent` and its listeners get it, the failure goes to
+``on_write_error``. A closed pipe is final (later events are not written); a full disk is
+retried with every event.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,6 +64,10 @@ class EventLog:
         self.counts: dict[str, int] = {}
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
+        #: Called with the ``OSError`` of a failed write (default: raise it).
+        self.on_write_error: Callable[[OSError], None] | None = None
+        #: Called with every event record (e.g. the web view's event stream); must not block.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def emit(self, event: str, frame_time: float | None = None, **fields: Any) -> None:
         record: dict[str, Any] = {"time": time.time(), "event": event}
@@ -65,9 +79,23 @@ class EventLog:
         record = _clean(record)
         self.counts[event] = self.counts.get(event, 0) + 1
         self.recent.append(record)
+        for listener in self.listeners:
+            listener(record)
         if self._handle is not None:
-            self._handle.write(json.dumps(record) + "\n")
-            self._handle.flush()
+            try:
+                self._handle.write(json.dumps(record) + "\n")
+                self._handle.flush()
+            except OSError as exc:
+                self._write_failed(exc)
+
+    def _write_failed(self, exc: OSError) -> None:
+        if exc.errno == errno.EPIPE:  # the reader is gone for good: stop writing to it
+            if self._handle is sys.stdout:  # and keep Python's exit flush from failing too
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            self._handle = None
+        if self.on_write_error is None:
+            raise exc
+        self.on_write_error(exc)
 
     def latency_percentiles(self) -> tuple[float, float]:
         """(p50, p95) in milliseconds over the recent window; NaN before any event."""
@@ -77,8 +105,12 @@ class EventLog:
         return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.flush()
-            if self._owned:
-                self._handle.close()
-        self._handle = None
+        """Flush and close; a write that still fails here was already reported."""
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        with contextlib.suppress(OSError):
+            handle.flush()
+        if self._owned:
+            with contextlib.suppress(OSError):
+                handle.close()

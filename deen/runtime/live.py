@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,8 @@ from deen.runtime.events import EventLog
 from deen.runtime.gallery import Gallery
 from deen.runtime.pipeline import Pipeline, PipelineOptions, RunSummary, run, stop_on_signals
 from deen.runtime.sources import IMAGE_SUFFIXES, FrameSource, open_source
+from deen.runtime.web import LiveView, ServeAddress, WebServer
+from deen.synthetic import make_people, render_person
 
 
 def model_id(path: Path, embedder: Embedder) -> str:
@@ -42,6 +45,7 @@ class LiveSettings:
     realtime: bool = True
     timeout_s: float = 5.0
     fps: float = 0.0  # pacing of files/folders; 0: the file's own rate (folders: 10)
+    serve: str | None = None  # HOST:PORT of the web view (deen.runtime.web); None: off
 
 
 def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
@@ -51,17 +55,23 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
 
     ``events`` replaces the log that ``settings.events`` names (e.g. to read events back).
     """
-    options = options or PipelineOptions()
+    # Real-time runs embed on a worker thread so that rounds keep pace with the cameras;
+    # offline runs (every frame, as fast as possible) embed in the round.
+    options = replace(options or PipelineOptions(), embed_in_background=settings.realtime)
+    check_embedder(embedder, model_path)
     if settings.show and not display_available():
         raise DeenError("--show needs a display and an OpenCV build with a GUI (this one is "
                         "headless or DISPLAY is unset); use --video-out to record instead")
     detector = detector or open_detector(settings.detector)
     gallery = (Gallery(settings.gallery, model_id(model_path, embedder), embedder.dim)
                if settings.gallery is not None else None)
+    address = ServeAddress.parse(settings.serve) if settings.serve is not None else None
     ready = threading.Event()
     sources: dict[Modality, FrameSource] = {}
     events = events or EventLog(settings.events)
     outputs: list = []
+    server: WebServer | None = None
+    pipeline: Pipeline | None = None
     try:
         for modality, name, text in ((Modality.VISIBLE, "rgb", settings.rgb),
                                      (Modality.INFRARED, "ir", settings.ir)):
@@ -72,11 +82,23 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
             outputs.append(AnnotatedVideo(settings.video_out, fps))
         if settings.show:
             outputs.append(LiveWindow())
+        if address is not None:
+            view = LiveView(sources)
+            outputs.append(view)
+            events.listeners.append(view.on_event)
+            server = WebServer(view, address).start()
+            print(f"[deen run] web view: {server.url}", file=sys.stderr, flush=True)
         pipeline = Pipeline(embedder, detector, events, options, gallery)
 
         def on_round(p: Pipeline, frames: dict) -> None:
-            for output in outputs:
-                output(p, frames)
+            for output in outputs:  # a failing sink costs its own output, not the run
+                kind = f"sink:{output.name}"
+                try:
+                    output(p, frames)
+                except Exception as exc:
+                    p.faults.failed(kind, exc)
+                else:
+                    p.faults.succeeded(kind)
 
         with stop_on_signals() as stop:
             summary = run(pipeline, sources, ready, settings.duration_s,
@@ -86,6 +108,10 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
         outputs.clear()
         return summary
     finally:
+        if pipeline is not None:
+            pipeline.close()
+        if server is not None:
+            server.stop()
         for source in sources.values():
             source.stop()
         for output in outputs:  # only on an error: nothing half-written is left
@@ -93,6 +119,19 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
         events.close()
         if gallery is not None:
             gallery.close()
+
+
+def check_embedder(embedder: Embedder, model_path: Path) -> None:
+    """Refuse a model that gives non-finite embeddings for generated people of both
+    modalities: every crop of a live run would be dropped."""
+    rng = np.random.default_rng(0)
+    person = make_people(1, seed=0)[0]
+    crops = [render_person(person, m, rng) for m in (Modality.VISIBLE, Modality.INFRARED)]
+    vectors = embedder.embed(crops, [Modality.VISIBLE, Modality.INFRARED])
+    if not np.isfinite(vectors).all():
+        raise DeenError(f"{model_path}: gives non-finite embeddings for a generated person "
+                        "(a degenerate checkpoint, e.g. all-zero pooled features); every crop "
+                        "of the run would be dropped")
 
 
 def enrol(gallery_path: Path, name: str, images: Path, modality: Modality,

@@ -4,6 +4,11 @@ One round takes the newest frame of each stream (capture threads drop the rest),
 by timestamp, detects and tracks people per stream, embeds a budgeted set of tracks from
 *both* streams in one mixed-modality embedder call, updates each track's appearance, and
 matches visible to infrared tracks. Everything the round produces goes out as events.
+
+Nothing that happens to one frame, crop or call ends a run (:mod:`deen.runtime.faults`): a
+detector or embedder call that raises is counted and skipped for that round, and embedding
+rows that are not finite (the reference divides by a pooled feature's norm, which can be
+zero) are dropped before they reach an appearance, the matcher or the gallery.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import numpy as np
 
 from deen.backends.base import Embedder
 from deen.modality import Modality
-from deen.runtime.detect import Detector
+from deen.runtime.detect import Detections, Detector
+from deen.runtime.embedding_worker import EmbedJob, EmbedResult, EmbedWorker, embed_now
 from deen.runtime.events import EventLog
+from deen.runtime.faults import DEFAULT_FAIL_AFTER_S, Faults, PersistentFailure
 from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD, Gallery
 from deen.runtime.matching import (
     DEFAULT_BREAK_ROUNDS,
@@ -49,6 +56,8 @@ class PipelineOptions:
     gallery_threshold: float = DEFAULT_GALLERY_THRESHOLD
     max_skew_s: float = 0.1  # frames further apart than this are not a pair
     min_box_height: int = 32  # smaller people are tracked but not embedded
+    fail_after_s: float = DEFAULT_FAIL_AFTER_S  # a kind failing this long ends the run
+    embed_in_background: bool = False  # embed on a worker thread (real-time runs)
 
 
 @dataclass
@@ -91,6 +100,18 @@ class Pipeline:
         self.processed = dict.fromkeys(STREAMS, 0)
         self.pending = 0  # tracks that wanted an embedding this round but did not get one
         self.last_active: dict[Modality, list[Track]] = {m: [] for m in STREAMS}
+        self.faults = Faults(self._report_fault, options.fail_after_s)
+        events.on_write_error = lambda exc: self.faults.failed("sink:events", exc)
+        # Real-time runs embed on a worker thread; offline runs in the round (deterministic).
+        self.worker = EmbedWorker(embedder) if options.embed_in_background else None
+
+    def close(self) -> None:
+        """Stop the embedding worker (a call in flight finishes first)."""
+        if self.worker is not None:
+            self.worker.close()
+
+    def _report_fault(self, kind: str, message: str, count: int) -> None:
+        self.events.emit("error", kind=kind, message=message, count=count)
 
     def process(self, frames: dict[Modality, Frame | None]) -> None:
         present = {m: f for m, f in frames.items() if f is not None}
@@ -100,12 +121,14 @@ class Pipeline:
                 self.timer.pairs += 1
                 self.timer.skew_ms += 1000 * skew
         ended: set[TrackKey] = set()
-        crops: list[tuple[TrackKey, np.ndarray, float]] = []
+        crops: list[tuple[TrackKey, np.ndarray, Frame]] = []
         for modality, frame in present.items():
             stream = STREAMS[modality]
             self.processed[modality] += 1
             with self.timer.time("detect"):
-                detections = self.detector.detect(frame.image, stream, frame.position)
+                detections = self._detect(frame, stream)
+            if detections is None:  # counted; this stream's tracks wait for the next frame
+                continue
             with self.timer.time("track"):
                 update = self.trackers[modality].update(detections, frame.index)
             for track in update.started:
@@ -118,8 +141,8 @@ class Pipeline:
             for track in update.active:
                 crop = _crop(frame.image, track.box)
                 if crop is not None and crop.shape[0] >= self.options.min_box_height:
-                    crops.append(((modality, track.track_id), crop, frame.timestamp))
-        self._embed(crops, present)
+                    crops.append(((modality, track.track_id), crop, frame))
+        self._embed(crops)
         with self.timer.time("match"):
             for event in self.matcher.update(self.book, ended):
                 fields = {"visible_track": event.visible, "infrared_track": event.infrared}
@@ -131,28 +154,73 @@ class Pipeline:
                 self.events.emit(event.kind, newest, **fields)
         self.timer.rounds += 1
 
-    def _embed(self, crops: list[tuple[TrackKey, np.ndarray, float]],
-               frames: dict[Modality, Frame]) -> None:
-        by_key = {key: (crop, when) for key, crop, when in crops}
+    def _detect(self, frame: Frame, stream: str) -> Detections | None:
+        kind = f"detect:{stream}"
+        try:
+            detections = self.detector.detect(frame.image, stream, frame.position)
+        except Exception as exc:  # one frame's failure is not the run's
+            self.faults.failed(kind, exc)
+            return None
+        self.faults.succeeded(kind)
+        return detections
+
+    def _embed(self, crops: list[tuple[TrackKey, np.ndarray, Frame]]) -> None:
+        """Apply the embeddings that are ready, then hand the next budgeted batch over (to
+        the worker when there is one and it is idle; else embed it now)."""
+        if self.worker is not None:
+            result = self.worker.collect()
+            if result is not None:
+                self._apply(result)
+            if self.worker.busy:
+                self.pending = len(crops)
+                return
+        by_key = {key: (crop, frame) for key, crop, frame in crops}
         chosen = choose_tracks(list(by_key), self.book, self.options.embed_budget)
         self.pending = len(by_key) - len(chosen)
         if not chosen:
             return
-        with self.timer.time("embed"):
-            vectors = self.embedder.embed([by_key[k][0] for k in chosen],
-                                          [k[0] for k in chosen], batch_size=len(chosen))
+        job = EmbedJob(chosen, [by_key[k][0] for k in chosen],
+                       [by_key[k][1].timestamp for k in chosen],
+                       [by_key[k][1].index for k in chosen])
+        if self.worker is not None:
+            self.worker.submit(job)
+        else:
+            self._apply(embed_now(self.embedder, job))
+
+    def _apply(self, result: EmbedResult) -> None:
+        """Add a finished call's finite rows to the appearances of tracks still alive.
+
+        A call that raised or gave only non-finite rows counts as a failed call; non-finite
+        rows of a call that otherwise worked are dropped and counted."""
+        self.timer.totals["embed"] += result.milliseconds
+        if result.vectors is None:
+            self.faults.failed("embed", result.error)
+            return
+        finite = np.isfinite(result.vectors).all(axis=1)
+        if not finite.any():
+            self.faults.failed("embed", f"all {len(finite)} embeddings were not finite")
+            return
+        self.faults.succeeded("embed")
+        if not finite.all():
+            bad = int((~finite).sum())
+            self.faults.dropped("non-finite embedding", f"{bad} of {len(finite)} crops gave "
+                                "non-finite embeddings (dropped)", bad)
         now = time.monotonic()
-        for key, vector in zip(chosen, vectors, strict=True):
+        job = result.job
+        alive = {(m, t.track_id) for m, tracks in self.last_active.items() for t in tracks}
+        for index, (key, vector) in enumerate(zip(job.keys, result.vectors, strict=True)):
+            if not finite[index] or key not in alive:  # its track ended meanwhile
+                continue
             self.book.add(key, vector, now)
             if self.gallery is not None:
-                self._recognise(key, by_key[key][1], frames[key[0]])
+                self._recognise(key, job.captured[index], job.frames[index])
 
-    def _recognise(self, key: TrackKey, captured: float, frame: Frame) -> None:
+    def _recognise(self, key: TrackKey, captured: float, frame: int) -> None:
         found = self.gallery.recognise(self.book.entries[key].vector,
                                        self.options.gallery_threshold)
         if found is not None and self.names.get(key) != found.name:
             self.names[key] = found.name
-            self.events.emit("recognised", captured, stream=STREAMS[key[0]], frame=frame.index,
+            self.events.emit("recognised", captured, stream=STREAMS[key[0]], frame=frame,
                              track=key[1], name=found.name, similarity=found.similarity)
 
     def _end(self, modality: Modality, track: Track, frame: Frame | None) -> TrackKey:
@@ -184,15 +252,18 @@ class RunSummary:
     events: dict[str, int]
     latency_p50_ms: float
     latency_p95_ms: float
+    faults: dict[str, int] = field(default_factory=dict)
+    failure: str | None = None  # why the run ended early (a persistent failure), if it did
 
     def lines(self) -> list[str]:
         per = ", ".join(f"{s}: {self.processed[s]} processed of {self.captured[s]} captured, "
                         f"{self.dropped[s]} dropped, {self.reconnects[s]} reconnects"
                         for s in self.processed)
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.events.items())) or "none"
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
         return [f"{self.rounds} rounds in {self.seconds:.1f} s; {per}",
                 f"events: {counts}; latency capture→event p50 {self.latency_p50_ms:.0f} ms, "
-                f"p95 {self.latency_p95_ms:.0f} ms"]
+                f"p95 {self.latency_p95_ms:.0f} ms; faults: {faults}"]
 
 
 @contextmanager
@@ -219,26 +290,34 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
     """Process rounds until both streams end, ``duration_s`` passes or ``stop`` is set.
 
     ``ready`` is the event the sources set when a frame arrives (see :class:`FrameSource`).
+    A persistent failure (:class:`PersistentFailure`) ends the loop early: the summary says
+    why in :attr:`RunSummary.failure`, and the caller still closes its outputs normally.
     """
     stop = stop or threading.Event()
     started = last_status = time.monotonic()
     seen_state = {m: s.stats.state for m, s in sources.items()}
     ended: set[Modality] = set()
     rounds = 0
+    failure = None
     while not stop.is_set():
         if duration_s and time.monotonic() - started >= duration_s:
             break
         ready.clear()
         frames = {m: s.take() for m, s in sources.items()}
-        if all(f is None for f in frames.values()):
-            if len(ended) == len(sources):
-                break
-            ready.wait(0.05)
-        else:
-            pipeline.process(frames)
-            rounds += 1
-            if on_round is not None:
-                on_round(pipeline, frames)
+        try:
+            if all(f is None for f in frames.values()):
+                if len(ended) == len(sources):
+                    break
+                ready.wait(0.05)
+            else:
+                pipeline.process(frames)
+                rounds += 1
+                if on_round is not None:
+                    on_round(pipeline, frames)
+            pipeline.faults.check()
+        except PersistentFailure as exc:
+            failure = str(exc)
+            break
         for modality, source in sources.items():
             state = source.stats.state
             if state != seen_state[modality]:
@@ -265,7 +344,7 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
         {STREAMS[m]: s.stats.captured for m, s in sources.items()},
         {STREAMS[m]: s.stats.dropped for m, s in sources.items()},
         {STREAMS[m]: s.stats.reconnects for m, s in sources.items()},
-        dict(pipeline.events.counts), p50, p95)
+        dict(pipeline.events.counts), p50, p95, dict(pipeline.faults.counts), failure)
 
 
 def status_line(pipeline: Pipeline, sources: dict[Modality, FrameSource],
@@ -278,8 +357,10 @@ def status_line(pipeline: Pipeline, sources: dict[Modality, FrameSource],
     timer = pipeline.timer
     pairs = (f"{timer.pairs} pairs (mean skew {timer.skew_ms / timer.pairs:.0f} ms)"
              if timer.pairs else "no pairs")
+    faults = pipeline.faults.summary()
     return (f"[deen run] {streams} | {pairs} | ms/round: {stages} | tracks {tracks}, "
-            f"matches {len(pipeline.matcher.confirmed)}, embed queue {pipeline.pending}")
+            f"matches {len(pipeline.matcher.confirmed)}, embed queue {pipeline.pending}"
+            + (f" | faults: {faults}" if faults else ""))
 
 
 def _crop(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:

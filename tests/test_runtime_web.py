@@ -1,0 +1,181 @@
+"""``deen run --serve``: a real ``deen run`` process serving its web view on loopback, read
+with a real HTTP client and loaded in a real headless browser (Debian's Chromium)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from deen.models.checkpoint import random_model, save_checkpoint
+from deen.runtime.scene import write_stream_pair
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class _Run:
+    """``deen run --serve 127.0.0.1:0`` on a looped generated pair; stderr read on a thread."""
+
+    def __init__(self, scene, model: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
+             str(scene.infrared), "--loop", "--model", str(model), "--device", "cpu",
+             "--detector", str(scene.boxes), "--events", "none", "--serve", "127.0.0.1:0",
+             "--duration", "300", "--status-every", "0", "--match-threshold", "0"],
+            cwd=REPO, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.url: str | None = None
+        threading.Thread(target=self._read, daemon=True).start()
+        deadline = time.monotonic() + 120
+        while self.url is None and self.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert self.url is not None, "".join(self.lines)
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
+            found = re.search(r"web view: (http://\S+)", line)
+            if found:
+                self.url = found.group(1)
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.url + path.lstrip("/"), timeout=10) as response:
+            return response.read()
+
+    def status(self) -> dict:
+        return json.loads(self.get("status.json"))
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("web")
+    scene = write_stream_pair(folder / "pair", people=3, seconds=4, fps=10, seed=2)
+    model, _ = random_model("sysu", 0)
+    save_checkpoint(model, folder / "m.pt", {"input_size": [64, 24]})
+    run = _Run(scene, folder / "m.pt")
+    yield run
+    if run.process.poll() is None:
+        run.process.kill()
+
+
+def _mjpeg_frames(url: str, count: int) -> list[np.ndarray]:
+    frames: list[np.ndarray] = []
+    with urllib.request.urlopen(url + "video.mjpg", timeout=20) as response:
+        assert "multipart/x-mixed-replace" in response.headers["Content-Type"]
+        buffer = b""
+        while len(frames) < count:
+            buffer += response.read1(65536)
+            start, end = buffer.find(b"\xff\xd8"), buffer.find(b"\xff\xd9")
+            if start >= 0 and end > start:
+                image = cv2.imdecode(np.frombuffer(buffer[start:end + 2], np.uint8),
+                                     cv2.IMREAD_COLOR)
+                assert image is not None
+                frames.append(image)
+                buffer = buffer[end + 2:]
+    return frames
+
+
+def test_status_video_and_events_while_the_run_lasts(live) -> None:
+    status = live.status()
+    assert status["state"] == "running" and set(status["streams"]) == {"rgb", "ir"}
+    assert set(status["stage_ms"]) == {"detect", "track", "embed", "match"}
+    frames = _mjpeg_frames(live.url, 2)
+    height, width = frames[0].shape[:2]
+    assert width > height  # the two camera views side by side
+    left, right = frames[-1][:, : width // 2], frames[-1][:, width // 2:]
+    assert left.mean() > right.mean() + 20  # visible corridor (left), infrared (right)
+    with urllib.request.urlopen(live.url + "events", timeout=20) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        lines = []
+        while not any(line.startswith(b"data: ") for line in lines):
+            lines.append(response.readline())
+    record = json.loads(next(line for line in lines if line.startswith(b"data: "))[6:])
+    assert record["event"] in {"track_started", "track_ended", "match", "unmatch", "stream"}
+
+
+def test_stalled_and_departed_viewers_cost_the_pipeline_nothing(live) -> None:
+    host, port = re.match(r"http://([\d.]+):(\d+)/", live.url).groups()
+    stalled = []
+    for path in ("video.mjpg", "events"):  # ask, then never read
+        connection = socket.create_connection((host, int(port)))
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        connection.sendall(f"GET /{path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        stalled.append(connection)
+    for _ in range(5):  # viewers that come and go
+        _mjpeg_frames(live.url, 1)
+    before = live.status()
+    time.sleep(4)
+    after = live.status()
+    for stream in ("rgb", "ir"):  # rounds go on while a viewer stalls
+        assert after["streams"][stream]["processed"] > before["streams"][stream]["processed"]
+    assert after["viewers"] == 1  # the stalled one; the departed ones are gone
+    for connection in stalled:
+        connection.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                             "(scripts/setup.sh --dev installs it)")
+def test_the_page_in_a_headless_browser_shows_both_camera_views(live, tmp_path) -> None:
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+         "--window-size=1280,900", "--timeout=5000", f"--screenshot={shot}",
+         live.url], capture_output=True, timeout=120, check=True)
+    page = cv2.imread(str(shot))
+    assert page is not None and page.shape[:2] == (900, 1280)
+    # The view sits under the title: the visible half (light corridor) left of the
+    # infrared half (dark), both unlike the page's near-black background.
+    view = page[60:380, 20:1260]
+    left, right = view[:, :600], view[:, 640:]
+    assert left.mean() > 90 and left.mean() > right.mean() + 30, (left.mean(), right.mean())
+    assert right.std() > 5  # a rendered infrared scene, not an empty box
+    # DEEN_WEB_SCREENSHOT=docs/web-view.png keeps the screenshot (the committed one).
+    if os.environ.get("DEEN_WEB_SCREENSHOT"):
+        shutil.copy(shot, os.environ["DEEN_WEB_SCREENSHOT"])
+
+
+def test_run_ends_cleanly_on_ctrl_c_with_viewers_attached(live) -> None:
+    with urllib.request.urlopen(live.url + "video.mjpg", timeout=20):
+        assert live.stop() == 0
+    assert "Traceback" not in "".join(live.lines)
+    assert any("rounds in" in line for line in live.lines)
+
+
+@pytest.mark.parametrize("serve, needle", [("nowhere", "expected HOST:PORT"),
+                                           ("busy", "cannot listen there")])
+def test_bad_serve_address_is_one_line(serve, needle, tmp_path) -> None:
+    blocker = socket.create_server(("127.0.0.1", 0))
+    if serve == "busy":
+        serve = f"127.0.0.1:{blocker.getsockname()[1]}"
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.zeros((64, 64, 3), np.uint8))
+    model, _ = random_model("regdb", 0)
+    save_checkpoint(model, tmp_path / "m.pt", {"input_size": [64, 24]})
+    done = subprocess.run([sys.executable, "-m", "deen", "run", "--rgb", str(frames), "--ir",
+                           str(frames), "--model", str(tmp_path / "m.pt"), "--serve", serve],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    blocker.close()
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], done.stderr
