@@ -198,3 +198,12 @@ def test_results_page_checks_the_cpu_targets_per_instruction_set():
     assert "**met**" in avx2[1] and "batch 1: 1.33×" in avx2[1]
     vnni = acceptance(report(["avx2", "avx512f", "avx512_vnni"], 450))
     assert "**not met**" in vnni[0] and "**not met**" in vnni[1]
+
+
+def test_the_default_backends_are_ones_bench_knows() -> None:
+    from deen.bench.run import BACKENDS
+    from deen.cli import build_parser
+
+    args = build_parser().parse_args(["bench"])
+    assert set(args.backends) <= set(BACKENDS)
+    assert {"openvino-fp32", "openvino-bf16", "openvino-int8"} <= set(args.backends)

@@ -33,7 +33,8 @@ from deen.preprocess import preprocess
 from deen.synthetic import make_people, render_person
 
 BACKENDS = ("pytorch-fp32", "pytorch-bf16", "pytorch-fp16", "pytorch-compile",
-            "onnxruntime-fp32", "onnxruntime-int8", "tensorrt")
+            "onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-bf16",
+            "openvino-int8", "tensorrt")
 REFERENCE = "pytorch-fp32"
 
 
