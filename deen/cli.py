@@ -251,7 +251,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _live_options(args: argparse.Namespace):
     from deen.runtime.pipeline import PipelineOptions
 
-    return PipelineOptions(embed_budget=args.embed_budget, match_threshold=args.match_threshold,
+    return PipelineOptions(embed_budget=args.embed_budget, embed_batch=args.embed_batch,
+                           match_threshold=args.match_threshold,
                            confirm_rounds=args.confirm_rounds, break_rounds=args.break_rounds,
                            gallery_threshold=args.gallery_threshold,
                            fail_after_s=args.fail_after)
@@ -459,8 +460,11 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--status-every", type=float, default=5.0, metavar="S",
                      help="status line period in seconds (0: none)")
     run.add_argument("--embed-budget", type=_positive_int, default=matching.DEFAULT_EMBED_BUDGET,
-                     help="crops per embedder call; new tracks first, then the stalest "
+                     help="crops embedded per round; new tracks first, then the stalest "
                           f"(default {matching.DEFAULT_EMBED_BUDGET})")
+    run.add_argument("--embed-batch", type=_positive_int, default=matching.DEFAULT_EMBED_BATCH,
+                     help="crops per model call; the runtime's memory grows with it "
+                          f"(default {matching.DEFAULT_EMBED_BATCH})")
     run.add_argument("--match-threshold", type=float, default=matching.DEFAULT_MATCH_THRESHOLD,
                      help="least cosine similarity of a visible/infrared pair "
                           f"(default {matching.DEFAULT_MATCH_THRESHOLD})")

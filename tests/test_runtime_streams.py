@@ -343,8 +343,7 @@ def test_a_round_slower_than_the_cameras_makes_frames_drop_not_queue(scene, smal
     for stream in ("rgb", "ir"):
         assert summary.dropped[stream] > 10, summary
         assert summary.processed[stream] + summary.dropped[stream] <= summary.captured[stream]
-    assert summary.events.get("track_started", 0) > 0
-    assert "dropped" in summary.lines()[0]
+    assert summary.rounds >= 5 and "dropped" in summary.lines()[0]
 
 
 def test_gallery_cli_enrols_lists_and_names_tracks_in_a_run(scene, small_model, tmp_path):

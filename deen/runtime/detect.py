@@ -57,12 +57,15 @@ class HogDetector(Detector):
     """OpenCV's default people detector (Dalal–Triggs HOG + linear SVM).
 
     Frames are scaled to ``width`` pixels first: HOG's 64×128 window finds people at least
-    ~128 px tall at that scale. Scores are the SVM margins squashed to 0..1.
+    ~128 px tall at that scale (~205 px in a 768-wide frame at the default). The default is
+    set for real time on 2 cores: on 768×576 frames, 55 ms a frame at 640 px, 27 ms at 480,
+    16 ms at 384 (AVX-512 EPYC, 2 cores), and a round detects in both streams' frames.
+    Scores are the SVM margins squashed to 0..1.
     """
 
     name = "hog"
 
-    def __init__(self, width: int = 640, score_threshold: float = 0.3,
+    def __init__(self, width: int = 480, score_threshold: float = 0.3,
                  iou_threshold: float = 0.45) -> None:
         self.width, self.score_threshold, self.iou_threshold = width, score_threshold, \
             iou_threshold

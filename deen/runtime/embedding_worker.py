@@ -39,13 +39,14 @@ class EmbedResult:
     milliseconds: float = 0.0  # how long the call took
 
 
-def embed_now(embedder: Embedder, job: EmbedJob) -> EmbedResult:
-    """One embedder call for ``job``; an exception is returned, not raised (it is one
-    round's failure, counted by the caller)."""
+def embed_now(embedder: Embedder, job: EmbedJob, batch_size: int) -> EmbedResult:
+    """Embed ``job``'s crops, at most ``batch_size`` per model call (the runtime's memory
+    grows with the batch); an exception is returned, not raised (it is one round's failure,
+    counted by the caller)."""
     modalities: list[Modality] = [key[0] for key in job.keys]
     started = time.perf_counter()
     try:
-        vectors = embedder.embed(job.crops, modalities, batch_size=len(job.crops))
+        vectors = embedder.embed(job.crops, modalities, batch_size=batch_size)
     except Exception as exc:
         return EmbedResult(job, None, exc, 1000 * (time.perf_counter() - started))
     return EmbedResult(job, np.asarray(vectors), None, 1000 * (time.perf_counter() - started))
@@ -54,8 +55,8 @@ def embed_now(embedder: Embedder, job: EmbedJob) -> EmbedResult:
 class EmbedWorker:
     """One background thread running one :class:`EmbedJob` at a time."""
 
-    def __init__(self, embedder: Embedder) -> None:
-        self.embedder = embedder
+    def __init__(self, embedder: Embedder, batch_size: int) -> None:
+        self.embedder, self.batch_size = embedder, batch_size
         self._condition = threading.Condition()
         self._job: EmbedJob | None = None
         self._result: EmbedResult | None = None
@@ -97,7 +98,7 @@ class EmbedWorker:
                 if self._closed:
                     return
                 job = self._job
-            result = embed_now(self.embedder, job)
+            result = embed_now(self.embedder, job, self.batch_size)
             with self._condition:
                 self._job, self._result = None, result
                 self._condition.notify_all()

@@ -33,6 +33,7 @@ from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD, Gallery
 from deen.runtime.matching import (
     DEFAULT_BREAK_ROUNDS,
     DEFAULT_CONFIRM_ROUNDS,
+    DEFAULT_EMBED_BATCH,
     DEFAULT_EMBED_BUDGET,
     DEFAULT_MATCH_THRESHOLD,
     AppearanceBook,
@@ -49,7 +50,8 @@ STAGES = ("detect", "track", "embed", "match")
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    embed_budget: int = DEFAULT_EMBED_BUDGET  # crops per embedder call
+    embed_budget: int = DEFAULT_EMBED_BUDGET  # crops embedded per round
+    embed_batch: int = DEFAULT_EMBED_BATCH  # crops per model call (memory grows with it)
     match_threshold: float = DEFAULT_MATCH_THRESHOLD
     confirm_rounds: int = DEFAULT_CONFIRM_ROUNDS
     break_rounds: int = DEFAULT_BREAK_ROUNDS
@@ -103,7 +105,8 @@ class Pipeline:
         self.faults = Faults(self._report_fault, options.fail_after_s)
         events.on_write_error = lambda exc: self.faults.failed("sink:events", exc)
         # Real-time runs embed on a worker thread; offline runs in the round (deterministic).
-        self.worker = EmbedWorker(embedder) if options.embed_in_background else None
+        self.worker = (EmbedWorker(embedder, options.embed_batch)
+                       if options.embed_in_background else None)
 
     def close(self) -> None:
         """Stop the embedding worker (a call in flight finishes first)."""
@@ -185,7 +188,7 @@ class Pipeline:
         if self.worker is not None:
             self.worker.submit(job)
         else:
-            self._apply(embed_now(self.embedder, job))
+            self._apply(embed_now(self.embedder, job, self.options.embed_batch))
 
     def _apply(self, result: EmbedResult) -> None:
         """Add a finished call's finite rows to the appearances of tracks still alive.
