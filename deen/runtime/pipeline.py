@@ -102,6 +102,8 @@ class Pipeline:
         self.processed = dict.fromkeys(STREAMS, 0)
         self.pending = 0  # tracks that wanted an embedding this round but did not get one
         self.last_active: dict[Modality, list[Track]] = {m: [] for m in STREAMS}
+        # The newest crop not yet embedded of each live track, and its frame (the candidates).
+        self.latest_crops: dict[TrackKey, tuple[np.ndarray, Frame]] = {}
         self.faults = Faults(self._report_fault, options.fail_after_s)
         events.on_write_error = lambda exc: self.faults.failed("sink:events", exc)
         # Real-time runs embed on a worker thread; offline runs in the round (deterministic).
@@ -124,7 +126,6 @@ class Pipeline:
                 self.timer.pairs += 1
                 self.timer.skew_ms += 1000 * skew
         ended: set[TrackKey] = set()
-        crops: list[tuple[TrackKey, np.ndarray, Frame]] = []
         for modality, frame in present.items():
             stream = STREAMS[modality]
             self.processed[modality] += 1
@@ -144,8 +145,8 @@ class Pipeline:
             for track in update.active:
                 crop = _crop(frame.image, track.box)
                 if crop is not None and crop.shape[0] >= self.options.min_box_height:
-                    crops.append(((modality, track.track_id), crop, frame))
-        self._embed(crops)
+                    self.latest_crops[modality, track.track_id] = (crop, frame)
+        self._embed()
         with self.timer.time("match"):
             for event in self.matcher.update(self.book, ended):
                 fields = {"visible_track": event.visible, "infrared_track": event.infrared}
@@ -167,17 +168,22 @@ class Pipeline:
         self.faults.succeeded(kind)
         return detections
 
-    def _embed(self, crops: list[tuple[TrackKey, np.ndarray, Frame]]) -> None:
+    def _embed(self) -> None:
         """Apply the embeddings that are ready, then hand the next budgeted batch over (to
-        the worker when there is one and it is idle; else embed it now)."""
+        the worker when there is one and it is idle; else embed it now).
+
+        Candidates are the newest crop of every live track of *both* streams, not only the
+        tracks in this round's frames: a round often holds one stream's new frame only, and
+        choosing from it alone could starve the other stream whenever the worker happens to
+        free up on such rounds."""
+        by_key = self.latest_crops
         if self.worker is not None:
             result = self.worker.collect()
             if result is not None:
                 self._apply(result)
             if self.worker.busy:
-                self.pending = len(crops)
+                self.pending = len(by_key)
                 return
-        by_key = {key: (crop, frame) for key, crop, frame in crops}
         chosen = choose_tracks(list(by_key), self.book, self.options.embed_budget)
         self.pending = len(by_key) - len(chosen)
         if not chosen:
@@ -185,6 +191,8 @@ class Pipeline:
         job = EmbedJob(chosen, [by_key[k][0] for k in chosen],
                        [by_key[k][1].timestamp for k in chosen],
                        [by_key[k][1].index for k in chosen])
+        for key in chosen:  # each crop is embedded once; the track's next crop replaces it
+            del by_key[key]
         if self.worker is not None:
             self.worker.submit(job)
         else:
@@ -233,6 +241,7 @@ class Pipeline:
                          frames=track.last_seen - track.first_frame + 1,
                          name=self.names.pop(key, None))
         self.book.drop(key)
+        self.latest_crops.pop(key, None)
         return key
 
     def end_stream(self, modality: Modality) -> None:
