@@ -148,7 +148,9 @@ def test_the_page_in_a_headless_browser_shows_both_camera_views(live, tmp_path) 
     view = page[60:380, 20:1260]
     left, right = view[:, :600], view[:, 640:]
     assert left.mean() > 90 and left.mean() > right.mean() + 30, (left.mean(), right.mean())
-    assert right.std() > 5  # a rendered infrared scene, not an empty box
+    # A rendered infrared scene (background about 30), not an empty black box or the page
+    # (17); its spread depends on whether a person is in view, so it is not checked.
+    assert right.mean() > 24, right.mean()
     # DEEN_WEB_SCREENSHOT=docs/web-view.png keeps the screenshot (the committed one).
     if os.environ.get("DEEN_WEB_SCREENSHOT"):
         shutil.copy(shot, os.environ["DEEN_WEB_SCREENSHOT"])
