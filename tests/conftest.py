@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_spec import make_reference_state, save_reference_checkpoint
 
 from deen.modality import Modality
+from deen.models.checkpoint import random_model, save_checkpoint
 from deen.preprocess import preprocess
 from deen.synthetic import make_people, render_person
 
@@ -50,6 +51,16 @@ def reference_checkpoint(reference_state, tmp_path_factory):
         return paths[variant]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory):
+    """A random DEEN checkpoint at a small input size, for the runtime's tests (they are about
+    plumbing, not accuracy)."""
+    model, _ = random_model("sysu", 0)
+    path = tmp_path_factory.mktemp("model") / "deen_small.pt"
+    save_checkpoint(model, path, {"input_size": [64, 24]})
+    return path
 
 
 def person_images(modalities: list[Modality], seed: int) -> list[np.ndarray]:

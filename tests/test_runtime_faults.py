@@ -34,14 +34,6 @@ def scene(tmp_path_factory):
                              fps=10, seed=4)
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    model, _ = random_model("sysu", 0)
-    path = tmp_path_factory.mktemp("model") / "deen_small.pt"
-    save_checkpoint(model, path, {"input_size": [64, 24]})
-    return path
-
-
 class _Wrapped(Embedder):
     """The real embedder, with a fault injected into some of its calls."""
 

@@ -34,15 +34,6 @@ def scene(tmp_path_factory):
                              fps=10, seed=2)
 
 
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    """A random DEEN at a small input size: the runtime's tests are about plumbing."""
-    model, _ = random_model("sysu", 0)
-    path = tmp_path_factory.mktemp("model") / "deen_small.pt"
-    save_checkpoint(model, path, {"input_size": [64, 24]})
-    return path
-
-
 def _deen(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "deen", *args], capture_output=True,
                           text=True, cwd=REPO, **kwargs)
