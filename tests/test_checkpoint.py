@@ -17,6 +17,7 @@ from deen.models import DEEN
 from deen.models.checkpoint import (
     load_checkpoint,
     load_imagenet_resnet50,
+    load_initial_weights,
     model_to_reference_name,
     save_checkpoint,
 )
@@ -156,6 +157,27 @@ def test_imagenet_initialisation(variant, tmp_path):
         load_imagenet_resnet50(DEEN(10, variant), _save(tmp_path, "cut.pth", state))
     with pytest.raises(DeenError, match="not a torchvision-format ResNet-50"):
         load_imagenet_resnet50(model, _save(tmp_path, "x.pth", {"a": torch.zeros(1)}))
+
+
+def test_initial_weights_for_fine_tuning(tmp_path):
+    """``--set init=CKPT``: every tensor comes from the trained model; the classifier only
+    when it has as many identities (other people need a fresh one); variants must match."""
+    torch.manual_seed(0)
+    trained = DEEN(6, "sysu")
+    with torch.no_grad():
+        trained.neck.bn.running_mean.uniform_()
+    path = tmp_path / "trained.pt"
+    save_checkpoint(trained, path)
+    same = DEEN(6, "sysu")
+    assert "neck.classifier.weight" in load_initial_weights(same, path)
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in same.state_dict().items())
+    other_people = DEEN(9, "sysu")
+    fresh_classifier = other_people.neck.classifier.weight.clone()
+    assert "neck.classifier.weight" not in load_initial_weights(other_people, path)
+    assert torch.equal(other_people.neck.classifier.weight, fresh_classifier)
+    assert torch.equal(other_people.neck.bn.running_mean, trained.neck.bn.running_mean)
+    with pytest.raises(DeenError, match="holds a sysu model"):
+        load_initial_weights(DEEN(6, "regdb"), path)
 
 
 def test_numpy1_metadata_loads(reference_state, tmp_path):

@@ -335,6 +335,28 @@ def load_imagenet_resnet50(model: DEEN, path: str | os.PathLike[str]) -> list[st
     return sorted(body)
 
 
+def load_initial_weights(model: DEEN, path: str | os.PathLike[str]) -> list[str]:
+    """Start a training run from a trained DEEN (a ``deen`` or reference checkpoint):
+    fine-tuning at another input size or on other people.
+
+    Every tensor is taken except the classifier when its identities differ from ``model``'s
+    (new people need a new classifier; it keeps its fresh initialisation). The variants must
+    match. Returns the names of the tensors that were set.
+    """
+    path = Path(path)
+    loaded = load_checkpoint(path, variant=None if model.variant.name == "regdb"
+                             else model.variant.name)
+    if loaded.model.variant.name != model.variant.name:
+        raise DeenError(f"{path}: holds a {loaded.model.variant.name} model, but this run "
+                        f"trains the {model.variant.name} variant")
+    state = loaded.model.state_dict()
+    classifier = "neck.classifier.weight"
+    if state[classifier].shape != model.state_dict()[classifier].shape:
+        del state[classifier]
+    model.load_state_dict(state, strict=False)
+    return sorted(state)
+
+
 def random_model(variant: str, seed: int) -> tuple[DEEN, SourceInfo]:
     """A seeded, randomly initialised eval-mode DEEN: the embedded default that needs no
     download. Its embeddings carry no identity information."""

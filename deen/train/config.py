@@ -37,6 +37,7 @@ class TrainConfig:
     lambda_cpm: float = 0.8
     lambda_ort: float = 0.01  # reference code default (paper: 0.1)
     imagenet: str = ""  # torchvision-format ResNet-50 state dict to start from
+    init: str = ""  # trained DEEN checkpoint to fine-tune (another input size, other people)
     amp: bool = True  # mixed precision (CUDA only)
     workers: int = 2
     seed: int = 0
@@ -63,6 +64,8 @@ class TrainConfig:
         if self.height % 16 or self.width % 4:
             raise DeenError(f"input size {self.height}×{self.width}: height must be a multiple "
                             "of 16 and width of 4 (MFA's reshapes need even feature maps)")
+        if self.init and self.imagenet:
+            raise DeenError("init and imagenet both set: a run starts from one of them")
         return self
 
     @property

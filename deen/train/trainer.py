@@ -35,6 +35,7 @@ from deen.eval.evaluate import FeatureCache, evaluate_split
 from deen.modality import Modality
 from deen.models.checkpoint import (
     load_imagenet_resnet50,
+    load_initial_weights,
     read_checkpoint_file,
     save_checkpoint,
 )
@@ -145,6 +146,8 @@ class Trainer:
         self.model = DEEN(self.dataset.num_classes, config.variant_name).to(self.device)
         if config.imagenet:
             load_imagenet_resnet50(self.model, Path(config.imagenet))
+        if config.init:
+            load_initial_weights(self.model, Path(config.init))
         head = [p for p in self.model.neck.parameters() if p.requires_grad]
         head_ids = {id(p) for p in head}
         body = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
