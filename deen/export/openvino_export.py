@@ -9,8 +9,9 @@ embedding layout. Precisions:
   computes float layers in bf16 on CPUs with bf16 instructions (AVX512_BF16, AMX) and in
   fp32 elsewhere; the manifest says so;
 - ``int8``: NNCF post-training quantisation of the IR, calibrated on balanced visible and
-  infrared crops (:mod:`deen.export.calibration`), with :data:`IGNORED_MODULES` and the
-  non-local blocks' matrix products (:data:`IGNORED_TYPES`) kept in float.
+  infrared crops (:mod:`deen.export.calibration`), with :data:`IGNORED_MODULES` (the identity
+  path into the embedding) and :data:`IGNORED_TYPES` (residual additions, MFA's matrix
+  products, the head) kept in float; those run in bf16 where the CPU has it.
 
 The manifest (the ONNX export's, re-labelled, with an ``openvino`` block) is stored in the
 IR's runtime info and beside it as ``FILE.xml.json`` with the verification results. The three
@@ -45,14 +46,42 @@ from deen.models.deen import DEEN
 from deen.preprocess import DEFAULT_INPUT_SIZE
 
 PRECISIONS = ("fp32", "bf16", "int8")
-#: Modules NNCF leaves in float, by PyTorch module path (matched as in
-#: :func:`deen.export.quantize.float_nodes`). Chosen by ``benchmarks/openvino_int8_sweep.py``
-#: on the trained synthetic model; see benchmarks/README.md.
-IGNORED_MODULES: tuple[str, ...] = ("model.dee",)
-#: Operation types NNCF leaves in float: MFA's affinity products. int8 ``MatMul`` ran
-#: slower than fp32 in OpenVINO 2026.4 on AVX2 (a generic int8 GEMM against brgemm fp32).
-IGNORED_TYPES: tuple[str, ...] = ("MatMul",)
+#: MFA's output projections (``W``: 1x1 convolution + BN), kept in float for speed: quantised,
+#: OpenVINO fuses their input's quantisation into the affinity product before them, which
+#: then runs in fp32 instead of bf16 (at 384x144, flip on, batch 1: 134 ms against 153 ms,
+#: min cosine 0.9942 against 0.9939).
+MFA_PROJECTIONS = tuple(f"model.mfa{i}.{block}.out" for i in (1, 2, 3) for block in ("cnl", "pnl"))
+#: Modules NNCF leaves in float, by variant and PyTorch module path (matched as in
+#: :func:`deen.export.quantize.float_nodes`), measured on the synthetic model at 384x144
+#: (``benchmarks/openvino_int8_sweep.py`` and per-stage bisection; benchmarks/README.md):
+#:
+#: - the downsample convolution of the first block after DEE. That block's output, and so
+#:   the pooled embedding, is the small positive remainder of its identity path (this
+#:   convolution) plus its residual branch: rounding the identity path took min cosine from
+#:   0.994 to 0.917; one 1x1 convolution, about 8% of the work;
+#: - DEE: min cosine 0.9942 -> 0.9966 (mean 0.9961 -> 0.9976), about 7% slower; the largest
+#:   gain of any stage (stems, each stage with its MFA, layer4: at most +0.0013);
+#: - :data:`MFA_PROJECTIONS`, for speed.
+IGNORED_MODULES: dict[str, tuple[str, ...]] = {
+    "sysu": ("model.layer4.0.downsample", "model.dee", *MFA_PROJECTIONS),
+    "llcm": ("model.layer4.0.downsample", "model.dee", *MFA_PROJECTIONS),
+    "regdb": ("model.layer3.0.downsample", "model.dee", *MFA_PROJECTIONS)}  # DEE feeds layer3
+#: Operation types NNCF leaves in float (OpenVINO type names). ``Add``: the residual
+#: additions read float values (NNCF otherwise rounds both inputs of every residual Add; on
+#: the model above that alone cost min cosine 0.65 against 0.92). ``MatMul``: MFA's affinity
+#: products (int8 ``MatMul`` ran slower than fp32 in OpenVINO 2026.4 on AVX2). The rest is
+#: the head after the last convolution (pooling, BN-neck, L2 normalisation): cheap, and
+#: NNCF would otherwise round the pooled feature the BN-neck then divides by a small
+#: standard deviation.
+IGNORED_TYPES: tuple[str, ...] = ("Add", "MatMul", "ReduceMean", "BatchNormInference",
+                                  "ReduceL2", "Divide")
+INT8_NOTE = ("the layers kept in float run as bf16 on CPUs with AVX512_BF16 or AMX and as "
+             "fp32 elsewhere")
 CALIBRATION_BATCH = 1  # NNCF collects statistics per sample
+#: Inference precision of the float layers, by export precision: the int8 IR's layers kept in
+#: float run in bf16 where the CPU has it (min cosine 0.9940 against 0.9943 in fp32 on the
+#: model above, 12% faster at 384x144 on AVX512_BF16).
+FLOAT_LAYER_PRECISION = {"fp32": "fp32", "bf16": "bf16", "int8": "bf16"}
 BF16_NOTE = ("bf16 runs as bf16 on CPUs with AVX512_BF16 or AMX and as fp32 elsewhere "
              "(the weights are stored in fp32)")
 
@@ -73,8 +102,8 @@ def nncf_without_telemetry() -> Any:
 
 
 def quantize_ir(model: Any, onnx_path: Path, batches: Sequence[dict[str, Any]],
-                modules: Sequence[str] = IGNORED_MODULES,
-                types: Sequence[str] = IGNORED_TYPES) -> tuple[Any, list[str]]:
+                modules: Sequence[str], types: Sequence[str] = IGNORED_TYPES
+                ) -> tuple[Any, list[str]]:
     """NNCF post-training int8 of an IR read from ``onnx_path``; returns the quantised model
     and the names of the nodes kept in float by module (OpenVINO keeps ONNX node names)."""
     import onnx
@@ -120,7 +149,7 @@ def _fp32_onnx(model: DEEN, scratch: Path, config: EmbeddingConfig, source: Sour
 def export_openvino(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingConfig,
                     source: SourceInfo, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
                     precision: str = "fp32", calib: Path | None = None,
-                    ignored_modules: Sequence[str] = IGNORED_MODULES,
+                    ignored_modules: Sequence[str] | None = None,
                     ignored_types: Sequence[str] = IGNORED_TYPES,
                     onnx_path: Path | None = None,
                     calibration_images: int = 64) -> ExportResult:
@@ -130,7 +159,9 @@ def export_openvino(model: DEEN, out: str | os.PathLike[str], *, config: Embeddi
 
     ``onnx_path`` reuses an fp32 ONNX export of the same model (``deen export --engine
     onnx``) instead of exporting one here; the IR is still verified against ``model``.
-    ``calibration_images`` (int8): how many crops NNCF calibrates on, half per modality."""
+    ``calibration_images`` (int8): how many crops NNCF calibrates on, half per modality.
+    ``ignored_modules`` (int8): module paths kept in float (default: :data:`IGNORED_MODULES`
+    for the model's variant)."""
     import openvino as ov
 
     if precision not in PRECISIONS:
@@ -147,6 +178,8 @@ def export_openvino(model: DEEN, out: str | os.PathLike[str], *, config: Embeddi
         # First: a bad --calib fails before any work.
         crops = calibration_crops(calib, count=calibration_images)
     model = model.cpu().eval()
+    if ignored_modules is None:
+        ignored_modules = IGNORED_MODULES[model.variant.name]
     with tempfile.TemporaryDirectory(prefix="deen-openvino-") as scratch:
         onnx_path, onnx_manifest = _fp32_onnx(model, Path(scratch), config, source,
                                               input_size, onnx_path)
@@ -158,9 +191,10 @@ def export_openvino(model: DEEN, out: str | os.PathLike[str], *, config: Embeddi
             "engine": "openvino", "precision": precision,
             "onnx_source": {"sha256": sha256_file(onnx_path)},
             "openvino": {"version": ov.get_version(),
-                         "inference_precision": "bf16" if precision == "bf16" else "fp32",
+                         "inference_precision": FLOAT_LAYER_PRECISION[precision],
                          "weights": "fp32", **({"note": BF16_NOTE}
-                                                if precision == "bf16" else {})}})
+                                                if precision == "bf16" else {}),
+                         **({"note": INT8_NOTE} if precision == "int8" else {})}})
         if crops is not None:
             batches = calibration_batches(crops, input_size, CALIBRATION_BATCH)
             nncf = nncf_without_telemetry()
