@@ -79,8 +79,8 @@ INT8_NOTE = ("the layers kept in float run as bf16 on CPUs with AVX512_BF16 or A
              "fp32 elsewhere")
 CALIBRATION_BATCH = 1  # NNCF collects statistics per sample
 #: Inference precision of the float layers, by export precision: the int8 IR's layers kept in
-#: float run in bf16 where the CPU has it (min cosine 0.9940 against 0.9943 in fp32 on the
-#: model above, 12% faster at 384x144 on AVX512_BF16).
+#: float run in bf16 where the CPU has it (min cosine 0.9940 against 0.9943 in fp32 on a
+#: synthetic model adapted to 384x144, 12% faster at 384x144 on AVX512_BF16).
 FLOAT_LAYER_PRECISION = {"fp32": "fp32", "bf16": "bf16", "int8": "bf16"}
 BF16_NOTE = ("bf16 runs as bf16 on CPUs with AVX512_BF16 or AMX and as fp32 elsewhere "
              "(the weights are stored in fp32)")
