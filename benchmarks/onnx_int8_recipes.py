@@ -23,6 +23,7 @@ import onnx
 from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.bench.harness import people_batch, time_backends
 from deen.bench.run import machine_description
+from deen.cli import input_size_arg
 from deen.embedding import EmbeddingConfig
 from deen.export.calibration import calibration_batches, calibration_crops
 from deen.export.compare import row_cosines
@@ -31,15 +32,10 @@ from deen.export.openvino_export import nncf_without_telemetry
 from deen.models.checkpoint import load_checkpoint, random_model
 
 
-def _size(text: str) -> tuple[int, int]:
-    height, _, width = text.partition("x")
-    return int(height), int(width)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=None)
-    parser.add_argument("--size", type=_size, default=(384, 144))
+    parser.add_argument("--size", type=input_size_arg, default=(384, 144))
     parser.add_argument("--batches", type=lambda t: [int(b) for b in t.split(",")],
                         default=[1, 8])
     parser.add_argument("--runs", type=int, default=4)

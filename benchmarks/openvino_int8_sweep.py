@@ -26,6 +26,7 @@ from deen.backends.openvino_backend import OpenVinoEmbedder
 from deen.backends.torch_backend import TorchEmbedder
 from deen.bench.harness import protocol_accuracy, time_backends
 from deen.bench.run import REFERENCE, machine_description
+from deen.cli import input_size_arg
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.eval.evaluate import protocol_settings
@@ -42,10 +43,6 @@ def main() -> int:
         return 1
 
 
-def _size(text: str) -> tuple[int, int]:
-    height, _, width = text.partition("x")
-    return int(height), int(width)
-
 
 def sweep() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -57,8 +54,8 @@ def sweep() -> int:
     parser.add_argument("--ignore", action="append", default=[],
                         help="comma-separated module-path prefixes NNCF leaves in float "
                              "(\"\" for none); one row each")
-    parser.add_argument("--time-size", type=_size, default=(384, 144))
-    parser.add_argument("--accuracy-size", type=_size, default=None,
+    parser.add_argument("--time-size", type=input_size_arg, default=(384, 144))
+    parser.add_argument("--accuracy-size", type=input_size_arg, default=None,
                         help="input size of the accuracy rows (default: the trained size)")
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()

@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deen.bench.run import machine_description
+from deen.cli import input_size_arg
 from deen.embedding import EmbeddingConfig
 from deen.export.onnx_export import export_onnx
 from deen.export.openvino_export import export_openvino
@@ -43,9 +44,10 @@ SUMMARY = re.compile(r"(\w+): (\d+) processed of (\d+) captured, (\d+) dropped")
 LATENCY = re.compile(r"p50 ([\d.]+|nan) ms, p95 ([\d.]+|nan) ms")
 
 
-def _size(text: str) -> tuple[int, int]:
-    first, _, second = text.partition("x")
-    return int(first), int(second)
+def _frame_size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT``, as video sizes are written."""
+    width, _, height = text.partition("x")
+    return int(width), int(height)
 
 
 def _memory_kib(pid: int) -> tuple[int, int] | None:
@@ -78,11 +80,11 @@ def build_model(engine: str, checkpoint: Path | None, input_size: tuple[int, int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=3.0)
-    parser.add_argument("--frame-size", type=_size, default=(768, 576), metavar="WxH")
+    parser.add_argument("--frame-size", type=_frame_size, default=(768, 576), metavar="WxH")
     parser.add_argument("--people", type=int, default=8,
                         help="identities walking (about 3-8 in view at once at the default)")
     parser.add_argument("--fps", type=float, default=10.0)
-    parser.add_argument("--input-size", type=_size, default=(384, 144), metavar="HxW",
+    parser.add_argument("--input-size", type=input_size_arg, default=(384, 144), metavar="HxW",
                         help="embedder input (default the real one, 384x144)")
     parser.add_argument("--engine", choices=["openvino-int8", "onnx"], default="openvino-int8")
     parser.add_argument("--checkpoint", type=Path, default=None,

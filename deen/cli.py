@@ -105,10 +105,9 @@ def _export_openvino(args: argparse.Namespace) -> int:
     print(f"wrote {result.model_path}, {result.model_path.with_suffix('.bin').name} and "
           f"{result.manifest_path.name}")
     print(f"verified: {result.verification.summary()}")
-    if args.precision == "bf16":
-        from deen.export.openvino_export import BF16_NOTE
-
-        print(f"note: {BF16_NOTE}")
+    note = result.manifest["openvino"].get("note")
+    if note:
+        print(f"note: {note}")
     return 0
 
 
@@ -367,7 +366,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _input_size(text: str) -> tuple[int, int]:
+def input_size_arg(text: str) -> tuple[int, int]:
+    """argparse type of a ``HEIGHTxWIDTH`` model input size (also used by benchmarks/)."""
     height, _, width = text.partition("x")
     if not (height.isdigit() and width.isdigit()):
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 384x144, got {text!r}")
@@ -395,7 +395,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
                        help="batch sizes (default 1,8,32)")
     bench.add_argument("--runs", type=_positive_int, default=20, help="timed runs per batch")
     bench.add_argument("--warmup", type=_positive_int, default=3, help="untimed runs first")
-    bench.add_argument("--input-size", type=_input_size, default=None,
+    bench.add_argument("--input-size", type=input_size_arg, default=None,
                        help="HEIGHTxWIDTH to time and measure at (default: a checkpoint's "
                             "trained size, else 384x144); images are resized to it")
     bench.add_argument("--calib", type=Path, default=None, metavar="DIR",

@@ -75,15 +75,17 @@ IGNORED_MODULES: dict[str, tuple[str, ...]] = {
 #: standard deviation.
 IGNORED_TYPES: tuple[str, ...] = ("Add", "MatMul", "ReduceMean", "BatchNormInference",
                                   "ReduceL2", "Divide")
-INT8_NOTE = ("the layers kept in float run as bf16 on CPUs with AVX512_BF16 or AMX and as "
-             "fp32 elsewhere")
 CALIBRATION_BATCH = 1  # NNCF collects statistics per sample
 #: Inference precision of the float layers, by export precision: the int8 IR's layers kept in
 #: float run in bf16 where the CPU has it (min cosine 0.9940 against 0.9943 in fp32 on a
 #: synthetic model adapted to 384x144, 12% faster at 384x144 on AVX512_BF16).
 FLOAT_LAYER_PRECISION = {"fp32": "fp32", "bf16": "bf16", "int8": "bf16"}
-BF16_NOTE = ("bf16 runs as bf16 on CPUs with AVX512_BF16 or AMX and as fp32 elsewhere "
-             "(the weights are stored in fp32)")
+#: What a bf16 or int8 IR needs, recorded in its manifest.
+PRECISION_NOTES = {
+    "bf16": "bf16 runs as bf16 on CPUs with AVX512_BF16 or AMX and as fp32 elsewhere "
+            "(the weights are stored in fp32)",
+    "int8": "the layers kept in float run as bf16 on CPUs with AVX512_BF16 or AMX and as "
+            "fp32 elsewhere"}
 
 
 def nncf_without_telemetry() -> Any:
@@ -192,9 +194,9 @@ def export_openvino(model: DEEN, out: str | os.PathLike[str], *, config: Embeddi
             "onnx_source": {"sha256": sha256_file(onnx_path)},
             "openvino": {"version": ov.get_version(),
                          "inference_precision": FLOAT_LAYER_PRECISION[precision],
-                         "weights": "fp32", **({"note": BF16_NOTE}
-                                                if precision == "bf16" else {}),
-                         **({"note": INT8_NOTE} if precision == "int8" else {})}})
+                         "weights": "fp32",
+                         **({"note": PRECISION_NOTES[precision]}
+                            if precision in PRECISION_NOTES else {})}})
         if crops is not None:
             batches = calibration_batches(crops, input_size, CALIBRATION_BATCH)
             nncf = nncf_without_telemetry()
