@@ -42,9 +42,14 @@ common=(--backends "$cpu" --batches 1,8 --runs 6 --warmup 2)
 # The real input size, 384x144, the size the model was fine-tuned at, flip on and off.
 # Accuracy on the synthetic dataset's SYSU all-search protocol (its 13 held-out identities)
 # at 384x144.
+# Results are kept per instruction-set class (avx2, avx512-vnni-bf16, ...): this run replaces
+# only its own class's, and RESULTS.md shows every class.
+isa=$(.venv/bin/python -c 'from deen.bench.run import cpu_flags, isa_class
+print(isa_class(cpu_flags()))')
+results=benchmarks/results/$isa
 "${deen[@]}" bench --checkpoint "$ckpt" --input-size 384x144 "${common[@]}" \
-    --dataset sysu --root "$work/sysu" --out-dir benchmarks/results/trained-384x144
+    --dataset sysu --root "$work/sysu" --out-dir "$results/trained-384x144"
 "${deen[@]}" bench --checkpoint "$ckpt" --input-size 384x144 "${common[@]}" --no-flip \
-    --out-dir benchmarks/results/trained-384x144-noflip
-.venv/bin/python benchmarks/write_results.py benchmarks/results/trained-384x144 \
-    benchmarks/results/trained-384x144-noflip --out benchmarks/RESULTS.md
+    --out-dir "$results/trained-384x144-noflip"
+.venv/bin/python benchmarks/write_results.py --results benchmarks/results \
+    --out benchmarks/RESULTS.md

@@ -200,6 +200,36 @@ def test_results_page_checks_the_cpu_targets_per_instruction_set():
     assert "**not met**" in vnni[0] and "**not met**" in vnni[1]
 
 
+def test_results_are_kept_and_shown_per_instruction_set_class(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from write_results import collect, render
+
+    from deen.bench.run import isa_class
+
+    assert isa_class({"avx2", "fma"}) == "avx2"
+    assert isa_class({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}) == "avx512-vnni-bf16"
+    assert isa_class({"avx2", "avx512f", "avx512_vnni", "amx_int8", "amx_tile"}) == "amx"
+    assert isa_class(set()) == "baseline"
+    for isa, simd, speed in (("avx2", ["avx2"], 3.1), ("avx512-vnni", ["avx512_vnni"], 3.1)):
+        run = tmp_path / isa / "trained-384x144"
+        run.mkdir(parents=True)
+        report = {"machine": {"simd": simd, "description": isa, "date": "2026-12-02"},
+                  "settings": {"input_size": [384, 144], "flip": True, "model_source": "deen",
+                               "gflop_per_image": 79.7},
+                  "timings": [{"backend": b, "batch": 1, "p50_ms": 1.0, "p99_ms": 1.0,
+                               "images_per_s": 1.0, "gflops_per_s": 1.0, "speedup": x}
+                              for b, x in (("pytorch-fp32", 1.0), ("openvino-int8", speed))],
+                  "accuracy": [{"backend": b, "min_cosine": 0.995, "rank1_agreement": 0.96,
+                                "top1_image_agreement": 0.9, "max_abs_diff": 0.0}
+                               for b in ("pytorch-fp32", "openvino-int8")]}
+        (run / "bench.json").write_text(json.dumps(report))
+    page = render(collect(tmp_path))
+    summary = page[page.index("## Summary"):page.index("## avx2\n")]
+    assert "| avx2 | trained-384x144 | openvino-int8 | 3.10× | 3× |" in summary
+    assert summary.rstrip().endswith("| no |")  # 3.1× is short of VNNI's 5×
+    assert "results/avx512-vnni/trained-384x144/bench.png" in page
+
+
 def test_the_default_backends_are_ones_bench_knows() -> None:
     from deen.bench.run import BACKENDS
     from deen.cli import build_parser

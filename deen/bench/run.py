@@ -38,6 +38,11 @@ BACKENDS = ("pytorch-fp32", "pytorch-bf16", "pytorch-fp16", "pytorch-compile",
 REFERENCE = "pytorch-fp32"
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags as /proc/cpuinfo names them (empty off Linux)."""
+    return _cpu_info()[1]
+
+
 def _cpu_info() -> tuple[str, set[str]]:
     """The CPU's model name and instruction-set flags (Linux; elsewhere: none known)."""
     model = platform.processor() or platform.machine()
@@ -53,10 +58,29 @@ def _cpu_info() -> tuple[str, set[str]]:
     return model, flags
 
 
+def isa_class(simd: set[str] | list[str]) -> str:
+    """The instruction-set class that decides CPU speed-up ratios, as a folder name.
+
+    Benchmark results are kept per class (``benchmarks/results/<class>/``): int8 gains most
+    with VNNI or AMX and bf16 needs bf16 instructions, so ratios from one class say little
+    about another.
+    """
+    flags = set(simd)
+    if flags & {"amx_int8", "amx_tile"}:
+        return "amx"
+    if "avx512_vnni" in flags:
+        return "avx512-vnni-bf16" if "avx512_bf16" in flags else "avx512-vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx2" in flags:
+        return "avx2-vnni" if "avx_vnni" in flags else "avx2"
+    return "baseline"
+
+
 def cpu_has_bf16() -> bool:
     """Whether the CPU computes in bf16 natively; without it PyTorch emulates bf16, which
     measured 5–16× *slower* than fp32 on this project's AVX2 build machine."""
-    return bool(_cpu_info()[1] & {"avx512_bf16", "amx_bf16"})
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def machine_description() -> dict[str, object]:
@@ -67,7 +91,8 @@ def machine_description() -> dict[str, object]:
     return {"description": f"{model}, {os.cpu_count()} CPUs, SIMD: {' '.join(simd) or 'n/a'}"
                            + (f", GPU: {gpu}" if gpu else ""),
             "cpu": model, "cpus": os.cpu_count(), "simd": simd, "gpu": gpu,
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "date": time.strftime("%Y-%m-%d", time.gmtime())}
 
 
 def gemm_gflops(size: int = 1024, repeats: int = 5) -> float:
