@@ -128,10 +128,29 @@ def _summary(runs: list[tuple[str, Path, dict]]) -> list[str]:
 
 
 def _machine(machine: dict) -> list[str]:
+    int8 = machine.get("int8_gemm_gops")
     return [f"**Machine:** {machine['description']}; measured fp32 GEMM rate "
-            f"{machine.get('gemm_gflops', float('nan')):.0f} GFLOP/s; PyTorch "
-            f"{machine.get('torch', '?')}, {machine.get('torch_threads', '?')} threads.", "",
+            f"{machine.get('gemm_gflops', float('nan')):.0f} GFLOP/s"
+            + (f", int8 GEMM rate {int8:.0f} GOP/s (ONNX Runtime `MatMulInteger`)"
+               if int8 else "")
+            + f"; PyTorch {machine.get('torch', '?')}, {machine.get('torch_threads', '?')} "
+            "threads.", "",
             f"**Instruction sets:** {instruction_sets(machine)}."]
+
+
+def int8_ceiling(report: dict) -> str | None:
+    """What int8 could gain at most on this machine: the int8 GEMM rate over the rate
+    PyTorch fp32 reaches on the model at batch 1, i.e. the speed-up of a graph whose every
+    operation ran at the int8 GEMM peak."""
+    int8 = report["machine"].get("int8_gemm_gops")
+    eager = next((t for t in report["timings"]
+                  if t["backend"] == "pytorch-fp32" and t["batch"] == 1), None)
+    if not int8 or eager is None:
+        return None
+    return (f"- Ceiling for int8 on this machine: PyTorch fp32 runs the model at "
+            f"{eager['gflops_per_s']:.0f} GFLOP/s at batch 1, the int8 GEMM peak is {int8:.0f} "
+            f"GOP/s, so a graph doing all its work at that peak would be "
+            f"{int8 / eager['gflops_per_s']:.2f}× PyTorch eager.")
 
 
 def render(runs: list[tuple[str, Path, dict]]) -> str:
@@ -160,7 +179,8 @@ def render(runs: list[tuple[str, Path, dict]]) -> str:
                     f"per image", "",
                 f"Measured {report['machine'].get('date', '(date not recorded)')}. "
                 f"Accuracy on: {s.get('accuracy_on', '')}", "", *_table(report), "",
-                "The CPU targets, from this run:", "", *acceptance(report), "",
+                "The CPU targets, from this run:", "", *acceptance(report),
+                *filter(None, [int8_ceiling(report)]), "",
                 f"Full table (p90, cold start, memory): `results/{where}/bench.md`; plot: "
                 f"`results/{where}/bench.png`.", "",
                 f"![{where}](results/{where}/bench.png)"]

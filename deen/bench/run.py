@@ -95,14 +95,47 @@ def machine_description() -> dict[str, object]:
             "date": time.strftime("%Y-%m-%d", time.gmtime())}
 
 
-def gemm_gflops(size: int = 1024, repeats: int = 5) -> float:
+def _median_rate(call: Callable[[], object], ops: float, repeats: int) -> float:
+    """``ops`` / the median seconds of ``repeats`` calls (after one warm-up), in G/s."""
+    call()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    return ops / float(np.median(seconds)) / 1e9
+
+
+def gemm_gflops(size: int = 1024, repeats: int = 7) -> float:
     """The machine's measured fp32 matrix-multiply rate (PyTorch, all threads)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+    return _median_rate(lambda: a @ b, 2 * size**3, repeats)
+
+
+def int8_gemm_gops(size: int = 1024, repeats: int = 7) -> float:
+    """The machine's measured int8 matrix-multiply rate: ONNX Runtime's ``MatMulInteger``
+    (uint8 activations × int8 weights, int32 sums, all threads), the kernel its int8
+    convolutions use.
+
+    Why: divided by PyTorch fp32's achieved rate on the model, it bounds what any int8
+    backend can gain on this CPU (about 2× fp32 on AVX2, more with VNNI or AMX), so a
+    speed target can be judged against what the instructions allow.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    weights = rng.integers(-127, 128, (size, size), dtype=np.int8)
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "int8_gemm",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [size, size])],
+        [helper.make_tensor("b", TensorProto.INT8, [size, size], weights.tobytes(), raw=True)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    a = rng.integers(0, 256, (size, size), dtype=np.uint8)
+    return _median_rate(lambda: session.run(None, {"a": a}), 2 * size**3, repeats)
 
 
 def model_gflop(model: DEEN, config: EmbeddingConfig, input_size: tuple[int, int]) -> float:
@@ -205,6 +238,7 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
     gflop = model_gflop(model, config, input_size)
     gemm = gemm_gflops()
     report.machine["gemm_gflops"] = gemm
+    report.machine["int8_gemm_gops"] = int8_gemm_gops()
     report.settings["gflop_per_image"] = gflop
     log(f"model: {gflop:.1f} GFLOP per image; machine GEMM rate {gemm:.0f} GFLOP/s")
     names = [REFERENCE, *[b for b in backends if b != REFERENCE]]
