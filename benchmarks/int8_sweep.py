@@ -19,41 +19,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sweep_common import add_model_arguments, load_model_and_split, run
+
 from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.backends.torch_backend import TorchEmbedder
 from deen.bench.harness import protocol_accuracy
 from deen.bench.run import REFERENCE
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError
-from deen.eval.evaluate import protocol_settings
 from deen.export.onnx_export import export_onnx
 from deen.export.quantize import FLOAT_PATTERNS
-from deen.models.checkpoint import load_checkpoint
-
-
-def main() -> int:
-    try:
-        return sweep()
-    except DeenError as exc:  # a bad checkpoint, dataset root or calibration folder
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
 
 
 def sweep() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--dataset", required=True, choices=["sysu", "regdb", "llcm", "folder"])
-    parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--calib", type=Path, default=None,
-                        help="calibration crops as for deen export (default: generated people)")
+    add_model_arguments(parser)
     parser.add_argument("--extra-float", action="append", default=[],
                         help="comma-separated module-path prefixes kept in float on top of "
                              "the shipped ones (repeat for more rows)")
     args = parser.parse_args()
 
-    loaded = load_checkpoint(args.checkpoint)
-    model, size, config = loaded.model.eval(), loaded.input_size, EmbeddingConfig()
-    (_, (split, *_)), *_ = protocol_settings(args.dataset, args.root)
+    loaded, split = load_model_and_split(args)
+    model, size, config = loaded.model, loaded.input_size, EmbeddingConfig()
     choices = {"shipped": FLOAT_PATTERNS}
     for extra in args.extra_float:
         choices[f"+ {extra}"] = (*FLOAT_PATTERNS, *extra.split(","))
@@ -75,4 +61,4 @@ def sweep() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(sweep))

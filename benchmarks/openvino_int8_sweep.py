@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sweep_common import add_model_arguments, load_model_and_split, run
+
 from deen.backends.openvino_backend import OpenVinoEmbedder
 from deen.backends.torch_backend import TorchEmbedder
 from deen.bench.harness import protocol_accuracy, time_backends
@@ -29,28 +31,13 @@ from deen.bench.run import REFERENCE, machine_description
 from deen.cli import input_size_arg
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
-from deen.eval.evaluate import protocol_settings
 from deen.export.onnx_export import export_onnx
 from deen.export.openvino_export import export_openvino
-from deen.models.checkpoint import load_checkpoint
-
-
-def main() -> int:
-    try:
-        return sweep()
-    except DeenError as exc:  # a bad checkpoint, dataset root or calibration folder
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
 
 
 def sweep() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--dataset", required=True, choices=["sysu", "regdb", "llcm", "folder"])
-    parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--calib", type=Path, default=None,
-                        help="calibration crops as for deen export (default: generated people)")
+    add_model_arguments(parser)
     parser.add_argument("--ignore", action="append", default=[],
                         help="comma-separated module-path prefixes NNCF leaves in float "
                              "(\"\" for none); one row each")
@@ -60,10 +47,9 @@ def sweep() -> int:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
 
-    loaded = load_checkpoint(args.checkpoint)
-    model, config = loaded.model.eval(), EmbeddingConfig()
+    loaded, split = load_model_and_split(args)
+    model, config = loaded.model, EmbeddingConfig()
     size = args.accuracy_size or loaded.input_size
-    (_, (split, *_)), *_ = protocol_settings(args.dataset, args.root)
     choices = {text or "(none)": tuple(p for p in text.split(",") if p)
                for text in (args.ignore or [""])}
     accuracy_backends = {REFERENCE: TorchEmbedder(model, config, "cpu", size)}
@@ -116,4 +102,4 @@ def sweep() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(sweep))
