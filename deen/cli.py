@@ -380,7 +380,8 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench", help="time backends against PyTorch, with accuracy beside speed",
         description="Time PyTorch (fp32, bf16 autocast, torch.compile), ONNX Runtime (fp32, "
-                    "int8) and TensorRT (when present) on the same inputs in one run: "
+                    "int8), OpenVINO (fp32, bf16, int8) and TensorRT (when present) on the "
+                    "same inputs in one run: "
                     "p50/p90/p99 latency, images/s, speed-up, GFLOP/s, cold start, memory, "
                     "and cosine / rank-1 agreement against PyTorch fp32. Writes bench.json, "
                     "bench.md and bench.png.")
