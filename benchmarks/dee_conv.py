@@ -9,7 +9,7 @@ Measures, in one run and interleaved (so machine drift hits both alike):
 CPU always; on CUDA also fp16 (and fp32) when a GPU is present. Writes JSON that
 ``PREFERRED_IMPL`` in ``deen/models/dee.py`` is set from.
 
-    python benchmarks/dee_conv.py --out benchmarks/results/dee_conv-cpu.json
+    python benchmarks/dee_conv.py --out benchmarks/results/avx2/dee_conv-cpu.json
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ thread beside the rounds, so its time is not on the round's path); and the event
 target on a 2-core CPU (issue 14): ≥ 90% of frames processed per stream, p95 ≤ 300 ms,
 peak RSS ≤ 800 MiB, with the fastest CPU export.
 
-    python benchmarks/runtime_soak.py --minutes 3 --out benchmarks/results/runtime_soak.json
+    python benchmarks/runtime_soak.py --minutes 3 --out benchmarks/results/avx2/runtime_soak.json
     python benchmarks/runtime_soak.py --engine onnx --detector hog --minutes 2
 
 ``--detector boxes`` (default) feeds the generator's exact boxes, so the numbers are the
@@ -36,6 +36,7 @@ from deen.embedding import EmbeddingConfig
 from deen.export.onnx_export import export_onnx
 from deen.export.openvino_export import export_openvino
 from deen.models.checkpoint import load_checkpoint, random_model
+from deen.runtime.matching import DEFAULT_EMBED_BATCH
 from deen.runtime.scene import write_stream_pair
 
 STAGE_LINE = re.compile(r"ms/round: detect ([\d.]+) track ([\d.]+) embed ([\d.]+) "
@@ -91,6 +92,9 @@ def main() -> None:
                         help="weights to export (default: a random-initialised DEEN)")
     parser.add_argument("--detector", choices=["boxes", "hog"], default="boxes")
     parser.add_argument("--status-every", type=float, default=10.0)
+    parser.add_argument("--embed-batch", type=int, default=DEFAULT_EMBED_BATCH,
+                        help="crops per model call, as deen run --embed-batch "
+                             f"(default {DEFAULT_EMBED_BATCH})")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
     width, height = args.frame_size
@@ -105,7 +109,8 @@ def main() -> None:
                    "--detector", str(pair.boxes) if args.detector == "boxes" else "hog",
                    "--events", str(folder / "events.jsonl"),
                    "--duration", str(60 * args.minutes),
-                   "--status-every", str(args.status_every)]
+                   "--status-every", str(args.status_every),
+                   "--embed-batch", str(args.embed_batch)]
         process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
                                    cwd=Path(__file__).resolve().parents[1])
         samples: list[tuple[float, int, int]] = []
@@ -138,7 +143,7 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/runtime_soak.py", *sys.argv[1:]]),
         "engine": args.engine, "detector": args.detector, "minutes": args.minutes,
         "frame_size": [width, height], "fps": args.fps, "people": args.people,
-        "input_size": list(args.input_size),
+        "input_size": list(args.input_size), "embed_batch": args.embed_batch,
         "streams": per_stream, "latency_p50_ms": p50, "latency_p95_ms": p95,
         "peak_rss_mib": max(s[2] for s in samples) / 1024 if samples else None,
         "rss_growth_after_warmup_mib": (warm[-1][1] - warm[0][1]) / 1024 if warm else None,

@@ -59,6 +59,16 @@ class _Run:
     def status(self) -> dict:
         return json.loads(self.get("status.json"))
 
+    def running_status(self, timeout: float = 60.0) -> dict:
+        """The status once the first round has run: the web view is up before it, and
+        answers ``"starting"`` until then (longer on a slow or busy machine)."""
+        deadline = time.monotonic() + timeout
+        status = self.status()
+        while status["state"] == "starting" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = self.status()
+        return status
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)
         return self.process.wait(timeout=60)
@@ -94,7 +104,7 @@ def _mjpeg_frames(url: str, count: int) -> list[np.ndarray]:
 
 
 def test_status_video_and_events_while_the_run_lasts(live) -> None:
-    status = live.status()
+    status = live.running_status()
     assert status["state"] == "running" and set(status["streams"]) == {"rgb", "ir"}
     assert set(status["stage_ms"]) == {"detect", "track", "embed", "match"}
     frames = _mjpeg_frames(live.url, 2)

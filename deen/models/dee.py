@@ -20,7 +20,7 @@ from torch import Tensor, nn
 DILATIONS = (1, 2, 3)
 IMPLS = ("auto", "reference", "fused")
 #: The faster implementation per device type, by ``benchmarks/dee_conv.py`` (results in
-#: ``benchmarks/results/dee_conv*.json``). CUDA stays on the reference until the fused
+#: ``benchmarks/results/*/dee_conv*.json``). CUDA stays on the reference until the fused
 #: kernel has been measured on a GPU.
 PREFERRED_IMPL = {"cpu": "reference", "cuda": "reference"}
 

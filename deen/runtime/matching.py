@@ -24,9 +24,11 @@ DEFAULT_MATCH_THRESHOLD = 0.5
 DEFAULT_CONFIRM_ROUNDS = 3
 DEFAULT_BREAK_ROUNDS = 5
 DEFAULT_EMBED_BUDGET = 8
-#: Crops per model call: an OpenVINO int8 DEEN at 384×144 peaks at 436 MiB with batches up
-#: to 4 and 650 MiB up to 8 (the budget is embedded in several calls when larger).
-DEFAULT_EMBED_BATCH = 4
+#: Crops per model call (the budget is embedded in several calls when larger). Memory grows
+#: with it and CPU throughput hardly does (OpenVINO int8 at 384×144: 6.7 images/s at batch 1,
+#: 6.8 at batch 8 on AVX2; 11.3 and 12.1 on AVX-512 VNNI). The 2-minute soak of `deen run`
+#: on AVX2 peaked at 792 MiB with 4, 665 MiB with 2 (p95 latency 36 and 53 ms).
+DEFAULT_EMBED_BATCH = 2
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
