@@ -18,3 +18,16 @@ def first_line(exc: BaseException) -> str:
     meaningful = [line for line in lines
                   if not line.startswith(("Exception from ", "Check '"))]
     return (meaningful or lines or [type(exc).__name__])[0]
+
+
+class ParameterError(DeenError):
+    """A bad value of one named parameter of a library function.
+
+    The message names the parameter as Python callers know it (``precision=bf16: …``);
+    the command line re-words it with the flag that set the parameter
+    (``--precision bf16: …``), so the library never speaks in flags.
+    """
+
+    def __init__(self, parameter: str, value: object, problem: str) -> None:
+        self.parameter, self.value, self.problem = parameter, value, problem
+        super().__init__(f"{parameter}={value}: {problem}")
