@@ -1,4 +1,4 @@
-"""Verify and time every GPU path of the toolchain in one prepared run (issue 15).
+"""Verify and time every GPU path of the toolchain in one prepared run.
 
     bash benchmarks/gpu_check.sh OUT_DIR        # ≤ 8 minutes on one GPU
 

@@ -6,8 +6,8 @@
 #   bash benchmarks/gpu_check.sh OUT_DIR      (default benchmarks/results/gpu)
 #
 # Python: the checkout's .venv when there is one (scripts/setup.sh), else DEEN_PYTHON or
-# python3 with PyTorch installed, as on a lent GPU machine with no network: nothing is
-# installed here, and the checks whose packages are missing say so.
+# python3 with PyTorch installed, as on a GPU machine without network access: nothing is
+# installed by this script, and the checks whose packages are missing say so.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/benchmarks/results/gpu}"

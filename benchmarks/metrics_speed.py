@@ -1,4 +1,4 @@
-"""Time the metric function on 4,000 queries × 4,000 gallery on one core (issue #3: < 2 s).
+"""Time the metric function on 4,000 queries × 4,000 gallery on one core (target < 2 s).
 
     .venv/bin/python benchmarks/metrics_speed.py
 

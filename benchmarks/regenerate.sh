@@ -37,8 +37,8 @@ fi
     --set body_lr_scale=1.0 --set warmup_epochs=0 --set erasing_p=0 --set epochs=1 \
     --set steps_per_epoch=40 --set val_identities=0 --set workers=1 --set seed=0
 ckpt="$work/run384/final.pt"
-cpu=pytorch-fp32,pytorch-bf16,onnxruntime-fp32,onnxruntime-int8,openvino-fp32,openvino-bf16,openvino-int8
-common=(--backends "$cpu" --batches 1,8 --runs 6 --warmup 2)
+# deen bench's default backends: the CPU ones of the format table (deen/formats.py).
+common=(--batches 1,8 --runs 6 --warmup 2)
 # The real input size, 384x144, the size the model was fine-tuned at, flip on and off.
 # Accuracy on the synthetic dataset's SYSU all-search protocol (its 13 held-out identities)
 # at 384x144.

@@ -3,7 +3,7 @@
     python benchmarks/repeatability.py run1/bench.json run2/bench.json [--bound 0.10]
 
 Prints each (backend, batch) speed-up in both runs and their relative difference, and exits
-1 if any differs by more than the bound (issue #5 asks for 10%).
+1 if any differs by more than the bound (default 10%).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Reports, per stream, the share of captured frames the pipeline processed; captur
 latency (p50/p95); the process's peak resident memory (VmHWM) and its growth after warm-up;
 the stage breakdown per round (ms: detect, track, embed, match; embedding runs on its own
 thread beside the rounds, so its time is not on the round's path); and the events. The
-target on a 2-core CPU (issue 14): ≥ 90% of frames processed per stream, p95 ≤ 300 ms,
+target on a 2-core CPU: ≥ 90% of frames processed per stream, p95 ≤ 300 ms,
 peak RSS ≤ 800 MiB, with the fastest CPU export.
 
     python benchmarks/runtime_soak.py --minutes 3 --out benchmarks/results/avx2/runtime_soak.json

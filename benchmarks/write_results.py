@@ -23,15 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deen.bench.run import isa_class
+from deen.bench.run import REFERENCE, isa_class
 from deen.fileio import atomic_path
+from deen.formats import cpu_bench_backends
 
-CPU_BACKENDS = ("onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-bf16",
-                "openvino-int8", "pytorch-bf16", "pytorch-compile")
+#: The backends that compete for a machine's headline: every CPU one but the reference.
+CPU_BACKENDS = tuple(b for b in cpu_bench_backends() if b != REFERENCE)
 
 
 def speed_target(machine: dict) -> tuple[float, str]:
-    """The speed-up the fastest CPU backend must reach on this machine's instruction sets."""
+    """The speed-up the fastest CPU backend must reach, by the machine's instruction sets."""
     isa = isa_class(machine.get("simd", []))
     if isa == "amx" or isa.startswith("avx512-vnni"):
         return 5.0, "AVX-512 VNNI/AMX"
@@ -140,7 +141,7 @@ def _machine(machine: dict) -> list[str]:
 
 
 def int8_ceiling(report: dict) -> str | None:
-    """What int8 could gain at most on this machine: the int8 GEMM rate over the rate
+    """What int8 could gain at most on the measured machine: the int8 GEMM rate over the rate
     PyTorch fp32 reaches on the model at batch 1, i.e. the speed-up of a graph whose every
     operation ran at the int8 GEMM peak."""
     int8 = report["machine"].get("int8_gemm_gops")

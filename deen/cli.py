@@ -8,17 +8,18 @@ instead. Argument errors exit 2, as argparse does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from deen import __version__
+from deen import __version__, formats
+from deen.datasets import registry as datasets
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError
+from deen.errors import DeenError, ParameterError
 from deen.variants import VARIANTS
-
-ENGINES = ("onnx", "openvino", "trt", "triton")
 
 
 def _positive_int(text: str) -> int:
@@ -53,130 +54,77 @@ def _model_embedding_config(args: argparse.Namespace) -> EmbeddingConfig | None:
     """An exported model (.onnx, .xml, .engine) has its embedding settings baked in: use them
     unless the user asked for others (which open_embedder then checks); a checkpoint takes
     the options as given."""
-    from deen.backends.registry import TORCH_SUFFIXES
-
     config = _embedding_config(args)
-    if Path(args.model).suffix.lower() not in TORCH_SUFFIXES and config == EmbeddingConfig():
+    if not formats.is_checkpoint(args.model) and config == EmbeddingConfig():
         return None
     return config
 
 
+def _engine_options(row: formats.Format, args: argparse.Namespace) -> Any:
+    """The engine's options dataclass (its row's ``options_type``) from the flags of the same
+    names; ``None`` for an engine without one."""
+    if row.options_type is None:
+        return None
+    return _dataclass_from_args(formats.load(row.options_type), args)
+
+
+def _dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """``cls`` with each field that a flag of its name sets; a field that is itself an
+    options dataclass (its default factory) is filled the same way."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        factory = f.default_factory
+        if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+            values[f.name] = _dataclass_from_args(factory, args)
+        elif hasattr(args, f.name):
+            value = getattr(args, f.name)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
-    if args.engine == "onnx" and args.precision in ("fp16", "bf16"):
-        raise DeenError(f"--precision {args.precision} is for --engine "
-                        f"{'trt' if args.precision == 'fp16' else 'openvino'}; ONNX exports are "
-                        "fp32 or int8")
-    if args.engine == "trt":
-        return _export_trt(args)
-    if args.engine == "openvino":
-        return _export_openvino(args)
-    if args.engine == "triton":
-        return _export_triton(args)
-    from deen.export.onnx_export import export_onnx
+    from deen.export.base import ExportSettings
+
+    row = formats.get(args.engine)
+    if args.precision not in row.precisions:
+        takers = [f.name for f in formats.formats() if f.exportable
+                  and args.precision in f.precisions]
+        raise DeenError(f"--precision {args.precision} is for --engine {', '.join(takers)}; "
+                        f"--engine {row.name} takes {', '.join(row.precisions)}")
+    row.check_export(args.out, args.precision, args.dee_op)
+    # Everything that can fail without the checkpoint fails before it is loaded.
+    settings = ExportSettings(_embedding_config(args), source=None,  # type: ignore[arg-type]
+                              precision=args.precision, calib=args.calib, opset=args.opset,
+                              dee_op=args.dee_op, onnx_path=args.onnx,
+                              options=_engine_options(row, args))
+    if row.preflight is not None:
+        formats.load(row.preflight)(settings)
     from deen.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(args.checkpoint, variant=args.variant)
     print(f"loaded {args.checkpoint} ({loaded.source_format} format, DEEN "
-          f"{loaded.model.variant.name}); exporting and verifying ...", flush=True)
-    result = export_onnx(loaded.model, args.out, config=_embedding_config(args),
-                         source=loaded.source, opset=args.opset, input_size=loaded.input_size,
-                         precision=args.precision, calib=args.calib, dee_op=args.dee_op)
-    print(f"wrote {result.model_path} and {result.manifest_path}")
-    print(f"verified: {result.verification.summary()}")
-    return 0
-
-
-def _export_openvino(args: argparse.Namespace) -> int:
-    from deen.export.openvino_export import PRECISIONS, export_openvino
-    from deen.models.checkpoint import load_checkpoint
-
-    if args.precision not in PRECISIONS:
-        raise DeenError(f"--precision {args.precision}: --engine openvino takes "
-                        f"{', '.join(PRECISIONS)}")
-    if args.dee_op != "standard":
-        raise DeenError("--dee-op custom is for ONNX Runtime and TensorRT; OpenVINO runs DEE's "
-                        "dilated convolutions itself")
-    loaded = load_checkpoint(args.checkpoint, variant=args.variant)
-    print(f"loaded {args.checkpoint}; exporting a {args.precision} OpenVINO IR and verifying "
-          "...", flush=True)
-    result = export_openvino(loaded.model, args.out, config=_embedding_config(args),
-                             source=loaded.source, input_size=loaded.input_size,
-                             precision=args.precision, calib=args.calib, onnx_path=args.onnx)
-    print(f"wrote {result.model_path}, {result.model_path.with_suffix('.bin').name} and "
-          f"{result.manifest_path.name}")
-    print(f"verified: {result.verification.summary()}")
-    note = result.manifest["openvino"].get("note")
+          f"{loaded.model.variant.name}); exporting {row.name} {args.precision} and "
+          "verifying ...", flush=True)
+    settings = dataclasses.replace(settings, source=loaded.source,
+                                   input_size=tuple(loaded.input_size))
+    assert row.exporter is not None
+    result = formats.load(row.exporter)(loaded.model, args.out, settings)
+    written = [result.model_path]
+    if result.model_path.is_dir():
+        written = sorted(p for p in result.model_path.rglob("*") if p.is_file())
+        print(f"wrote a {row.name} model repository to {result.model_path} ({len(written)} "
+              "files)")
+    else:
+        names = [str(result.model_path), *(p.name for p in result.companions)]
+        if result.manifest_path is not None:
+            names.append(result.manifest_path.name)
+        print(f"wrote {', '.join(names)}")
+    print(f"verified: {result.summary()}")
+    note = result.manifest.get(row.runtime, {}).get("note")
     if note:
         print(f"note: {note}")
-    return 0
-
-
-def _trt_options(args: argparse.Namespace) -> object:
-    from deen.export.tensorrt_build import TrtBuildOptions
-
-    return TrtBuildOptions(
-        precision=args.precision, min_batch=args.min_batch, opt_batch=args.opt_batch,
-        max_batch=args.max_batch, workspace_mib=args.workspace_mib,
-        timing_cache=args.timing_cache, version_compatible=args.version_compatible,
-        hardware_compatible=args.hardware_compatible)
-
-
-def _export_trt(args: argparse.Namespace) -> int:
-    from deen.backends.tensorrt_env import require_tensorrt
-    from deen.export.tensorrt_build import export_tensorrt
-    from deen.models.checkpoint import load_checkpoint
-
-    options = _trt_options(args)  # bad options fail before anything is loaded
-    require_tensorrt()
-    loaded = load_checkpoint(args.checkpoint, variant=args.variant)
-    print(f"loaded {args.checkpoint}; building a {args.precision} TensorRT engine ...",
-          flush=True)
-    out, manifest = export_tensorrt(
-        loaded.model, args.out, config=_embedding_config(args), source=loaded.source,
-        input_size=loaded.input_size, options=options, onnx_path=args.onnx,
-        dee_op=args.dee_op, calib=args.calib)
-    print(f"wrote {out} (TensorRT {manifest['tensorrt']['version']}, "
-          f"{manifest['tensorrt']['gpu']}); verification passed")
-    return 0
-
-
-def _export_triton(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from deen.export.onnx_export import export_onnx
-    from deen.export.triton import ServingOptions, write_repository
-    from deen.models.checkpoint import load_checkpoint
-
-    serving = ServingOptions(max_batch=args.max_batch,
-                             preferred_batches=tuple(b for b in args.preferred_batches
-                                                     if b <= args.max_batch) or (1,),
-                             instances=args.instances)
-    if args.out.exists():
-        raise DeenError(f"{args.out}: already exists; choose a new folder for the repository")
-    if args.with_trt:
-        from deen.backends.tensorrt_env import require_tensorrt
-
-        require_tensorrt()
-    loaded = load_checkpoint(args.checkpoint, variant=args.variant)
-    with tempfile.TemporaryDirectory(prefix="deen-triton-") as scratch:
-        result = export_onnx(loaded.model, Path(scratch) / "model.onnx",
-                             config=_embedding_config(args), source=loaded.source,
-                             opset=args.opset, input_size=loaded.input_size,
-                             precision="int8" if args.precision == "int8" else "fp32",
-                             calib=args.calib)
-        engine = None
-        if args.with_trt:
-            from deen.export.tensorrt_build import export_tensorrt
-
-            engine, _ = export_tensorrt(
-                loaded.model, Path(scratch) / "model.plan", config=_embedding_config(args),
-                source=loaded.source, input_size=loaded.input_size,
-                options=_trt_options(args), onnx_path=result.model_path)
-        files = write_repository(args.out, result.model_path, result.manifest, serving, engine)
-    print(f"wrote a Triton model repository to {args.out} ({len(files)} files; ONNX model "
-          f"verified: {result.verification.summary()})")
-    print(f"serve it: tritonserver --model-repository {args.out}; try it: python "
-          f"{args.out}/client.py IMAGE... --modality 0 ...")
+    if result.usage:
+        print(result.usage)
     return 0
 
 
@@ -326,34 +274,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
     from deen.bench.report import table, write_all
-    from deen.bench.run import BACKENDS, run_bench
-    from deen.models.checkpoint import load_checkpoint, random_model
-    from deen.preprocess import DEFAULT_INPUT_SIZE
+    from deen.bench.run import bench_model, check_backends, run_bench
 
     if (args.dataset is None) != (args.root is None):
         raise DeenError("--dataset and --root go together (accuracy on that dataset's test "
                         "protocol)")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise DeenError("--device cuda: no CUDA GPU is visible to PyTorch")
-    unknown = [b for b in args.backends if b not in BACKENDS]
-    if unknown:
-        raise DeenError(f"--backends: unknown {', '.join(unknown)}; choose from "
-                        f"{', '.join(BACKENDS)}")
-    if args.checkpoint is None:
-        model, source = random_model(args.variant or "sysu", 0)
-        input_size = tuple(args.input_size or DEFAULT_INPUT_SIZE)
-        print("no --checkpoint: timing a seeded RANDOM DEEN (accuracy columns compare "
-              "backends with each other, not with a trained model)")
-    else:
-        loaded = load_checkpoint(args.checkpoint, variant=args.variant)
-        model, source, input_size = loaded.model, loaded.source, loaded.input_size
-        if args.input_size is not None and tuple(args.input_size) != tuple(input_size):
-            print(f"timing {args.checkpoint} at {args.input_size[0]}x{args.input_size[1]} "
-                  f"(trained at {input_size[0]}x{input_size[1]}; the network takes any size)")
-            input_size = tuple(args.input_size)
+    check_backends(args.backends)  # before the model loads
+    model, source, input_size = bench_model(args.checkpoint, args.variant, args.input_size)
     with tempfile.TemporaryDirectory(prefix="deen-bench-") as scratch:
         report = run_bench(model, source, input_size, args.backends, args.batches,
                            _embedding_config(args), args.runs, args.warmup, Path(scratch),
@@ -375,8 +302,6 @@ def input_size_arg(text: str) -> tuple[int, int]:
 
 
 def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
-    from deen.bench.run import BACKENDS
-
     bench = commands.add_parser(
         "bench", help="time backends against PyTorch, with accuracy beside speed",
         description="Time PyTorch (fp32, bf16 autocast, torch.compile), ONNX Runtime (fp32, "
@@ -387,11 +312,9 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
                     "bench.md and bench.png.")
     _add_model_options(bench, checkpoint_required=False)
     bench.add_argument("--backends", type=lambda t: [b for b in t.split(",") if b],
-                       default=["pytorch-fp32", "pytorch-bf16", "onnxruntime-fp32",
-                                "onnxruntime-int8", "openvino-fp32", "openvino-bf16",
-                                "openvino-int8"],
-                       help=f"comma-separated, from {', '.join(BACKENDS)} (default: the CPU "
-                            "backends, all but pytorch-compile)")
+                       default=formats.default_bench_backends(),
+                       help=f"comma-separated, from {', '.join(formats.bench_backends())} "
+                            f"(default: {','.join(formats.default_bench_backends())})")
     bench.add_argument("--batches", type=_int_list, default=[1, 8, 32],
                        help="batch sizes (default 1,8,32)")
     bench.add_argument("--runs", type=_positive_int, default=20, help="timed runs per batch")
@@ -401,7 +324,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
                             "trained size, else 384x144); images are resized to it")
     bench.add_argument("--calib", type=Path, default=None, metavar="DIR",
                        help="int8 calibration crops or videos (see deen export --calib)")
-    bench.add_argument("--dataset", default=None, choices=["sysu", "regdb", "llcm", "folder"],
+    bench.add_argument("--dataset", default=None, choices=datasets.names(),
                        help="measure accuracy on this dataset's test protocol (with --root): "
                             "each backend's rank-1/mAP and its rank-1 agreement with PyTorch "
                             "fp32 (default: generated people)")
@@ -526,23 +449,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
 
     export = commands.add_parser(
-        "export", help="export a checkpoint to a verified ONNX model, OpenVINO IR, TensorRT "
-                       "engine or Triton model repository",
+        "export", help="export a checkpoint to a verified deployable model (--engine: "
+                       f"{', '.join(formats.export_engines())})",
         description="Export a DEEN checkpoint (inputs images N×3×384×144 float32 and modality N "
-                    "int64; output the N×6D embedding) and verify it against PyTorch: "
-                    "--engine onnx writes FILE.onnx, --engine openvino FILE.xml and FILE.bin "
-                    "(CPU edge boxes), --engine trt FILE.engine (TensorRT 10+, GPU), --engine "
-                    "triton a model repository folder; each with a manifest. "
-                    "Nothing is written if verification fails.")
-    export.add_argument("--engine", choices=ENGINES, default="onnx")
+                    "int64; output the N×6D embedding) and verify it against PyTorch. Each "
+                    "engine writes its model with a manifest; nothing is written if "
+                    "verification fails.")
+    export.add_argument("--engine", choices=formats.export_engines(), default="onnx",
+                        help="; ".join(f"{f.name}: {f.description}" for f in formats.formats()
+                                       if f.exportable))
     _add_model_options(export, checkpoint_required=True)
     export.add_argument("--out", type=Path, required=True,
-                        metavar="FILE.onnx|FILE.xml|FILE.engine|REPO/")
+                        metavar="|".join(f.output for f in formats.formats() if f.exportable))
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
-    export.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32",
-                        help="int8: static quantisation (ONNX/TensorRT: the QDQ graph both run; "
-                             "OpenVINO: NNCF), verified against fp32 (cosine >= 0.98); fp16: "
-                             "TensorRT only; bf16: OpenVINO only")
+    export.add_argument("--precision", choices=formats.export_precisions(), default="fp32",
+                        help="; ".join(f"{f.name}: {', '.join(f.precisions)}"
+                                       for f in formats.formats() if f.exportable)
+                        + ". int8: static quantisation (ONNX/TensorRT: the QDQ graph both "
+                          "run; OpenVINO: NNCF), verified against fp32 by cosine")
     export.add_argument("--onnx", type=Path, default=None,
                         help="--engine openvino/trt: build from this deen ONNX export instead "
                              "of exporting one")
@@ -567,7 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "or videos in DIR/visible/ and DIR/infrared/, or the videos "
                              "DIR/visible.mp4 and DIR/infrared.mp4 (people found by the HOG "
                              "detector); default: generated people")
-    export.add_argument("--dee-op", choices=["standard", "custom"], default="standard",
+    export.add_argument("--dee-op", default="standard",
+                        choices=tuple(dict.fromkeys(op for f in formats.formats()
+                                                    for op in f.dee_ops)),
                         help="custom: DEE's six dilated convolutions as one deen.ops::DeeConv "
                              "node, run by the project's ONNX Runtime custom-op library "
                              "(default: standard ONNX operators only)")
@@ -580,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "--nproc_per_node N -m deen train ... (CPU: gloo backend).")
     train.add_argument("--config", type=Path, default=None, help="TOML file of settings")
     train.add_argument("--root", default=None, help="dataset folder (overrides the config)")
-    train.add_argument("--dataset", default=None, choices=["sysu", "regdb", "llcm", "folder"])
+    train.add_argument("--dataset", default=None, choices=datasets.names())
     train.add_argument("--out", default=None, help="run folder (default runs/deen)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting, e.g. --set epochs=80 --set schedule=reference")
@@ -594,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "test protocol (all trials, both modes or directions): CMC R1/5/10/20, "
                     "mAP, mINP, as a table and optionally JSON.")
     evaluate.add_argument("--model", type=Path, required=True)
-    evaluate.add_argument("--dataset", required=True, choices=["sysu", "regdb", "llcm", "folder"])
+    evaluate.add_argument("--dataset", required=True, choices=datasets.names())
     evaluate.add_argument("--root", type=Path, required=True)
     evaluate.add_argument("--trials", type=_positive_int, default=None,
                           help="use the first N trials (default: all)")
@@ -611,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
         "synth", help="write a small synthetic dataset in a real layout",
         description="Write generated people (visible and infrared views of each identity) in "
                     "the SYSU-MM01, RegDB, LLCM or folder layout.")
-    synth.add_argument("--layout", required=True, choices=["sysu", "regdb", "llcm", "folder"])
+    synth.add_argument("--layout", required=True, choices=datasets.synthetic_names())
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--identities", type=_positive_int, default=24)
     synth.add_argument("--per-camera", type=_positive_int, default=2,
@@ -634,6 +560,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Library parameters set by a flag of another name.
+_PARAMETER_DESTS = {"overrides": "set", "onnx_path": "onnx", "fail_after_s": "fail_after",
+                    "duration_s": "duration", "timeout_s": "timeout",
+                    "status_every_s": "status_every"}
+
+
+def _flags_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """dest → option string of every flag on the path of subcommands ``args`` took."""
+    flags: dict[str, str] = {}
+    while True:
+        nested = None
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                nested = action.choices.get(getattr(args, action.dest, None) or "")
+            elif action.option_strings:
+                flags.setdefault(action.dest, max(action.option_strings, key=len))
+        if nested is None:
+            return flags
+        parser = nested
+
+
+def _in_flags(exc: ParameterError, flags: dict[str, str]) -> str:
+    """A library parameter error worded for the command line: ``--flag value: problem``."""
+    def flag(name: str) -> str:
+        return flags.get(_PARAMETER_DESTS.get(name, name), name)
+
+    value = exc.value if not isinstance(exc.value, bool) else ""
+    subject = flag(exc.parameter)
+    subject = f"{subject} {value}".rstrip() if subject.startswith("--") else str(exc).split(
+        ": ", 1)[0]
+    return exc.render(flag, subject)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -643,7 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeenError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"{command}: error: {exc}", file=sys.stderr)
+        message = _in_flags(exc, _flags_of(parser, args)) if isinstance(
+            exc, ParameterError) else str(exc)
+        print(f"{command}: error: {message}", file=sys.stderr)
         return 1
     except OSError as exc:  # unwritable folder, full disk, …: the user's to fix
         if args.debug:

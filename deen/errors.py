@@ -1,4 +1,6 @@
-"""The one exception type that the command line turns into a one-line message."""
+"""The exception types that the command line turns into a one-line message."""
+
+from collections.abc import Callable
 
 
 class DeenError(Exception):
@@ -23,11 +25,22 @@ def first_line(exc: BaseException) -> str:
 class ParameterError(DeenError):
     """A bad value of one named parameter of a library function.
 
-    The message names the parameter as Python callers know it (``precision=bf16: …``);
-    the command line re-words it with the flag that set the parameter
-    (``--precision bf16: …``), so the library never speaks in flags.
+    The message names parameters as Python callers know them (``precision=bf16: …``); the
+    command line re-words it with the flags that set them (``--precision bf16: …``), so the
+    library never speaks in flags. ``problem`` may mention other parameters as ``{name}``
+    placeholders, one per entry of ``mentions``; they render as the plain names here.
     """
 
-    def __init__(self, parameter: str, value: object, problem: str) -> None:
-        self.parameter, self.value, self.problem = parameter, value, problem
-        super().__init__(f"{parameter}={value}: {problem}")
+    def __init__(self, parameter: str, value: object, problem: str,
+                 mentions: tuple[str, ...] = ()) -> None:
+        self.parameter, self.value, self.problem, self.mentions = (parameter, value, problem,
+                                                                   mentions)
+        super().__init__(self.render(lambda name: name, f"{parameter}={value}"))
+
+    def render(self, name_of: Callable[[str], str], subject: str) -> str:
+        """The message with ``subject`` first and each mentioned parameter as ``name_of``
+        names it."""
+        problem = self.problem
+        if self.mentions:
+            problem = problem.format(**{m: name_of(m) for m in self.mentions})
+        return f"{subject}: {problem}"

@@ -1,4 +1,5 @@
-"""Small file helpers shared by every writer: atomic writes and content hashes."""
+"""Small file helpers shared by every reader and writer: the image and video suffixes the
+project reads, atomic writes and content hashes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+#: Image files read as person crops, frames of an image-folder stream, or dataset images.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Video files read as streams or calibration sources.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 
 @contextlib.contextmanager

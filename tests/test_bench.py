@@ -231,9 +231,9 @@ def test_results_are_kept_and_shown_per_instruction_set_class(tmp_path: Path) ->
 
 
 def test_the_default_backends_are_ones_bench_knows() -> None:
-    from deen.bench.run import BACKENDS
     from deen.cli import build_parser
+    from deen.formats import bench_backends
 
     args = build_parser().parse_args(["bench"])
-    assert set(args.backends) <= set(BACKENDS)
+    assert set(args.backends) <= set(bench_backends())
     assert {"openvino-fp32", "openvino-bf16", "openvino-int8"} <= set(args.backends)

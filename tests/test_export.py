@@ -16,13 +16,13 @@ import torch
 from conftest import person_images
 from reference_spec import reference_test_features
 
+from deen import formats
 from deen.backends import open_embedder
 from deen.backends.artifact import METADATA_KEY, manifest_path_for
 from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.backends.torch_backend import TorchEmbedder
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
-from deen.export import compare as compare_module
 from deen.export.compare import Tolerance, row_cosines
 from deen.export.onnx_export import export_onnx
 from deen.fileio import sha256_file
@@ -142,7 +142,7 @@ def test_regdb_export_with_settings(reference_checkpoint, tmp_path):
 
 
 def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
-    monkeypatch.setitem(compare_module.TOLERANCES, "onnx-fp32", Tolerance(0.0, 1.5))
+    monkeypatch.setitem(formats.get("onnx").tolerances, "fp32", Tolerance(0.0, 1.5))
     model, source = random_model("regdb", seed=0)
     out = tmp_path / "out" / "model.onnx"
     with pytest.raises(DeenError, match="failed verification"):

@@ -21,10 +21,11 @@ from deen.bench.harness import people_batch
 from deen.bench.run import cpu_has_bf16
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
-from deen.export.compare import TOLERANCES, row_cosines
+from deen.export.compare import row_cosines
 from deen.export.onnx_export import export_onnx
 from deen.export.openvino_export import IGNORED_MODULES, export_openvino
 from deen.export.verify import verify_embedder
+from deen.formats import tolerance
 from deen.models.checkpoint import random_model, save_checkpoint
 
 pytest.importorskip("openvino")
@@ -72,7 +73,7 @@ def test_fp32_ir_matches_pytorch_within_1e3(exports) -> None:
     expected, got = reference.run(images, codes), candidate.run(images, codes)
     assert got.shape == expected.shape == (5, 6 * 1024)
     assert np.abs(got - expected).max() <= 1e-3
-    assert row_cosines(expected, got).min() >= TOLERANCES["openvino-fp32"].min_cosine
+    assert row_cosines(expected, got).min() >= tolerance("openvino", "fp32").min_cosine
     # A mixed batch gives each row what a batch of one gives it (stems picked per row).
     alone = candidate.run(images[1:2], codes[1:2])
     assert np.abs(alone - got[1:2]).max() < 1e-4
@@ -104,7 +105,7 @@ def test_int8_ir_is_quantised_and_close_to_fp32(exports) -> None:
     assert manifest["precision"] == "int8" and manifest["quantization"]["tool"].startswith(
         "nncf")
     assert "MatMul" in manifest["quantization"]["float_op_types"]
-    assert manifest["verification"]["min_cosine"] >= TOLERANCES["openvino-int8"].min_cosine
+    assert manifest["verification"]["min_cosine"] >= tolerance("openvino", "int8").min_cosine
     assert set(IGNORED_MODULES[VARIANT]) <= set(manifest["quantization"]["float_modules"])
     # The layers kept in float run in bf16 where the CPU has it.
     assert manifest["openvino"]["inference_precision"] == "bf16"
@@ -163,7 +164,7 @@ def test_verification_names_a_degenerate_checkpoint(exports) -> None:
     degenerate = TorchEmbedder(model, EmbeddingConfig(), "cpu", SIZE)
     with pytest.raises(DeenError, match=r"m\.xml: pytorch itself gives non-finite embeddings"):
         verify_embedder(degenerate, open_embedder(exports["fp32"]),
-                        TOLERANCES["openvino-fp32"], subject="m.xml")
+                        tolerance("openvino", "fp32"), subject="m.xml")
 
 
 def _one_line_error(done: subprocess.CompletedProcess, *needles: str) -> None:

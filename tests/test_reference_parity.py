@@ -1,4 +1,4 @@
-"""The acceptance check of the core issue: a checkpoint written in the reference code's format,
+"""The core acceptance check: a checkpoint written in the reference code's format,
 loaded by deen, embeds images exactly as the spec's reference model does (max abs diff ≤ 1e-4),
 for both variants and both modalities, with BN statistics far from identity.
 

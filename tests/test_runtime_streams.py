@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from doubles import DelayedEmbedder
 from onnx import TensorProto, helper, numpy_helper
 
 from deen.errors import DeenError
@@ -297,7 +298,6 @@ def test_an_embedder_slower_than_the_cameras_does_not_hold_rounds_up(scene, smal
     """Embedding takes 0.3 s a call against 10 fps cameras: it runs beside the rounds, which
     keep taking the cameras' frames; tracks wait their turn for the embedder instead."""
     from deen.backends import open_embedder
-    from deen.backends.base import DelayedEmbedder
     from deen.runtime.live import LiveSettings, run_live
 
     embedder = DelayedEmbedder(open_embedder(small_model, device="cpu"), 0.3)

@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from deen.models.checkpoint import random_model, save_checkpoint
+from deen.runtime.events import SCHEMA_PATH, EventKind
 from deen.runtime.scene import write_stream_pair
+from deen.runtime.web import STATIC
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -164,6 +166,19 @@ def test_the_page_in_a_headless_browser_shows_both_camera_views(live, tmp_path) 
     # DEEN_WEB_SCREENSHOT=docs/web-view.png keeps the screenshot (the committed one).
     if os.environ.get("DEEN_WEB_SCREENSHOT"):
         shutil.copy(shot, os.environ["DEEN_WEB_SCREENSHOT"])
+
+
+def test_the_page_its_files_and_the_event_schema_are_served(live) -> None:
+    page = live.get("/").decode()
+    assert "<img id=\"view\" src=\"/video.mjpg\"" in page
+    for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', page):
+        assert live.get(asset) == (STATIC / asset.removeprefix("/static/")).read_bytes()
+    assert {"/static/app.js", "/static/style.css"} <= set(
+        re.findall(r'(?:href|src)="(/static/[^"]+)"', page))
+    schema = json.loads(live.get("/schema.json"))
+    assert schema == json.loads(SCHEMA_PATH.read_text())
+    assert schema["properties"]["event"]["enum"] == [kind.value for kind in EventKind]
+    assert "/schema.json" in live.get("/static/app.js").decode()
 
 
 def test_run_ends_cleanly_on_ctrl_c_with_viewers_attached(live) -> None:

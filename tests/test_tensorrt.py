@@ -104,7 +104,7 @@ def test_build_options_and_profile_shapes():
     shapes = options.profile_shapes((384, 144))
     assert shapes["images"] == ((1, 3, 384, 144), (4, 3, 384, 144), (16, 3, 384, 144))
     assert shapes["modality"] == ((1,), (4,), (16,))
-    with pytest.raises(DeenError, match="min-batch"):
+    with pytest.raises(DeenError, match="min_batch"):
         TrtBuildOptions(min_batch=8, opt_batch=4, max_batch=16)
     with pytest.raises(DeenError, match="precision"):
         TrtBuildOptions(precision="int4")
@@ -151,7 +151,7 @@ def test_int8_engines_come_only_from_the_qdq_export(tmp_path):
     check_onnx_precision(TrtBuildOptions(precision="fp16"), fp32, tmp_path)
     with pytest.raises(DeenError, match="QDQ"):
         check_onnx_precision(TrtBuildOptions(precision="int8"), fp32, tmp_path)
-    with pytest.raises(DeenError, match="--precision int8"):
+    with pytest.raises(DeenError, match="precision int8"):
         check_onnx_precision(TrtBuildOptions(precision="fp16"), int8, tmp_path)
 
 
@@ -232,10 +232,11 @@ def test_trt_engine_builds_verifies_and_splits_batches(tmp_path, precision):
     from deen.export.tensorrt_build import export_tensorrt
 
     model, source = random_model("regdb", 0)
-    out, manifest = export_tensorrt(
+    result = export_tensorrt(
         model, tmp_path / "m.engine", config=EmbeddingConfig(flip=False), source=source,
         input_size=SIZE, options=TrtBuildOptions(precision=precision, max_batch=4,
                                                  timing_cache=tmp_path / "cache"))
+    out, manifest = result.model_path, result.manifest
     assert manifest["verification"]["passed"] and (tmp_path / "cache").is_file()
     engine = TensorRTEmbedder(out)
     images = np.random.default_rng(0).standard_normal((9, 3, *SIZE)).astype(np.float32)

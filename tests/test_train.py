@@ -67,7 +67,7 @@ def test_config_errors(tmp_path):
     (tmp_path / "bad.toml").write_text("epochs = 3\nlearning_rate = 1\n")
     with pytest.raises(DeenError, match="unknown settings: learning_rate"):
         load_config(tmp_path / "bad.toml", [])
-    with pytest.raises(DeenError, match="--set epochs=many: not a valid int"):
+    with pytest.raises(DeenError, match="overrides=epochs=many: not a valid int"):
         load_config(None, ["epochs=many"])
     with pytest.raises(DeenError, match="no dataset root"):
         load_config(None, []).validate()

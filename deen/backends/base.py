@@ -9,7 +9,7 @@ file's suffix.
 from __future__ import annotations
 
 import abc
-import time
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,6 +29,14 @@ class Embedder(abc.ABC):
     config: EmbeddingConfig
     dim: int
     input_size: tuple[int, int]  # (H, W) the model expects
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, config: EmbeddingConfig | None = None,
+             variant: str | None = None, device: str | None = None) -> Embedder:
+        """Open a model file of this backend's format (:func:`deen.backends.open_embedder`
+        picks the class from :mod:`deen.formats`). Exported formats have their embedding
+        settings and variant baked in, so they take only ``device``; checkpoints take all."""
+        return cls(path, device=device)  # type: ignore[call-arg]
 
     @abc.abstractmethod
     def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
@@ -83,18 +91,3 @@ def validated_batch(images: np.ndarray, modality: np.ndarray,
     if not set(np.unique(modality).tolist()) <= valid:
         raise DeenError(f"modality codes must be {sorted(valid)}, got {np.unique(modality)}")
     return np.ascontiguousarray(images), modality.astype(np.int64, copy=False)
-
-
-class DelayedEmbedder(Embedder):
-    """Another embedder, made slower by ``delay_s`` per call: a stand-in for a slow
-    accelerator, to show what the live pipeline does when embedding cannot keep up."""
-
-    def __init__(self, inner: Embedder, delay_s: float) -> None:
-        self.inner, self.delay_s = inner, delay_s
-        self.backend, self.variant, self.config = f"{inner.backend}+delay", inner.variant, \
-            inner.config
-        self.dim, self.input_size = inner.dim, inner.input_size
-
-    def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
-        time.sleep(self.delay_s)
-        return self.inner.run(images, modality)

@@ -30,13 +30,19 @@ from deen.errors import DeenError
 def read_engine_manifest(path: Path) -> dict:
     sidecar = manifest_path_for(path)
     if not sidecar.is_file():
-        raise DeenError(f"{path}: no manifest {sidecar.name} beside it (engines written by "
-                        "deen export --engine trt have one)")
+        raise DeenError(f"{path}: no manifest {sidecar.name} beside it (engines that deen "
+                        "exports have one)")
     return parse_manifest(sidecar.read_text(), str(sidecar))
 
 
 class TensorRTEmbedder(Embedder):
     backend = "tensorrt"
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, config: EmbeddingConfig | None = None,
+             variant: str | None = None, device: str | None = None) -> TensorRTEmbedder:
+        """An engine runs on the GPU it was built for; ``device`` is not a choice."""
+        return cls(path)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)

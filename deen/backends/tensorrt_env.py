@@ -1,4 +1,4 @@
-"""What a TensorRT engine needs from this machine, shared by the builder
+"""What a TensorRT engine needs from the machine it runs on, shared by the builder
 (:mod:`deen.export.tensorrt_build`) and the runner (:mod:`deen.backends.tensorrt_backend`):
 TensorRT itself and a GPU, and a manifest that matches both. Plain Python except for the
 import of ``tensorrt``, so it is tested everywhere."""
@@ -21,13 +21,13 @@ def require_tensorrt() -> Any:
     try:
         import tensorrt as trt
     except ImportError:
-        raise DeenError(f"--engine trt: TensorRT is not installed. {INSTALL_HINT}") from None
+        raise DeenError(f"TensorRT is not installed. {INSTALL_HINT}") from None
     if int(trt.__version__.split(".")[0]) < 10:
-        raise DeenError(f"--engine trt: TensorRT {trt.__version__} is too old. {INSTALL_HINT}")
+        raise DeenError(f"TensorRT {trt.__version__} is too old. {INSTALL_HINT}")
     import torch
 
     if not torch.cuda.is_available():
-        raise DeenError(f"--engine trt: no CUDA GPU is visible. {INSTALL_HINT}")
+        raise DeenError(f"TensorRT needs a CUDA GPU and none is visible. {INSTALL_HINT}")
     return trt
 
 
@@ -44,7 +44,7 @@ def check_engine_manifest(manifest: dict[str, Any], trt_version: str, gpu: str,
     built_major = str(info.get("version", "")).split(".")[0]
     if not build.get("version_compatible") and info.get("version") != trt_version:
         raise DeenError(f"{path}: built with TensorRT {info.get('version')}, this is "
-                        f"{trt_version}; rebuild it here (deen export --engine trt)")
+                        f"{trt_version}; rebuild it with this TensorRT")
     if build.get("version_compatible") and built_major != trt_version.split(".")[0]:
         raise DeenError(f"{path}: version-compatible engines need TensorRT {built_major}.x, "
                         f"this is {trt_version}")

@@ -9,7 +9,7 @@ import torch
 
 from deen.backends.base import Embedder, validated_batch
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError
+from deen.errors import DeenError, ParameterError
 from deen.models.checkpoint import load_checkpoint
 from deen.models.deen import DEEN
 from deen.models.embedding_network import EmbeddingNetwork
@@ -20,9 +20,10 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-#: Reduced precisions by name: autocast dtype. bf16 is for CPUs (and GPUs) that have it,
-#: fp16 for GPUs; the embedding is returned in float32 either way.
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: The autocast dtype of each precision of the ``pytorch`` format (:mod:`deen.formats`).
+#: bf16 is for CPUs (and GPUs) that have it, fp16 for GPUs; the embedding is returned in
+#: float32 either way.
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TorchEmbedder(Embedder):
@@ -35,9 +36,9 @@ class TorchEmbedder(Embedder):
                  device: str | None = None,
                  input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, precision: str = "fp32",
                  compile: bool = False) -> None:
-        if precision not in PRECISIONS:
-            raise DeenError(f"precision must be one of {', '.join(PRECISIONS)}, got "
-                            f"{precision!r}")
+        if precision not in AUTOCAST_DTYPES:
+            raise ParameterError("precision", precision,
+                                 f"choose one of {', '.join(AUTOCAST_DTYPES)}")
         self.device = torch.device(device or default_device())
         if precision == "fp16" and self.device.type != "cuda":
             raise DeenError("fp16 needs a CUDA device; on a CPU use bf16")
@@ -52,6 +53,18 @@ class TorchEmbedder(Embedder):
         self.backend = f"pytorch{suffix}{'-compile' if compile else ''}"
 
     @classmethod
+    def open(cls, path: str | os.PathLike[str], *, config: EmbeddingConfig | None = None,
+             variant: str | None = None, device: str | None = None) -> TorchEmbedder:
+        return cls.from_checkpoint(path, config=config, variant=variant, device=device)
+
+    @classmethod
+    def from_model(cls, model: DEEN, *, config: EmbeddingConfig | None = None,
+                   device: str | None = None, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
+                   precision: str = "fp32", compile: bool = False) -> TorchEmbedder:
+        """The model in memory (``deen bench`` builds its PyTorch backends this way)."""
+        return cls(model, config, device, input_size, precision=precision, compile=compile)
+
+    @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], *, config: EmbeddingConfig | None = None,
                         variant: str | None = None, device: str | None = None) -> TorchEmbedder:
         loaded = load_checkpoint(path, variant=variant)
@@ -60,7 +73,7 @@ class TorchEmbedder(Embedder):
     @torch.inference_mode()
     def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
         images, modality = validated_batch(images, modality, self.input_size)
-        dtype = PRECISIONS[self.precision]
+        dtype = AUTOCAST_DTYPES[self.precision]
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             out = self._forward(torch.from_numpy(images).to(self.device),
                                 torch.from_numpy(modality).to(self.device))

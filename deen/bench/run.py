@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deen import formats
 from deen.backends.base import Embedder
-from deen.backends.torch_backend import TorchEmbedder
 from deen.bench.harness import (
     BackendInfo,
     BenchReport,
@@ -23,18 +23,17 @@ from deen.bench.harness import (
     time_backends,
 )
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError
+from deen.errors import DeenError, ParameterError
 from deen.eval.evaluate import protocol_settings
+from deen.export.base import ExportSettings
 from deen.modality import Modality
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
 from deen.models.embedding_network import EmbeddingNetwork
-from deen.preprocess import preprocess
+from deen.preprocess import DEFAULT_INPUT_SIZE, preprocess
 from deen.synthetic import make_people, render_person
 
-BACKENDS = ("pytorch-fp32", "pytorch-bf16", "pytorch-fp16", "pytorch-compile",
-            "onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-bf16",
-            "openvino-int8", "tensorrt")
+#: Every backend is measured against this one.
 REFERENCE = "pytorch-fp32"
 
 
@@ -79,7 +78,7 @@ def isa_class(simd: set[str] | list[str]) -> str:
 
 def cpu_has_bf16() -> bool:
     """Whether the CPU computes in bf16 natively; without it PyTorch emulates bf16, which
-    measured 5–16× *slower* than fp32 on this project's AVX2 build machine."""
+    measured 5–16× *slower* than fp32 on an AVX2-only CPU."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
@@ -159,60 +158,90 @@ def retrieval_set(people: int, input_size: tuple[int, int], seed: int = 7
     return preprocess(images, size=input_size), codes
 
 
-def build_backend(name: str, model: DEEN, config: EmbeddingConfig, source: SourceInfo,
-                  input_size: tuple[int, int], workdir: Path, calib: Path | None,
-                  device: str = "cpu") -> Embedder:
-    """One backend; the PyTorch ones on ``device`` (ONNX Runtime stays on CPU, TensorRT on
-    the GPU). Raises :class:`DeenError` when this machine cannot run it (reported as
-    skipped)."""
-    if name == "pytorch-fp32":
-        return TorchEmbedder(model, config, device, input_size)
-    if name == "pytorch-bf16":
-        if device == "cpu" and not cpu_has_bf16():
-            raise DeenError("this CPU has no bf16 instructions (avx512_bf16 or amx_bf16): "
-                            "PyTorch would emulate bf16, slower than fp32")
-        return TorchEmbedder(model, config, device, input_size, precision="bf16")
-    if name == "pytorch-fp16":
-        return TorchEmbedder(model, config, device, input_size, precision="fp16")
-    if name == "pytorch-compile":
-        return TorchEmbedder(model, config, device, input_size, compile=True)
-    from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
-    from deen.export.onnx_export import export_onnx
+class BackendBuilder:
+    """Builds ``deen bench`` backends from one model, by their rows in :mod:`deen.formats`.
 
-    fp32_onnx = workdir / "fp32.onnx"  # one verified fp32 export, shared by the backends
+    Rows without an exporter (PyTorch) embed the model in memory through their embedder's
+    ``from_model``; the others are exported into ``workdir`` (verified, as every export) and
+    opened with their embedder. An export is made once per format and precision, and
+    formats built from the fp32 ONNX export share it.
+    """
 
-    def shared_fp32_onnx() -> Path:
-        if not fp32_onnx.is_file():
-            export_onnx(model, fp32_onnx, config=config, source=source, input_size=input_size)
-        return fp32_onnx
+    def __init__(self, model: DEEN, config: EmbeddingConfig, source: SourceInfo,
+                 input_size: tuple[int, int], workdir: Path, calib: Path | None,
+                 device: str = "cpu") -> None:
+        self.model, self.config, self.source = model, config, source
+        self.input_size, self.workdir, self.calib, self.device = (input_size, workdir, calib,
+                                                                 device)
+        self._exports: dict[tuple[str, str], Path] = {}
 
-    if name == "onnxruntime-fp32":
-        return OnnxRuntimeEmbedder(shared_fp32_onnx(), device="cpu")
-    if name.startswith("openvino-"):
-        from deen.backends.openvino_backend import OpenVinoEmbedder
-        from deen.export.openvino_export import export_openvino
+    def exported(self, row: formats.Format, precision: str) -> Path:
+        key = (row.name, precision)
+        if key not in self._exports:
+            assert row.exporter is not None
+            onnx = self.exported(formats.get("onnx"), "fp32") if row.from_fp32_onnx else None
+            settings = ExportSettings(self.config, self.source, self.input_size,
+                                      precision=precision, calib=self.calib, onnx_path=onnx)
+            out = self.workdir / f"{row.name}-{precision}{row.suffixes[0]}"
+            self._exports[key] = formats.load(row.exporter)(self.model, out,
+                                                            settings).model_path
+        return self._exports[key]
 
-        precision = name.removeprefix("openvino-")
-        if precision == "bf16" and not cpu_has_bf16():
-            raise DeenError("this CPU has no bf16 instructions (avx512_bf16 or amx_bf16): "
-                            "OpenVINO would run the bf16 IR in fp32, as openvino-fp32")
-        result = export_openvino(model, workdir / f"{name}.xml", config=config, source=source,
-                                 input_size=input_size, precision=precision, calib=calib,
-                                 onnx_path=shared_fp32_onnx())
-        return OpenVinoEmbedder(result.model_path)
-    if name == "onnxruntime-int8":
-        result = export_onnx(model, workdir / "int8.onnx", config=config, source=source,
-                             input_size=input_size, precision="int8", calib=calib)
-        return OnnxRuntimeEmbedder(result.model_path, device="cpu")
-    if name == "tensorrt":  # fp16, the usual deployment; DeenError (→ skipped) without TRT
-        from deen.backends.tensorrt_backend import TensorRTEmbedder
-        from deen.export.tensorrt_build import TrtBuildOptions, export_tensorrt
+    def build(self, name: str) -> Embedder:
+        """One backend; the PyTorch ones on ``device`` (CPU formats on the CPU, GPU formats
+        on the GPU). Raises :class:`DeenError` when this machine cannot run it (reported as
+        skipped)."""
+        row, backend = bench_backend(name)
+        on_cpu = row.device is formats.Device.CPU or (row.device is formats.Device.ANY
+                                                      and self.device == "cpu")
+        if backend.precision == "bf16" and on_cpu and not cpu_has_bf16():
+            raise DeenError(f"this CPU has no bf16 instructions (avx512_bf16 or amx_bf16): "
+                            f"{row.runtime} would emulate bf16 or run it as fp32")
+        assert row.embedder is not None
+        embedder_type = formats.load(row.embedder)
+        if not row.exportable:
+            return embedder_type.from_model(self.model, config=self.config,
+                                            device=self.device, input_size=self.input_size,
+                                            precision=backend.precision, **backend.options)
+        path = self.exported(row, backend.precision)
+        return embedder_type.open(path, device="cpu" if on_cpu else None)
 
-        out, _ = export_tensorrt(model, workdir / "model.engine", config=config, source=source,
-                                 input_size=input_size,
-                                 options=TrtBuildOptions(precision="fp16"))
-        return TensorRTEmbedder(out)
-    raise DeenError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+
+def bench_backend(name: str) -> tuple[formats.Format, formats.BenchBackend]:
+    """A backend's row and its entry there."""
+    check_backends([name])
+    return formats.bench_backends()[name]
+
+
+def check_backends(names: list[str]) -> None:
+    """Every name must be a backend of the format table; checked before any work."""
+    known = formats.bench_backends()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ParameterError("backends", ",".join(names), f"unknown {', '.join(unknown)}; "
+                             f"choose from {', '.join(known)}")
+
+
+def bench_model(checkpoint: Path | None, variant: str | None,
+                input_size: tuple[int, int] | None, log: Callable[[str], None] = print
+                ) -> tuple[DEEN, SourceInfo, tuple[int, int]]:
+    """The model ``deen bench`` times: a checkpoint at its trained size (or ``input_size``:
+    the network takes any), or without one a seeded random DEEN, which times honestly but
+    whose accuracy columns only compare backends with each other."""
+    from deen.models.checkpoint import load_checkpoint, random_model
+
+    if checkpoint is None:
+        model, source = random_model(variant or "sysu", 0)
+        log("no checkpoint: timing a seeded RANDOM DEEN (accuracy columns compare backends "
+            "with each other, not with a trained model)")
+        return model, source, tuple(input_size or DEFAULT_INPUT_SIZE)  # type: ignore[return-value]
+    loaded = load_checkpoint(checkpoint, variant=variant)
+    trained = tuple(loaded.input_size)
+    if input_size is not None and tuple(input_size) != trained:
+        log(f"timing {checkpoint} at {input_size[0]}x{input_size[1]} (trained at "
+            f"{trained[0]}x{trained[1]}; the network takes any size)")
+        return loaded.model, loaded.source, tuple(input_size)  # type: ignore[return-value]
+    return loaded.model, loaded.source, trained  # type: ignore[return-value]
 
 
 def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
@@ -223,9 +252,12 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
     """Build ``backends`` from ``model``, measure their accuracy against PyTorch fp32 (on
     ``dataset``'s test protocol, e.g. ``("sysu", root)``, else on ``people`` generated
     people), then time them interleaved at each batch size."""
+    check_backends(backends)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device", device, "no CUDA GPU is visible to PyTorch")
     model = model.cpu().eval()
     split = None
-    if dataset is not None:  # before building anything: a bad --root fails fast
+    if dataset is not None:  # before building anything: a bad root fails fast
         (setting, splits), *_ = protocol_settings(dataset[0], dataset[1])
         split = splits[0]
     report = BenchReport(machine_description(), {
@@ -243,13 +275,13 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
     log(f"model: {gflop:.1f} GFLOP per image; machine GEMM rate {gemm:.0f} GFLOP/s")
     names = [REFERENCE, *[b for b in backends if b != REFERENCE]]
     built: dict[str, Embedder] = {}
+    builder = BackendBuilder(model, config, source, input_size, workdir, calib, device)
     sample, codes = people_batch(1, input_size)
     for name in names:
         log(f"building {name} ...")
         rss_before, start = rss_mib(), time.perf_counter()
         try:
-            embedder = build_backend(name, model, config, source, input_size, workdir, calib,
-                                     device)
+            embedder = builder.build(name)
             embedder.run(sample, codes)
         except DeenError as exc:
             report.skipped[name] = str(exc)
@@ -266,7 +298,8 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
         report.accuracy = [accuracy_against(reference, embedder.run(gallery, gallery_codes),
                                             people, name) for name, embedder in built.items()]
     log(f"timing {', '.join(built)} at batches {batches} ({runs} interleaved runs each) ...")
-    on_gpu = device == "cuda" or "tensorrt" in built
+    on_gpu = device == "cuda" or any(
+        bench_backend(name)[0].device is formats.Device.GPU for name in built)
     report.timings = time_backends(built, batches, input_size, runs, warmup,
                                    synchronize=torch.cuda.synchronize if on_gpu else None,
                                    reference=REFERENCE)

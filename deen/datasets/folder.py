@@ -47,3 +47,13 @@ def test_protocol(root: Path, direction: str = "visible-to-infrared") -> Protoco
     query = [r for r in records if r.modality == query_modality]
     gallery = [r for r in records if r.modality == gallery_modality]
     return ProtocolSplit(direction, query, [gallery], ignore_rule="none", dedup_cmc=False)
+
+
+def training_set(root: Path, trial: int = 1) -> list[ImageRecord]:
+    """The :class:`deen.datasets.registry.Layout` entry: the folder has one split."""
+    return train_records(root)
+
+
+def test_settings(root: Path, trials: int | None = None) -> list[tuple[str, list[ProtocolSplit]]]:
+    """Both directions, all of one modality against all of the other."""
+    return [(d, [test_protocol(root, d)]) for d in DIRECTIONS]

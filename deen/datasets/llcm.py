@@ -67,3 +67,13 @@ def test_protocol(root: Path, direction: str = "visible-to-infrared",
     galleries = [sample_gallery(root, _CAMERAS[gallery_modality], ids, gallery_modality,
                                 CAMERA_NUMBER, t) for t in range(trials)]
     return ProtocolSplit(direction, query, galleries, ignore_rule="llcm", dedup_cmc=True)
+
+
+def training_set(root: Path, trial: int = 1) -> list[ImageRecord]:
+    """The :class:`deen.datasets.registry.Layout` entry: LLCM has one split."""
+    return train_records(root)
+
+
+def test_settings(root: Path, trials: int | None = None) -> list[tuple[str, list[ProtocolSplit]]]:
+    """Both directions, each one split with a gallery per trial."""
+    return [(d, [test_protocol(root, d, trials or TRIALS)]) for d in DIRECTIONS]

@@ -55,3 +55,14 @@ def test_protocol(root: Path, direction: str = "visible-to-infrared",
     return [ProtocolSplit(f"{direction} trial {t}", _records(root, "test", query_modality, t),
                           [_records(root, "test", gallery_modality, t)], "none", False)
             for t in (trials or available_trials(root))]
+
+
+def training_set(root: Path, trial: int = 1) -> list[ImageRecord]:
+    """The :class:`deen.datasets.registry.Layout` entry: trial ``trial``'s training list."""
+    return train_records(root, trial)
+
+
+def test_settings(root: Path, trials: int | None = None) -> list[tuple[str, list[ProtocolSplit]]]:
+    """Both directions, each one split per trial (each trial has its own queries)."""
+    chosen = available_trials(root)[: trials or None]
+    return [(d, test_protocol(root, d, chosen)) for d in DIRECTIONS]

@@ -16,11 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deen.errors import DeenError
+from deen.errors import DeenError, ParameterError
 from deen.modality import Modality
 from deen.synthetic import Identity, render_person
-
-LAYOUTS = ("sysu", "regdb", "llcm", "folder")
 
 
 class _Writer:
@@ -43,8 +41,8 @@ class _Writer:
         path.write_text("\n".join(lines) + "\n")
 
 
-def _sysu(w: _Writer, people: dict[int, Identity], train: list[int], val: list[int],
-          test: list[int], per_camera: int) -> None:
+def write_sysu(w: _Writer, people: dict[int, Identity], train: list[int], val: list[int],
+               test: list[int], per_camera: int) -> None:
     for identity, person in people.items():
         for camera in range(1, 7):
             modality = Modality.INFRARED if camera in (3, 6) else Modality.VISIBLE
@@ -54,7 +52,9 @@ def _sysu(w: _Writer, people: dict[int, Identity], train: list[int], val: list[i
         w.text(f"exp/{name}_id.txt", [",".join(str(i) for i in ids)])
 
 
-def _regdb(w: _Writer, people: dict[int, Identity], per_camera: int) -> None:
+def write_regdb(w: _Writer, people: dict[int, Identity], train: list[int], val: list[int],
+                test: list[int], per_camera: int) -> None:
+    """RegDB's own ten random splits of every identity; the given split is not used."""
     files: dict[tuple[int, Modality], list[str]] = {}
     for identity, person in people.items():
         for modality, folder in ((Modality.VISIBLE, "Visible"), (Modality.INFRARED, "Thermal")):
@@ -71,8 +71,10 @@ def _regdb(w: _Writer, people: dict[int, Identity], per_camera: int) -> None:
                        [f"{f} {i}" for i in sorted(split_ids) for f in files[i, modality]])
 
 
-def _llcm(w: _Writer, people: dict[int, Identity], train: list[int], test: list[int],
-          per_camera: int) -> None:
+def write_llcm(w: _Writer, people: dict[int, Identity], train: list[int], val: list[int],
+               test: list[int], per_camera: int) -> None:
+    """Training on the train and validation ids, as the dataset has no validation split."""
+    train = train + val
     for split, ids in (("train", train), ("test", test)):
         listings: dict[str, list[str]] = {"vis": [], "nir": []}
         for identity in ids:
@@ -90,8 +92,10 @@ def _llcm(w: _Writer, people: dict[int, Identity], train: list[int], test: list[
     w.text("idx/test_id.txt", [",".join(str(i) for i in test)])
 
 
-def _folder(w: _Writer, people: dict[int, Identity], train: list[int], test: list[int],
-            per_camera: int) -> None:
+def write_folder(w: _Writer, people: dict[int, Identity], train: list[int], val: list[int],
+                 test: list[int], per_camera: int) -> None:
+    """Training on the train and validation ids, as the layout has no validation split."""
+    train = train + val
     for split, ids in (("train", train), ("test", test)):
         for identity in ids:
             for modality, folder in ((Modality.VISIBLE, "visible"), (Modality.INFRARED,
@@ -106,8 +110,12 @@ def write_synthetic_dataset(out: Path, layout: str, identities: int = 24,
                             seed: int = 0) -> Path:
     """Write ``identities`` people in ``layout`` under ``out`` (which must not exist)."""
     out = Path(out)
-    if layout not in LAYOUTS:
-        raise DeenError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    from deen.datasets import registry
+
+    if layout not in registry.synthetic_names():
+        raise ParameterError("layout", layout,
+                             f"choose one of {', '.join(registry.synthetic_names())}")
+    writer_function = globals()[registry.get(layout).synthetic]  # type: ignore[index]
     if out.exists():
         raise DeenError(f"{out}: already exists; choose a new folder")
     if identities < 4:
@@ -122,14 +130,7 @@ def write_synthetic_dataset(out: Path, layout: str, identities: int = 24,
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         writer = _Writer(scratch, size, seed)
-        if layout == "sysu":
-            _sysu(writer, people, train, val, test, per_camera)
-        elif layout == "regdb":
-            _regdb(writer, people, per_camera)
-        elif layout == "llcm":
-            _llcm(writer, people, train + val, test, per_camera)
-        else:
-            _folder(writer, people, train + val, test, per_camera)
+        writer_function(writer, people, train, val, test, per_camera)
         scratch.rename(out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -55,3 +55,13 @@ def test_protocol(root: Path, mode: str = "all-search", trials: int = TRIALS) ->
     galleries = [sample_gallery(root, MODES[mode], ids, Modality.VISIBLE, CAMERA_NUMBER, t)
                  for t in range(trials)]
     return ProtocolSplit(mode, query, galleries, ignore_rule="sysu", dedup_cmc=True)
+
+
+def training_set(root: Path, trial: int = 1) -> list[ImageRecord]:
+    """The :class:`deen.datasets.registry.Layout` entry: SYSU-MM01 has one split."""
+    return train_records(root)
+
+
+def test_settings(root: Path, trials: int | None = None) -> list[tuple[str, list[ProtocolSplit]]]:
+    """Both search modes, each one split with a gallery per trial."""
+    return [(mode, [test_protocol(root, mode, trials or TRIALS)]) for mode in MODES]

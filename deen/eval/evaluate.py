@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from deen.backends.base import Embedder
-from deen.datasets import folder, llcm, regdb, sysu
+from deen.datasets import registry
 from deen.datasets.common import ImageRecord, ProtocolSplit
 from deen.errors import DeenError
 from deen.eval.metrics import CMC_RANKS, IgnoreRule, Metrics, evaluate_ranking
@@ -110,17 +110,7 @@ def protocol_settings(dataset: str, root: Path,
     """Every setting a dataset's protocol reports (both modes or directions), each as the
     splits whose trials are averaged: SYSU/LLCM one split with a gallery per trial; RegDB
     one split per trial (each trial has its own queries)."""
-    if dataset == "sysu":
-        return [(m, [sysu.test_protocol(root, m, trials or sysu.TRIALS)]) for m in sysu.MODES]
-    if dataset == "llcm":
-        return [(d, [llcm.test_protocol(root, d, trials or llcm.TRIALS)])
-                for d in llcm.DIRECTIONS]
-    if dataset == "regdb":
-        chosen = regdb.available_trials(root)[: trials or None]
-        return [(d, regdb.test_protocol(root, d, chosen)) for d in regdb.DIRECTIONS]
-    if dataset == "folder":
-        return [(d, [folder.test_protocol(root, d)]) for d in folder.DIRECTIONS]
-    raise DeenError(f"unknown dataset {dataset!r}: use sysu, regdb, llcm or folder")
+    return registry.layout(dataset).test_settings(Path(root), trials)
 
 
 def evaluate_dataset(embedder: Embedder, dataset: str, root: Path, model_name: str,

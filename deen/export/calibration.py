@@ -14,13 +14,11 @@ import cv2
 import numpy as np
 
 from deen.backends.artifact import INPUT_IMAGES, INPUT_MODALITY
-from deen.errors import DeenError
+from deen.errors import DeenError, ParameterError
+from deen.fileio import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from deen.modality import Modality
 from deen.preprocess import preprocess
-from deen.runtime.sources import IMAGE_SUFFIXES
 from deen.synthetic import make_people, render_person
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 
 def _video_crops(path: Path, count: int) -> list[np.ndarray]:
@@ -59,8 +57,8 @@ def _modality_crops(source: Path, modality: Modality, count: int) -> list[np.nda
         if folder.is_dir() else sorted(p for p in source.glob(f"{name}.*")
                                       if p.suffix.lower() in VIDEO_SUFFIXES)
     if not files:
-        raise DeenError(f"--calib {source}: expected {name} person crops or videos in "
-                        f"{folder}/, or a video {source}/{name}.mp4")
+        raise ParameterError("calib", source, f"expected {name} person crops or videos in "
+                             f"{folder}/, or a video {source}/{name}.mp4")
     crops: list[np.ndarray] = []
     for path in files:
         if len(crops) >= count:
@@ -73,7 +71,8 @@ def _modality_crops(source: Path, modality: Modality, count: int) -> list[np.nda
             raise DeenError(f"{path}: not a readable image")
         crops.append(image)
     if not crops:
-        raise DeenError(f"--calib {source}: the detector found no people in the {name} video")
+        raise ParameterError("calib", source, f"the detector found no people in the {name} "
+                             "video")
     return crops[:count]
 
 
@@ -88,8 +87,8 @@ def calibration_crops(source: Path | None, count: int = 64, seed: int = 0
                 for m in (Modality.VISIBLE, Modality.INFRARED)]
     source = Path(source)
     if not source.is_dir():
-        raise DeenError(f"--calib {source}: not a folder (expected visible/ and infrared/ "
-                        "crops or videos, or visible.mp4 and infrared.mp4)")
+        raise ParameterError("calib", source, "not a folder (expected visible/ and infrared/ "
+                             "crops or videos, or visible.mp4 and infrared.mp4)")
     crops = {m: _modality_crops(source, m, count // 2)
              for m in (Modality.VISIBLE, Modality.INFRARED)}
     n = min(len(v) for v in crops.values())  # balanced: as many of each

@@ -1,7 +1,7 @@
-"""Comparing two backends' embeddings: the numbers, the tolerance, the verdict.
+"""Comparing two backends' embeddings: the numbers and the verdict against a tolerance.
 
-Tolerances live here and nowhere else, one per kind of export (``<backend>-<precision>``),
-so a new backend adds its line instead of inventing its own check.
+The tolerances themselves are part of each format's row in :mod:`deen.formats` (one per
+precision), so a new engine states its bound there instead of inventing its own check.
 """
 
 from __future__ import annotations
@@ -10,32 +10,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from deen.formats import Tolerance
 
-@dataclass(frozen=True)
-class Tolerance:
-    """An export passes when every element is within ``max_abs_diff`` of the reference and
-    every row's cosine similarity to the reference row is at least ``min_cosine``."""
-
-    max_abs_diff: float
-    min_cosine: float
-
-
-#: The stated tolerances, by export kind.
-TOLERANCES: dict[str, Tolerance] = {
-    "onnx-fp32": Tolerance(max_abs_diff=1e-4, min_cosine=0.99999),
-    # int8 changes every value a little: the bound is on direction (what ranking uses).
-    "onnx-int8": Tolerance(max_abs_diff=float("inf"), min_cosine=0.98),
-    # TensorRT: fp32 may pick other (TF32-free) kernels, so a little looser than ONNX fp32;
-    # fp16 halves the mantissa; int8 runs the same QDQ graph as ONNX Runtime's int8.
-    "tensorrt-fp32": Tolerance(max_abs_diff=1e-3, min_cosine=0.9999),
-    "tensorrt-fp16": Tolerance(max_abs_diff=float("inf"), min_cosine=0.999),
-    "tensorrt-int8": Tolerance(max_abs_diff=float("inf"), min_cosine=0.98),
-    # OpenVINO: fp32 uses its own (oneDNN) kernels, so 1e-3 absolute as for TensorRT fp32;
-    # bf16 keeps 8 mantissa bits through ~60 layers; int8 is NNCF's post-training recipe.
-    "openvino-fp32": Tolerance(max_abs_diff=1e-3, min_cosine=0.9999),
-    "openvino-bf16": Tolerance(max_abs_diff=float("inf"), min_cosine=0.99),
-    "openvino-int8": Tolerance(max_abs_diff=float("inf"), min_cosine=0.98),
-}
+__all__ = ["Comparison", "Tolerance", "compare", "row_cosines"]
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from deen import formats
 from deen.backends.artifact import (
     INPUT_IMAGES,
     INPUT_MODALITY,
@@ -38,24 +38,16 @@ from deen.backends.artifact import (
 from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.backends.torch_backend import TorchEmbedder
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError, first_line
-from deen.export.compare import TOLERANCES
-from deen.export.verify import VerificationReport, verify_embedder
+from deen.errors import DeenError, ParameterError, first_line
+from deen.export.base import DEFAULT_OPSET, ExportResult, ExportSettings, require_verified
+from deen.export.verify import verify_embedder
 from deen.fileio import atomic_path, sha256_file
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
 from deen.models.embedding_network import EmbeddingNetwork
 from deen.preprocess import DEFAULT_INPUT_SIZE
 
-DEFAULT_OPSET = 18
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    model_path: Path
-    manifest_path: Path
-    manifest: dict[str, Any]
-    verification: VerificationReport
+__all__ = ["DEFAULT_OPSET", "ExportResult", "export", "export_onnx", "trace_to_onnx"]
 
 
 @contextlib.contextmanager
@@ -67,9 +59,6 @@ def _quiet_logger(name: str) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-DEE_OPS = ("standard", "custom")
 
 
 def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
@@ -102,9 +91,6 @@ def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
     program.save(str(path), external_data=False)
 
 
-PRECISIONS = ("fp32", "int8")
-
-
 def _set_metadata(path: Path, manifest: dict[str, Any]) -> None:
     import onnx
 
@@ -129,15 +115,12 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
     choices). ``dee_op="custom"`` emits DEE as the custom ``DeeConv`` node (fp32 only).
     Raises :class:`DeenError` (and leaves nothing at ``out``) when verification fails.
     """
-    if precision not in PRECISIONS:
-        raise DeenError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
-    if dee_op not in DEE_OPS:
-        raise DeenError(f"--dee-op {dee_op}: choose one of {', '.join(DEE_OPS)}")
-    if dee_op == "custom" and precision != "fp32":
-        raise DeenError("--dee-op custom is fp32 only (the DeeConv kernel takes float32)")
     out = Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise DeenError(f"{out}: the output file must end in .onnx")
+    row = formats.get("onnx")
+    row.check_export(out, precision, dee_op)
+    if dee_op == "custom" and precision != "fp32":
+        raise ParameterError("dee_op", dee_op,
+                             "is fp32 only (the DeeConv kernel takes float32)")
     model = model.cpu().eval()
     if dee_op == "custom":
         model = copy.deepcopy(model)  # the caller's model keeps its own DEE path
@@ -149,7 +132,7 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
         input_size=input_size, precision=precision, dee_op=dee_op,
     )
     manifest_file = manifest_path_for(out)
-    tolerance = TOLERANCES[f"onnx-{precision}"]
+    tolerance = row.tolerance(precision)
     with atomic_path(out) as tmp_model, atomic_path(manifest_file) as tmp_manifest:
         if precision == "int8":
             from deen.export.calibration import calibration_crops
@@ -179,10 +162,16 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
                                                input_size=input_size),
                                  OnnxRuntimeEmbedder(tmp_model, device="cpu"), tolerance,
                                  subject=str(out))
-        if not report.passed:
-            failed = "; ".join(c.describe() for c in report.comparisons if not c.passed)
-            raise DeenError(f"{out}: export failed verification ({failed}); no file written")
+        require_verified(report, out)
         manifest = {**manifest, "file": out.name, "sha256": sha256_file(tmp_model),
                     "verification": report.to_dict()}
         tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
     return ExportResult(out, manifest_file, manifest, report)
+
+
+def export(model: DEEN, out: Path, settings: ExportSettings) -> ExportResult:
+    """The :class:`~deen.export.base.Exporter` of the ``onnx`` format."""
+    return export_onnx(model, out, config=settings.config, source=settings.source,
+                       opset=settings.opset, input_size=settings.input_size,
+                       precision=settings.precision, calib=settings.calib,
+                       dee_op=settings.dee_op)

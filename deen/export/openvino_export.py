@@ -32,20 +32,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deen import formats
 from deen.backends.artifact import manifest_path_for
 from deen.backends.openvino_backend import RT_INFO_KEY, OpenVinoEmbedder, weights_path_for
 from deen.backends.torch_backend import TorchEmbedder
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError
-from deen.export.compare import TOLERANCES
-from deen.export.onnx_export import ExportResult, export_onnx
+from deen.errors import DeenError, ParameterError
+from deen.export.base import ExportResult, ExportSettings, require_verified
+from deen.export.onnx_export import export_onnx
 from deen.export.verify import verify_embedder
 from deen.fileio import atomic_path, sha256_file
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
 from deen.preprocess import DEFAULT_INPUT_SIZE
 
-PRECISIONS = ("fp32", "bf16", "int8")
 #: MFA's output projections (``W``: 1x1 convolution + BN), kept in float for speed: quantised,
 #: OpenVINO fuses their input's quantisation into the affinity product before them, which
 #: then runs in fp32 instead of bf16 (at 384x144, flip on, batch 1: 134 ms against 153 ms,
@@ -139,12 +139,11 @@ def _fp32_onnx(model: DEEN, scratch: Path, config: EmbeddingConfig, source: Sour
     embedder = OnnxRuntimeEmbedder(given, device="cpu")
     if embedder.manifest.get("precision") != "fp32" or \
             embedder.manifest.get("dee_op") != "standard":
-        raise DeenError(f"--onnx {given}: OpenVINO IRs are made from an fp32 export with "
-                        "standard operators (deen export --engine onnx, without --precision "
-                        "or --dee-op)")
+        raise ParameterError("onnx_path", given, "OpenVINO IRs are made from an fp32 ONNX "
+                             "export with standard operators")
     if embedder.config != config or tuple(embedder.input_size) != tuple(input_size):
-        raise DeenError(f"--onnx {given}: exported with {embedder.config} at "
-                        f"{embedder.input_size}, not {config} at {input_size}")
+        raise ParameterError("onnx_path", given, f"exported with {embedder.config} at "
+                             f"{embedder.input_size}, not {config} at {input_size}")
     return Path(given), embedder.manifest
 
 
@@ -166,13 +165,9 @@ def export_openvino(model: DEEN, out: str | os.PathLike[str], *, config: Embeddi
     for the model's variant)."""
     import openvino as ov
 
-    if precision not in PRECISIONS:
-        raise DeenError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)} "
-                        "for --engine openvino")
     out = Path(out)
-    if out.suffix.lower() != ".xml":
-        raise DeenError(f"{out}: an OpenVINO export is a .xml file (its weights go to "
-                        f"{out.with_suffix('.bin').name} beside it)")
+    row = formats.get("openvino")
+    row.check_export(out, precision)
     crops = None
     if precision == "int8":
         from deen.export.calibration import calibration_batches, calibration_crops
@@ -220,11 +215,9 @@ def export_openvino(model: DEEN, out: str | os.PathLike[str], *, config: Embeddi
             raise DeenError(f"{out}: OpenVINO wrote different weights twice; no file written")
         report = verify_embedder(
             TorchEmbedder(model, config, device="cpu", input_size=input_size),
-            OpenVinoEmbedder(staged, device="CPU"), TOLERANCES[f"openvino-{precision}"],
+            OpenVinoEmbedder(staged, device="CPU"), row.tolerance(precision),
             subject=str(out))
-        if not report.passed:
-            failed = "; ".join(c.describe() for c in report.comparisons if not c.passed)
-            raise DeenError(f"{out}: export failed verification ({failed}); no file written")
+        require_verified(report, out)
         manifest.update({"file": out.name, "sha256": sha256_file(staged),
                          "verification": report.to_dict()})
         manifest_file = manifest_path_for(out)
@@ -235,4 +228,12 @@ def export_openvino(model: DEEN, out: str | os.PathLike[str], *, config: Embeddi
             shutil.copyfile(staged, tmp_xml)
             shutil.copyfile(weights_path_for(staged), tmp_bin)
             tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-    return ExportResult(out, manifest_file, manifest, report)
+    return ExportResult(out, manifest_file, manifest, report,
+                        companions=(weights_path_for(out),))
+
+
+def export(model: DEEN, out: Path, settings: ExportSettings) -> ExportResult:
+    """The :class:`~deen.export.base.Exporter` of the ``openvino`` format."""
+    return export_openvino(model, out, config=settings.config, source=settings.source,
+                           input_size=settings.input_size, precision=settings.precision,
+                           calib=settings.calib, onnx_path=settings.onnx_path)

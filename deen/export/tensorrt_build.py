@@ -22,15 +22,20 @@ exist.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from deen import formats
 from deen.backends.artifact import INPUT_IMAGES, INPUT_MODALITY
 from deen.backends.tensorrt_env import require_tensorrt
-from deen.errors import DeenError
+from deen.embedding import EmbeddingConfig
+from deen.errors import DeenError, ParameterError
+from deen.export.base import ExportResult, ExportSettings, require_verified
 
-PRECISIONS = ("fp32", "fp16", "int8")
+if TYPE_CHECKING:
+    from deen.models.checkpoint import SourceInfo
+    from deen.models.deen import DEEN
 
 
 @dataclass(frozen=True)
@@ -45,15 +50,23 @@ class TrtBuildOptions:
     hardware_compatible: bool = False
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise DeenError(f"--precision {self.precision}: choose one of "
-                            f"{', '.join(PRECISIONS)}")
+        precisions = formats.get("trt").precisions
+        if self.precision not in precisions:
+            raise ParameterError("precision", self.precision,
+                                 f"TensorRT engines are {', '.join(precisions)}")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise DeenError(f"batch profile must satisfy 1 <= --min-batch <= --opt-batch <= "
-                            f"--max-batch, got {self.min_batch}, {self.opt_batch}, "
-                            f"{self.max_batch}")
+            names = ("min_batch", "opt_batch", "max_batch")
+            values = (self.min_batch, self.opt_batch, self.max_batch)
+            # Name the first bound broken: the one to change.
+            culprit = next((n for n, lo, hi in zip(names, (1, *values[:2]), values, strict=True)
+                            if hi < lo), "max_batch")
+            raise ParameterError(
+                culprit, getattr(self, culprit),
+                "the batch profile must satisfy 1 <= {min_batch} <= {opt_batch} <= "
+                f"{{max_batch}}, got {self.min_batch}, {self.opt_batch}, {self.max_batch}",
+                names)
         if self.workspace_mib < 1:
-            raise DeenError(f"--workspace-mib must be positive, got {self.workspace_mib}")
+            raise ParameterError("workspace_mib", self.workspace_mib, "must be positive")
 
     def profile_shapes(self, input_size: tuple[int, int]
                        ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
@@ -94,11 +107,11 @@ def check_onnx_precision(options: TrtBuildOptions, onnx_manifest: dict[str, Any]
     graph has no scales for TensorRT to use, and a QDQ graph cannot build a float engine."""
     quantised = onnx_manifest.get("precision") == "int8"
     if options.precision == "int8" and not quantised:
-        raise DeenError(f"--onnx {path}: an int8 engine needs the int8 (QDQ) export: deen "
-                        "export --precision int8, or leave out --onnx")
+        raise ParameterError("onnx_path", path, "an int8 engine needs the int8 (QDQ) ONNX "
+                             "export; give that, or no ONNX file")
     if options.precision != "int8" and quantised:
-        raise DeenError(f"--onnx {path}: this is an int8 (QDQ) export; build it with "
-                        "--precision int8, or give an fp32 export")
+        raise ParameterError("onnx_path", path, "this is an int8 (QDQ) export; build it with "
+                             "{precision} int8, or give an fp32 export", ("precision",))
 
 
 def _mark_plugin_nodes(onnx_path: Path, out: Path) -> bool:
@@ -177,10 +190,28 @@ def build_engine(onnx_path: Path, out: Path, options: TrtBuildOptions,
     return bytes(serialized), plugins
 
 
-def export_tensorrt(model: Any, out: Path, *, config: Any, source: Any,
+def preflight(settings: ExportSettings) -> None:
+    """What fails before a checkpoint is loaded: the options, then TensorRT and a GPU."""
+    options = settings.options or TrtBuildOptions(precision=settings.precision)
+    if not isinstance(options, TrtBuildOptions):
+        raise ParameterError("options", type(options).__name__, "expected TrtBuildOptions")
+    require_tensorrt()
+
+
+def export(model: DEEN, out: Path, settings: ExportSettings) -> ExportResult:
+    """The :class:`~deen.export.base.Exporter` of the ``trt`` format: ``settings.options``
+    (:class:`TrtBuildOptions`) with ``settings.precision``."""
+    options = replace(settings.options or TrtBuildOptions(), precision=settings.precision)
+    return export_tensorrt(model, out, config=settings.config, source=settings.source,
+                           input_size=settings.input_size, options=options,
+                           onnx_path=settings.onnx_path, dee_op=settings.dee_op,
+                           calib=settings.calib)
+
+
+def export_tensorrt(model: DEEN, out: Path, *, config: EmbeddingConfig, source: SourceInfo,
                     input_size: tuple[int, int], options: TrtBuildOptions,
                     onnx_path: Path | None = None, dee_op: str = "standard",
-                    calib: Path | None = None) -> tuple[Path, dict[str, Any]]:
+                    calib: Path | None = None) -> ExportResult:
     """Build, verify against PyTorch fp32 and only then write ``out`` and its manifest.
 
     The ONNX graph is ``onnx_path`` when given (a deen export), else exported here: fp32
@@ -192,14 +223,13 @@ def export_tensorrt(model: Any, out: Path, *, config: Any, source: Any,
     from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
     from deen.backends.tensorrt_backend import TensorRTEmbedder
     from deen.backends.torch_backend import TorchEmbedder
-    from deen.export.compare import TOLERANCES
     from deen.export.onnx_export import export_onnx
     from deen.export.verify import verify_embedder
     from deen.fileio import atomic_path
 
     out = Path(out)
-    if out.suffix.lower() not in (".engine", ".plan"):
-        raise DeenError(f"{out}: the engine file must end in .engine or .plan")
+    row = formats.get("trt")
+    row.check_export(out, options.precision, dee_op)
     trt = require_tensorrt()  # first: without TensorRT nothing else is worth doing
     import torch
 
@@ -228,13 +258,9 @@ def export_tensorrt(model: Any, out: Path, *, config: Any, source: Any,
             manifest_path_for(probe).write_text(tmp_manifest.read_text())
             report = verify_embedder(
                 TorchEmbedder(model, config, device="cuda", input_size=input_size),
-                TensorRTEmbedder(probe), TOLERANCES[f"tensorrt-{options.precision}"],
-                subject=str(out))
-            if not report.passed:
-                failed = "; ".join(c.describe() for c in report.comparisons if not c.passed)
-                raise DeenError(f"{out}: engine failed verification ({failed}); no file "
-                                "written")
+                TensorRTEmbedder(probe), row.tolerance(options.precision), subject=str(out))
+            require_verified(report, out, "engine")
             manifest["verification"] = report.to_dict()
             manifest["sha256"] = hashlib.sha256(engine).hexdigest()
             tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-    return out, manifest
+    return ExportResult(out, manifest_path_for(out), manifest, report)

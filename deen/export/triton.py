@@ -17,12 +17,18 @@ Layout::
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deen.backends.artifact import INPUT_IMAGES, INPUT_MODALITY, OUTPUT_EMBEDDING
-from deen.errors import DeenError
+from deen.errors import DeenError, ParameterError
+from deen.export.base import ExportResult, ExportSettings
+from deen.export.tensorrt_build import TrtBuildOptions
+
+if TYPE_CHECKING:
+    from deen.models.deen import DEEN
 
 ONNX_MODEL, TRT_MODEL = "deen_onnx", "deen_trt"
 _TRITON_TYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64", "float16": "TYPE_FP16"}
@@ -36,11 +42,81 @@ class ServingOptions:
     max_queue_delay_us: int = 2000
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.instances < 1 or self.max_queue_delay_us < 0:
-            raise DeenError("--max-batch and --instances must be at least 1")
+        for name in ("max_batch", "instances"):
+            if getattr(self, name) < 1:
+                raise ParameterError(name, getattr(self, name), "must be at least 1")
+        if self.max_queue_delay_us < 0:
+            raise ParameterError("max_queue_delay_us", self.max_queue_delay_us,
+                                 "must not be negative")
         if any(b < 1 or b > self.max_batch for b in self.preferred_batches):
-            raise DeenError(f"preferred batch sizes {list(self.preferred_batches)} must lie in "
-                            f"1..{self.max_batch} (--max-batch)")
+            raise ParameterError("preferred_batches", list(self.preferred_batches),
+                                 f"preferred batch sizes must lie in 1..{self.max_batch} "
+                                 "({max_batch})", ("max_batch",))
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    """The ``triton`` format's options: how the repository serves (batching, instances) and,
+    with ``with_trt``, the TensorRT plan's build options (whose ``max_batch`` should be
+    Triton's)."""
+
+    max_batch: int = 32
+    preferred_batches: tuple[int, ...] = (8, 16, 32)
+    instances: int = 1
+    with_trt: bool = False
+    build: TrtBuildOptions = field(default_factory=TrtBuildOptions)
+
+    def serving(self) -> ServingOptions:
+        """Preferred sizes above ``max_batch`` are left out (at least 1 remains)."""
+        preferred = tuple(b for b in self.preferred_batches if b <= self.max_batch) or (1,)
+        return ServingOptions(max_batch=self.max_batch, preferred_batches=preferred,
+                              instances=self.instances)
+
+    def trt(self, precision: str) -> TrtBuildOptions:
+        return replace(self.build, precision=precision)
+
+
+def preflight(settings: ExportSettings) -> None:
+    """What fails before a checkpoint is loaded: the options, and TensorRT's presence when a
+    plan is asked for."""
+    options = settings.options or TritonOptions()
+    options.serving()
+    if options.with_trt:
+        options.trt(settings.precision)
+        from deen.backends.tensorrt_env import require_tensorrt
+
+        require_tensorrt()
+
+
+def export(model: DEEN, out: Path, settings: ExportSettings) -> ExportResult:
+    """The :class:`~deen.export.base.Exporter` of the ``triton`` format: a verified ONNX
+    export (int8 when asked, else fp32) and, with ``with_trt``, a verified TensorRT plan of
+    ``settings.precision``, written as a new repository folder ``out``."""
+    from deen.export.onnx_export import export_onnx
+    from deen.export.tensorrt_build import export_tensorrt
+
+    out = Path(out)
+    options = settings.options or TritonOptions()
+    if out.exists():
+        raise DeenError(f"{out}: already exists; choose a new folder for the repository")
+    preflight(settings)
+    with tempfile.TemporaryDirectory(prefix="deen-triton-") as scratch:
+        onnx = export_onnx(model, Path(scratch) / "model.onnx", config=settings.config,
+                           source=settings.source, opset=settings.opset,
+                           input_size=settings.input_size,
+                           precision="int8" if settings.precision == "int8" else "fp32",
+                           calib=settings.calib)
+        engine = None
+        if options.with_trt:
+            engine = export_tensorrt(
+                model, Path(scratch) / "model.plan", config=settings.config,
+                source=settings.source, input_size=settings.input_size,
+                options=options.trt(settings.precision),
+                onnx_path=onnx.model_path).model_path
+        write_repository(out, onnx.model_path, onnx.manifest, options.serving(), engine)
+    return replace(onnx, model_path=out, manifest_path=None,
+                   usage=f"serve it: tritonserver --model-repository {out}; try it: python "
+                         f"{out}/client.py IMAGE... --modality 0 ...")
 
 
 def model_config(name: str, backend: str, manifest: dict[str, Any], options: ServingOptions,

@@ -6,8 +6,8 @@ layout and semantics as ``cpp_ext/dee_conv.h`` and the ONNX Runtime custom op. T
 parser finds it by op type ``DeeConv`` and the ``plugin_namespace`` attribute that
 :func:`deen.export.tensorrt_build.build_engine` adds to its private copy of the graph.
 
-Untested here: no machine of this project has had TensorRT (see the closing notes of
-issue #7); written against the TensorRT 10 ``tensorrt.plugin`` documentation.
+Written against the TensorRT 10 ``tensorrt.plugin`` documentation and not yet run on a
+TensorRT installation; its tests skip, with the reason, where TensorRT is absent.
 """
 
 from __future__ import annotations

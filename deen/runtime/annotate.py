@@ -6,8 +6,10 @@ file and renamed into place when the run ends, so an interrupted run leaves no h
 
 from __future__ import annotations
 
+import abc
 import colorsys
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -15,7 +17,8 @@ import numpy as np
 
 from deen.errors import DeenError
 from deen.modality import Modality
-from deen.runtime.pipeline import Pipeline
+from deen.runtime.outputs import Output
+from deen.runtime.pipeline import PipelineSnapshot
 from deen.runtime.sources import Frame
 
 GREY = (160, 160, 160)
@@ -26,9 +29,10 @@ def _colour(key: int) -> tuple[int, int, int]:
     return int(255 * b), int(255 * g), int(255 * r)
 
 
-def render(pipeline: Pipeline, frames: dict[Modality, np.ndarray | None],
+def render(snapshot: PipelineSnapshot, frames: Mapping[Modality, np.ndarray | None],
            height: int = 360) -> np.ndarray:
-    """Visible view on the left, infrared on the right, both scaled to ``height``."""
+    """Visible view on the left, infrared on the right, both scaled to ``height``, with the
+    snapshot's tracks drawn on them."""
     panels = []
     for modality in (Modality.VISIBLE, Modality.INFRARED):
         image = frames.get(modality)
@@ -36,16 +40,15 @@ def render(pipeline: Pipeline, frames: dict[Modality, np.ndarray | None],
             image = np.zeros((height, height * 16 // 9, 3), np.uint8)
         scale = height / image.shape[0]
         panel = cv2.resize(image, (round(image.shape[1] * scale), height))
-        for track in pipeline.last_active[modality]:
-            key = (modality, track.track_id)
-            partner = pipeline.matcher.partner(key)
+        for track in snapshot.tracks[modality]:
+            partner = track.partner
             visible_id = track.track_id if modality == Modality.VISIBLE else partner
             colour = _colour(visible_id) if partner is not None else GREY
             label = f"{'V' if modality == Modality.VISIBLE else 'I'}{track.track_id}"
             if partner is not None:
                 label += f"={'I' if modality == Modality.VISIBLE else 'V'}{partner}"
-            if key in pipeline.names:
-                label += f" {pipeline.names[key]}"
+            if track.name is not None:
+                label += f" {track.name}"
             x1, y1, x2, y2 = (track.box * scale).astype(int)
             cv2.rectangle(panel, (x1, y1), (x2, y2), colour, 2)
             cv2.putText(panel, label, (x1, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
@@ -54,22 +57,39 @@ def render(pipeline: Pipeline, frames: dict[Modality, np.ndarray | None],
     return np.concatenate(panels, axis=1)
 
 
-class AnnotatedVideo:
-    """Collects rendered rounds into ``path`` (MPEG-4), renamed into place by :meth:`close`."""
+class RenderedOutput(Output):
+    """A sink of the annotated side-by-side view: keeps each stream's newest frame (a round
+    may hold one stream's only), renders the pair with the round's snapshot and hands the
+    picture to :meth:`show`."""
+
+    def __init__(self) -> None:
+        self.latest: dict[Modality, np.ndarray | None] = {}
+
+    def __call__(self, snapshot: PipelineSnapshot,
+                 frames: Mapping[Modality, Frame | None]) -> None:
+        for modality, frame in frames.items():
+            if frame is not None:
+                self.latest[modality] = frame.image
+        self.show(render(snapshot, self.latest))
+
+    @abc.abstractmethod
+    def show(self, image: np.ndarray) -> None:
+        """Output one rendered picture."""
+
+
+class AnnotatedVideo(RenderedOutput):
+    """Collects rendered rounds into ``path`` (MPEG-4), renamed into place by :meth:`close`;
+    :meth:`discard` deletes the partial file."""
 
     name = "video"
 
     def __init__(self, path: Path, fps: float) -> None:
+        super().__init__()
         self.path, self.fps = Path(path), fps
         self.partial = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
         self.writer: cv2.VideoWriter | None = None
-        self.latest: dict[Modality, np.ndarray | None] = {}
 
-    def __call__(self, pipeline: Pipeline, frames: dict[Modality, Frame | None]) -> None:
-        for modality, frame in frames.items():
-            if frame is not None:
-                self.latest[modality] = frame.image
-        image = render(pipeline, self.latest)
+    def show(self, image: np.ndarray) -> None:
         if self.writer is None:
             self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"),
                                           self.fps, (image.shape[1], image.shape[0]))
@@ -98,19 +118,22 @@ def display_available() -> bool:
         cv2.getBuildInformation().split("GUI:")[1].split("\n")[0].upper()
 
 
-class LiveWindow:
+class LiveWindow(RenderedOutput):
+    """The annotated view in an OpenCV window (needs :func:`display_available`)."""
+
     name = "window"
 
     def __init__(self, title: str = "deen run") -> None:
+        super().__init__()
         self.title = title
-        self.latest: dict[Modality, np.ndarray | None] = {}
 
-    def __call__(self, pipeline: Pipeline, frames: dict[Modality, Frame | None]) -> None:
-        for modality, frame in frames.items():
-            if frame is not None:
-                self.latest[modality] = frame.image
-        cv2.imshow(self.title, render(pipeline, self.latest))
+    def show(self, image: np.ndarray) -> None:
+        cv2.imshow(self.title, image)
         cv2.waitKey(1)
 
     def close(self) -> None:
         cv2.destroyWindow(self.title)
+
+    def discard(self) -> None:
+        """Nothing is kept: the window just closes."""
+        self.close()

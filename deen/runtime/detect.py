@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deen.errors import DeenError
+from deen.errors import DeenError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,10 @@ def open_detector(spec: str) -> Detector:
         return HogDetector()
     path = Path(spec)
     if not path.is_file():
-        raise DeenError(f"--detector {spec}: not 'hog' and no such file")
+        raise ParameterError("detector", spec, "not 'hog' and no such file")
     if path.suffix == ".onnx":
         return OnnxDetector(path)
     if path.suffix in (".jsonl", ".json"):
         return JsonlBoxes(path)
-    raise DeenError(f"--detector {spec}: expected 'hog', a .onnx detector or a .jsonl boxes file")
+    raise ParameterError("detector", spec,
+                         "expected 'hog', a .onnx detector or a .jsonl boxes file")

@@ -1,11 +1,13 @@
 """JSON-lines events: one complete line per event, flushed as it happens.
 
-Every event carries ``time`` (Unix seconds when it was emitted), ``event`` and, when it came
-from a frame, ``stream``, ``frame`` and ``latency_ms`` (frame capture to emission).
-Kinds: ``track_started``, ``track_ended``, ``match`` (a cross-camera pair confirmed),
-``unmatch`` (broken), ``recognised`` (a track named from the gallery), ``stream``
-(a stream changed state: lost, reconnected, ended), ``error`` (the first failure of one kind:
-``kind``, ``message``, ``count``; see :mod:`deen.runtime.faults`).
+Every event carries ``time`` (Unix seconds when it was emitted), ``event`` (its
+:class:`EventKind`) and, when it came from a frame, ``latency_ms`` (frame capture to
+emission). The fields of each kind are written down in one place, the JSON Schema
+``event_schema.json`` beside this module (:data:`SCHEMA_PATH`); the web view serves it to
+its page. In short: ``track_started``, ``track_ended``, ``match`` (a cross-camera pair
+confirmed), ``unmatch`` (broken), ``recognised`` (a track named from the gallery),
+``stream`` (a stream changed state: lost, reconnected, ended) and ``error`` (the first
+failure of one kind: ``kind``, ``message``, ``count``; see :mod:`deen.runtime.faults`).
 
 A write that fails (a full disk, a reader that closed the pipe) never ends the run: the
 event stays in :attr:`EventLog.recent` and its listeners get it, the failure goes to
@@ -24,6 +26,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +34,24 @@ import numpy as np
 
 #: How many recent latencies the percentiles cover (a bounded window: memory stays flat).
 LATENCY_WINDOW = 100_000
+
+#: The JSON Schema of an event record: the fields of every kind, as emitted.
+SCHEMA_PATH = Path(__file__).with_name("event_schema.json")
+
+
+class EventKind(str, Enum):
+    """What an event reports; its value is the record's ``event`` field."""
+
+    TRACK_STARTED = "track_started"  # a track was confirmed in one stream
+    TRACK_ENDED = "track_ended"  # a track was lost for too long, or its stream ended
+    MATCH = "match"  # a visible and an infrared track confirmed as one person
+    UNMATCH = "unmatch"  # a confirmed match was broken
+    RECOGNISED = "recognised"  # a track was named from the gallery
+    STREAM = "stream"  # a stream changed state (lost, reconnected, ended, failed)
+    ERROR = "error"  # the first failure of one kind (deen.runtime.faults)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def _clean(value: Any) -> Any:
@@ -69,15 +90,19 @@ class EventLog:
         #: Called with every event record (e.g. the web view's event stream); must not block.
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
-    def emit(self, event: str, frame_time: float | None = None, **fields: Any) -> None:
-        record: dict[str, Any] = {"time": time.time(), "event": event}
+    def emit(self, event: EventKind, frame_time: float | None = None, **fields: Any) -> None:
+        """Write one event of kind ``event`` with ``fields`` (see ``event_schema.json``);
+        ``frame_time`` is the capture time (``time.monotonic()``) of the frame it came from,
+        if any. The record's ``event`` is the kind's plain string value."""
+        kind = EventKind(event).value
+        record: dict[str, Any] = {"time": time.time(), "event": kind}
         if frame_time is not None:
             latency = 1000 * (time.monotonic() - frame_time)
             record["latency_ms"] = latency
             self.latencies_ms.append(latency)
         record.update(fields)
         record = _clean(record)
-        self.counts[event] = self.counts.get(event, 0) + 1
+        self.counts[kind] = self.counts.get(kind, 0) + 1
         self.recent.append(record)
         for listener in self.listeners:
             listener(record)

@@ -13,7 +13,7 @@ flushing its outputs. Recording never raises, so a failure can be reported from 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from deen.errors import DeenError, first_line
@@ -28,7 +28,7 @@ class PersistentFailure(DeenError):
 
 @dataclass
 class Faults:
-    """Failure counts per kind (``detect:visible``, ``embed``, ``sink:video``, …)."""
+    """Failure counts per kind (``detect:rgb``, ``embed``, ``sink:video``, …)."""
 
     report: Callable[[str, str, int], None]  # (kind, message, count): emit the error event
     fail_after_s: float = DEFAULT_FAIL_AFTER_S
@@ -55,7 +55,7 @@ class Faults:
             if self.fail_after_s and now - since >= self.fail_after_s:
                 raise PersistentFailure(
                     f"{kind} failed on every call for {now - since:.0f} s "
-                    f"(--fail-after {self.fail_after_s:g}): {self.messages[kind]}")
+                    f"(fail_after_s={self.fail_after_s:g}): {self.messages[kind]}")
 
     def dropped(self, kind: str, message: str, count: int) -> None:
         """Count ``count`` items dropped (e.g. non-finite rows of a call that otherwise
@@ -69,5 +69,10 @@ class Faults:
         self._failing_since.pop(kind, None)
 
     def summary(self) -> str:
-        """``detect:visible 3, embed 1`` (empty when nothing failed)."""
-        return ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        """``detect:rgb 3, embed 1`` (empty when nothing failed)."""
+        return summarise(self.counts)
+
+
+def summarise(counts: Mapping[str, int]) -> str:
+    """Failure counts on one line: ``detect:rgb 3, embed 1`` (empty when there are none)."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))

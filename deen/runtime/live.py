@@ -11,15 +11,17 @@ import cv2
 import numpy as np
 
 from deen.backends.base import Embedder
-from deen.errors import DeenError
-from deen.fileio import sha256_file
+from deen.errors import DeenError, ParameterError
+from deen.fileio import IMAGE_SUFFIXES, sha256_file
 from deen.modality import Modality
 from deen.runtime.annotate import AnnotatedVideo, LiveWindow, display_available
 from deen.runtime.detect import Detector, open_detector
 from deen.runtime.events import EventLog
 from deen.runtime.gallery import Gallery
+from deen.runtime.outputs import Output
 from deen.runtime.pipeline import Pipeline, PipelineOptions, RunSummary, run, stop_on_signals
-from deen.runtime.sources import IMAGE_SUFFIXES, FrameSource, open_source
+from deen.runtime.sources import Frame, FrameSource, open_source
+from deen.runtime.streams import STREAMS
 from deen.runtime.web import LiveView, ServeAddress, WebServer
 from deen.synthetic import make_people, render_person
 
@@ -60,8 +62,9 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
     options = replace(options or PipelineOptions(), embed_in_background=settings.realtime)
     check_embedder(embedder, model_path)
     if settings.show and not display_available():
-        raise DeenError("--show needs a display and an OpenCV build with a GUI (this one is "
-                        "headless or DISPLAY is unset); use --video-out to record instead")
+        raise ParameterError("show", settings.show, "needs a display and an OpenCV build with "
+                             "a GUI (this one is headless or DISPLAY is unset); record to a "
+                             "video file instead")
     detector = detector or open_detector(settings.detector)
     gallery = (Gallery(settings.gallery, model_id(model_path, embedder), embedder.dim)
                if settings.gallery is not None else None)
@@ -69,14 +72,15 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
     ready = threading.Event()
     sources: dict[Modality, FrameSource] = {}
     events = events or EventLog(settings.events)
-    outputs: list = []
+    outputs: list[Output] = []
     server: WebServer | None = None
     pipeline: Pipeline | None = None
     try:
-        for modality, name, text in ((Modality.VISIBLE, "rgb", settings.rgb),
-                                     (Modality.INFRARED, "ir", settings.ir)):
-            sources[modality] = open_source(name, text, settings.loop, settings.fps,
-                                            settings.realtime, settings.timeout_s, ready)
+        for modality, text in ((Modality.VISIBLE, settings.rgb),
+                               (Modality.INFRARED, settings.ir)):
+            sources[modality] = open_source(STREAMS[modality], text, settings.loop,
+                                            settings.fps, settings.realtime,
+                                            settings.timeout_s, ready)
         if settings.video_out is not None:
             fps = sources[Modality.VISIBLE].frame_rate or 10.0
             outputs.append(AnnotatedVideo(settings.video_out, fps))
@@ -90,11 +94,12 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
             print(f"[deen run] web view: {server.url}", file=sys.stderr, flush=True)
         pipeline = Pipeline(embedder, detector, events, options, gallery)
 
-        def on_round(p: Pipeline, frames: dict) -> None:
+        def on_round(p: Pipeline, frames: dict[Modality, Frame | None]) -> None:
+            snapshot = p.snapshot()
             for output in outputs:  # a failing sink costs its own output, not the run
                 kind = f"sink:{output.name}"
                 try:
-                    output(p, frames)
+                    output(snapshot, frames)
                 except Exception as exc:
                     p.faults.failed(kind, exc)
                 else:
@@ -115,7 +120,7 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
         for source in sources.values():
             source.stop()
         for output in outputs:  # only on an error: nothing half-written is left
-            getattr(output, "discard", output.close)()
+            output.discard()
         events.close()
         if gallery is not None:
             gallery.close()
@@ -138,10 +143,10 @@ def enrol(gallery_path: Path, name: str, images: Path, modality: Modality,
           embedder: Embedder, model_path: Path) -> int:
     """Embed every image in the folder ``images`` and add them to the gallery under ``name``."""
     if not images.is_dir():
-        raise DeenError(f"--images {images}: not a folder")
+        raise ParameterError("images", images, "not a folder")
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DeenError(f"--images {images}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise ParameterError("images", images, f"no images ({', '.join(IMAGE_SUFFIXES)})")
     crops = []
     for path in files:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)

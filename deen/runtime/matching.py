@@ -16,6 +16,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from deen.modality import Modality
+from deen.runtime.events import EventKind
 
 TrackKey = tuple[Modality, int]  # (stream modality, track id)
 
@@ -88,7 +89,7 @@ def choose_tracks(candidates: list[TrackKey], book: AppearanceBook, budget: int)
 
 @dataclass(frozen=True)
 class MatchEvent:
-    kind: str  # "match" (confirmed) or "unmatch" (broken)
+    kind: EventKind  # MATCH (confirmed) or UNMATCH (broken)
     visible: int
     infrared: int
     similarity: float
@@ -121,7 +122,7 @@ class CrossCameraMatcher:
         for pair in list(self.confirmed):
             if (Modality.VISIBLE, pair[0]) in ended or (Modality.INFRARED, pair[1]) in ended:
                 del self.confirmed[pair]
-                events.append(MatchEvent("unmatch", *pair, float("nan"), "track ended"))
+                events.append(MatchEvent(EventKind.UNMATCH, *pair, float("nan"), "track ended"))
         current = self.assign(book)
         self.streaks = {pair: self.streaks.get(pair, 0) + 1 for pair in current}
         for pair, similarity in current.items():
@@ -131,14 +132,15 @@ class CrossCameraMatcher:
                 # A new match replaces any confirmed match of either track.
                 for old in [p for p in self.confirmed if p[0] == pair[0] or p[1] == pair[1]]:
                     del self.confirmed[old]
-                    events.append(MatchEvent("unmatch", *old, float("nan"), "replaced"))
+                    events.append(MatchEvent(EventKind.UNMATCH, *old, float("nan"), "replaced"))
                 self.confirmed[pair] = 0
-                events.append(MatchEvent("match", *pair, similarity))
+                events.append(MatchEvent(EventKind.MATCH, *pair, similarity))
         for pair in [p for p in self.confirmed if p not in current]:
             self.confirmed[pair] += 1
             if self.confirmed[pair] >= self.break_rounds:
                 del self.confirmed[pair]
-                events.append(MatchEvent("unmatch", *pair, float("nan"), "no longer similar"))
+                events.append(MatchEvent(EventKind.UNMATCH, *pair, float("nan"),
+                                         "no longer similar"))
         return events
 
     def partner(self, key: TrackKey) -> int | None:

@@ -17,9 +17,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -27,8 +28,8 @@ from deen.backends.base import Embedder
 from deen.modality import Modality
 from deen.runtime.detect import Detections, Detector
 from deen.runtime.embedding_worker import EmbedJob, EmbedResult, EmbedWorker, embed_now
-from deen.runtime.events import EventLog
-from deen.runtime.faults import DEFAULT_FAIL_AFTER_S, Faults, PersistentFailure
+from deen.runtime.events import EventKind, EventLog
+from deen.runtime.faults import DEFAULT_FAIL_AFTER_S, Faults, PersistentFailure, summarise
 from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD, Gallery
 from deen.runtime.matching import (
     DEFAULT_BREAK_ROUNDS,
@@ -41,8 +42,8 @@ from deen.runtime.matching import (
     TrackKey,
     choose_tracks,
 )
-from deen.runtime.scene import STREAMS
 from deen.runtime.sources import Frame, FrameSource
+from deen.runtime.streams import STREAMS
 from deen.runtime.tracking import ByteTracker, Track
 
 STAGES = ("detect", "track", "embed", "match")
@@ -85,6 +86,38 @@ class StageTimer:
         self.rounds, self.pairs, self.skew_ms = 0, 0, 0.0
 
 
+@dataclass(frozen=True)
+class TrackView:
+    """One active track as the outputs show it."""
+
+    track_id: int
+    box: np.ndarray  # x1, y1, x2, y2 in frame pixels (a read-only copy)
+    partner: int | None  # the other stream's track it is matched to, if confirmed
+    name: str | None  # its gallery name, if it has one
+
+
+@dataclass(frozen=True)
+class PipelineSnapshot:
+    """A read-only view of a :class:`Pipeline` between rounds: everything the status line,
+    the annotated view (:func:`deen.runtime.annotate.render`) and the web view show.
+
+    The per-interval figures (``processed``, ``stage_ms``, ``rounds``, ``pairs``,
+    ``skew_ms``) count since the pipeline's last :meth:`Pipeline.reset_counters`.
+    """
+
+    tracks: Mapping[Modality, tuple[TrackView, ...]]  # tracks seen in each stream's last frame
+    matches: tuple[tuple[int, int], ...]  # confirmed (visible, infrared) track ids, sorted
+    names: Mapping[TrackKey, str]  # gallery names of live tracks
+    processed: Mapping[Modality, int]  # frames processed per stream
+    stage_ms: Mapping[str, float]  # mean milliseconds per round of each stage
+    rounds: int
+    pairs: int  # rounds whose two frames were within max_skew_s of each other
+    skew_ms: float  # summed capture-time difference of those pairs
+    pending: int  # tracks that wanted an embedding in the last round but did not get one
+    faults: Mapping[str, int]  # failures per kind since the run started
+    events: Mapping[str, int]  # events per kind since the run started
+
+
 class Pipeline:
     """One round per :meth:`process` call; :func:`run` drives it from two sources."""
 
@@ -115,8 +148,38 @@ class Pipeline:
         if self.worker is not None:
             self.worker.close()
 
+    def snapshot(self) -> PipelineSnapshot:
+        """What the outputs show, copied: later rounds do not change it."""
+        tracks = {}
+        for modality, active in self.last_active.items():
+            views = []
+            for track in active:
+                box = np.array(track.box, copy=True)
+                box.flags.writeable = False
+                key = (modality, track.track_id)
+                views.append(TrackView(track.track_id, box, self.matcher.partner(key),
+                                       self.names.get(key)))
+            tracks[modality] = tuple(views)
+        return PipelineSnapshot(
+            tracks=MappingProxyType(tracks),
+            matches=tuple(sorted(self.matcher.confirmed)),
+            names=MappingProxyType(dict(self.names)),
+            processed=MappingProxyType(dict(self.processed)),
+            stage_ms=MappingProxyType(self.timer.means()),
+            rounds=self.timer.rounds, pairs=self.timer.pairs, skew_ms=self.timer.skew_ms,
+            pending=self.pending,
+            faults=MappingProxyType(dict(self.faults.counts)),
+            events=MappingProxyType(dict(self.events.counts)))
+
+    def reset_counters(self) -> None:
+        """Start the per-interval figures of :meth:`snapshot` afresh (the status line does
+        after each line)."""
+        self.timer.reset()
+        for modality in self.processed:
+            self.processed[modality] = 0
+
     def _report_fault(self, kind: str, message: str, count: int) -> None:
-        self.events.emit("error", kind=kind, message=message, count=count)
+        self.events.emit(EventKind.ERROR, kind=kind, message=message, count=count)
 
     def process(self, frames: dict[Modality, Frame | None]) -> None:
         present = {m: f for m, f in frames.items() if f is not None}
@@ -136,7 +199,7 @@ class Pipeline:
             with self.timer.time("track"):
                 update = self.trackers[modality].update(detections, frame.index)
             for track in update.started:
-                self.events.emit("track_started", frame.timestamp, stream=stream,
+                self.events.emit(EventKind.TRACK_STARTED, frame.timestamp, stream=stream,
                                  frame=frame.index, track=track.track_id, box=track.box,
                                  score=track.score)
             for track in update.ended:
@@ -150,7 +213,7 @@ class Pipeline:
         with self.timer.time("match"):
             for event in self.matcher.update(self.book, ended):
                 fields = {"visible_track": event.visible, "infrared_track": event.infrared}
-                if event.kind == "match":
+                if event.kind == EventKind.MATCH:
                     fields["similarity"] = event.similarity
                 else:
                     fields["reason"] = event.reason
@@ -231,12 +294,12 @@ class Pipeline:
                                        self.options.gallery_threshold)
         if found is not None and self.names.get(key) != found.name:
             self.names[key] = found.name
-            self.events.emit("recognised", captured, stream=STREAMS[key[0]], frame=frame,
+            self.events.emit(EventKind.RECOGNISED, captured, stream=STREAMS[key[0]], frame=frame,
                              track=key[1], name=found.name, similarity=found.similarity)
 
     def _end(self, modality: Modality, track: Track, frame: Frame | None) -> TrackKey:
         key = (modality, track.track_id)
-        self.events.emit("track_ended", frame.timestamp if frame else None,
+        self.events.emit(EventKind.TRACK_ENDED, frame.timestamp if frame else None,
                          stream=STREAMS[modality], track=track.track_id,
                          frames=track.last_seen - track.first_frame + 1,
                          name=self.names.pop(key, None))
@@ -248,8 +311,8 @@ class Pipeline:
         """The stream ended: end its tracks and the matches they were in."""
         ended = {self._end(modality, t, None) for t in self.trackers[modality].close()}
         for event in self.matcher.update(self.book, ended):
-            if event.kind == "unmatch":
-                self.events.emit("unmatch", None, visible_track=event.visible,
+            if event.kind == EventKind.UNMATCH:
+                self.events.emit(EventKind.UNMATCH, None, visible_track=event.visible,
                                  infrared_track=event.infrared, reason=event.reason)
 
 
@@ -334,17 +397,15 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
             state = source.stats.state
             if state != seen_state[modality]:
                 seen_state[modality] = state
-                pipeline.events.emit("stream", stream=STREAMS[modality], state=state,
+                pipeline.events.emit(EventKind.STREAM, stream=STREAMS[modality], state=state,
                                      message=source.stats.message)
             if modality not in ended and source.finished:
                 ended.add(modality)
                 pipeline.end_stream(modality)
         if status_every_s and time.monotonic() - last_status >= status_every_s:
-            print(status_line(pipeline, sources, time.monotonic() - last_status),
+            print(status_line(pipeline.snapshot(), sources, time.monotonic() - last_status),
                   file=sys.stderr, flush=True)
-            pipeline.timer.reset()
-            for s in pipeline.processed:
-                pipeline.processed[s] = 0
+            pipeline.reset_counters()
             last_status = time.monotonic()
     for modality in sources:
         if modality not in ended:
@@ -359,19 +420,20 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
         dict(pipeline.events.counts), p50, p95, dict(pipeline.faults.counts), failure)
 
 
-def status_line(pipeline: Pipeline, sources: dict[Modality, FrameSource],
+def status_line(snapshot: PipelineSnapshot, sources: dict[Modality, FrameSource],
                 elapsed: float) -> str:
-    stages = " ".join(f"{k} {v:.0f}" for k, v in pipeline.timer.means().items())
+    """One line on the last ``elapsed`` seconds: per-stream rates, pairing, stage times,
+    tracks, matches and faults."""
+    stages = " ".join(f"{k} {v:.0f}" for k, v in snapshot.stage_ms.items())
     streams = " | ".join(
-        f"{STREAMS[m]} {pipeline.processed[m] / max(elapsed, 1e-9):.1f} fps, "
+        f"{STREAMS[m]} {snapshot.processed[m] / max(elapsed, 1e-9):.1f} fps, "
         f"{s.stats.dropped} dropped, {s.stats.state}" for m, s in sources.items())
-    tracks = sum(len(v) for v in pipeline.last_active.values())
-    timer = pipeline.timer
-    pairs = (f"{timer.pairs} pairs (mean skew {timer.skew_ms / timer.pairs:.0f} ms)"
-             if timer.pairs else "no pairs")
-    faults = pipeline.faults.summary()
+    tracks = sum(len(v) for v in snapshot.tracks.values())
+    pairs = (f"{snapshot.pairs} pairs (mean skew {snapshot.skew_ms / snapshot.pairs:.0f} ms)"
+             if snapshot.pairs else "no pairs")
+    faults = summarise(snapshot.faults)
     return (f"[deen run] {streams} | {pairs} | ms/round: {stages} | tracks {tracks}, "
-            f"matches {len(pipeline.matcher.confirmed)}, embed queue {pipeline.pending}"
+            f"matches {len(snapshot.matches)}, embed queue {snapshot.pending}"
             + (f" | faults: {faults}" if faults else ""))
 
 

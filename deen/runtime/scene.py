@@ -20,9 +20,10 @@ import numpy as np
 
 from deen.errors import DeenError
 from deen.modality import Modality
+from deen.runtime.streams import STREAMS
 from deen.synthetic import make_people, render_person
 
-STREAMS = {Modality.VISIBLE: "rgb", Modality.INFRARED: "ir"}
+__all__ = ["STREAMS", "StreamPair", "read_truth", "write_stream_pair"]
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deen.datasets.common import IMAGE_SUFFIXES as DATASET_IMAGE_SUFFIXES
-from deen.errors import DeenError
+from deen.errors import DeenError, ParameterError
+from deen.fileio import IMAGE_SUFFIXES
 
-#: The datasets' image types, plus those OpenCV also reads that cameras and tools write.
-IMAGE_SUFFIXES = (*DATASET_IMAGE_SUFFIXES, ".tif", ".tiff", ".webp")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -36,18 +34,20 @@ class Frame:
     image: np.ndarray  # H×W×3 uint8 BGR
     timestamp: float  # time.monotonic() when the frame was captured
     index: int  # position in its stream (counts every frame read, dropped or not)
-    position: int  # frame number within the file or folder (restarts on --loop); = index live
+    position: int  # frame number within the file or folder (restarts when it loops); = index live
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """What ``--rgb``/``--ir`` named: ``kind`` is file, camera, url or folder."""
+    """What a source text names: ``kind`` is file, camera, url or folder."""
 
     kind: str
     target: str
 
     @classmethod
-    def parse(cls, text: str, option: str = "source") -> SourceSpec:
+    def parse(cls, text: str, parameter: str = "source") -> SourceSpec:
+        """A camera index, an ``rtsp://``/``http://`` URL, a folder or a file;
+        ``parameter`` names the text in the error when it is none of these."""
         if _URL.match(text):
             return cls("url", text)
         if text.isdigit():
@@ -57,8 +57,8 @@ class SourceSpec:
             return cls("folder", text)
         if path.is_file():
             return cls("file", text)
-        raise DeenError(f"{option} {text}: no such file or folder (expected a video file, an "
-                        "image folder, a camera index or an rtsp:// / http:// URL)")
+        raise ParameterError(parameter, text, "no such file or folder (expected a video file, "
+                             "an image folder, a camera index or an rtsp:// / http:// URL)")
 
     @property
     def live(self) -> bool:
@@ -321,8 +321,9 @@ def quiet_video_backends() -> None:
 def open_source(name: str, text: str, loop: bool = False, fps: float = 0.0,
                 realtime: bool = True, timeout_s: float = 5.0,
                 ready: threading.Event | None = None) -> FrameSource:
-    """Parse ``--rgb``/``--ir`` text and start its capture thread."""
-    spec = SourceSpec.parse(text, f"--{name}")
+    """Parse a source text and start its capture thread; ``name`` is the stream's name
+    (``rgb``/``ir``), also the parameter named in a parse error."""
+    spec = SourceSpec.parse(text, name)
     return FrameSource(name, spec, loop=loop, fps=fps, realtime=realtime,
                        timeout_s=timeout_s, ready=ready).start()
 

@@ -3,7 +3,8 @@
 Why hand-written: the maintained Python trackers do not install beside this project's
 dependencies. ``trackers`` (Roboflow's ByteTrack) requires the GUI build ``opencv-python``,
 which overwrites the ``cv2`` of ``opencv-python-headless``; ``norfair`` requires NumPy < 2;
-``boxmot`` requires torchvision, which has no CPU build here. ByteTrack's association is
+``boxmot`` requires torchvision, whose build must match the pinned CPU build of PyTorch
+(``scripts/setup.sh``) exactly. ByteTrack's association is
 short (two IoU matchings with SciPy's assignment solver), so it is written out here, following
 Zhang et al., "ByteTrack: Multi-Object Tracking by Associating Every Detection Box" (2022).
 """

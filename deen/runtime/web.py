@@ -3,10 +3,14 @@
 While the run lasts, a Starlette app served by uvicorn on its own thread offers
 
 - ``/``: a page with the live side-by-side annotated view, the current matches and gallery
-  names, per-stream fps, drops and stage times, and the last events;
+  names, per-stream fps, drops and stage times, and the last events (its HTML, CSS and
+  JavaScript are the files in ``static/`` beside this module, also served under
+  ``/static/``);
 - ``/video.mjpg``: the annotated view as MJPEG, at most ``max_fps`` frames a second;
 - ``/status.json``: the same status as JSON;
-- ``/events``: the event stream as Server-Sent Events.
+- ``/events``: the event stream as Server-Sent Events, one SSE event name per event kind;
+- ``/schema.json``: the JSON Schema of those events (:data:`deen.runtime.events.SCHEMA_PATH`),
+  from which the page learns the event kinds.
 
 The pipeline never waits for a viewer. :class:`LiveView` is an output of the live loop like
 the annotated video: each round it swaps in the newest status and, at the bounded rate and
@@ -25,23 +29,28 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from deen.errors import DeenError
+from deen.errors import ParameterError
 from deen.modality import Modality
 from deen.runtime.annotate import render
-from deen.runtime.pipeline import Pipeline
-from deen.runtime.scene import STREAMS
+from deen.runtime.events import SCHEMA_PATH
+from deen.runtime.outputs import Output
+from deen.runtime.pipeline import PipelineSnapshot
 from deen.runtime.sources import Frame, FrameSource
+from deen.runtime.streams import STREAMS
 
 DEFAULT_HOST = "127.0.0.1"  # loopback unless the user names an address
 EVENT_QUEUE = 256  # events buffered per /events viewer before its overflow is dropped
 BOUNDARY = "deenframe"
+#: The page's files: ``index.html`` (served at ``/``), ``style.css`` and ``app.js``.
+STATIC = Path(__file__).with_name("static")
 
 
 @dataclass(frozen=True)
@@ -55,12 +64,12 @@ class ServeAddress:
         host, _, port = text.rpartition(":")
         host = host.strip("[]") or DEFAULT_HOST
         if not port.isdigit() or int(port) > 65535:
-            raise DeenError(f"--serve {text}: expected HOST:PORT, :PORT or PORT "
-                            "(e.g. 127.0.0.1:8080)")
+            raise ParameterError("serve", text, "expected HOST:PORT, :PORT or PORT "
+                                 "(e.g. 127.0.0.1:8080)")
         return cls(host, int(port))
 
 
-class LiveView:
+class LiveView(Output):
     """The live loop's output for the web view: newest JPEG, newest status, event fan-out."""
 
     name = "web"
@@ -83,23 +92,25 @@ class LiveView:
         self._lock = threading.Lock()
 
     # -- pipeline side -------------------------------------------------------------------
-    def __call__(self, pipeline: Pipeline, frames: dict[Modality, Frame | None]) -> None:
+    def __call__(self, snapshot: PipelineSnapshot,
+                 frames: Mapping[Modality, Frame | None]) -> None:
         for modality, frame in frames.items():
             if frame is not None:
                 self.latest[modality] = frame.image
         now = time.monotonic()
         if now - self._status_at >= self.status_every_s:
-            self.status = self._snapshot(pipeline, now)
+            self.status = self._status(snapshot, now)
             self._status_at = now
         if (self.video_viewers or self.jpeg is None) and \
                 now - self._rendered_at >= 1.0 / self.max_fps:
-            ok, encoded = cv2.imencode(".jpg", render(pipeline, self.latest),
+            ok, encoded = cv2.imencode(".jpg", render(snapshot, self.latest),
                                        [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             if ok:
                 self.jpeg, self.jpeg_index = encoded.tobytes(), self.jpeg_index + 1
             self._rendered_at = now
 
-    def _snapshot(self, pipeline: Pipeline, now: float) -> dict[str, Any]:
+    def _status(self, snapshot: PipelineSnapshot, now: float) -> dict[str, Any]:
+        """``/status.json``: the snapshot and the sources' counters, as plain JSON."""
         streams = {}
         for modality, source in self.sources.items():
             taken, since = self._taken[modality]
@@ -110,15 +121,15 @@ class LiveView:
                 "state": source.stats.state, "fps": round(self._fps[modality], 2),
                 "captured": source.stats.captured, "processed": source.stats.taken,
                 "dropped": source.stats.dropped, "reconnects": source.stats.reconnects,
-                "tracks": len(pipeline.last_active[modality])}
-        names = {f"{STREAMS[m]}:{track}": name for (m, track), name in pipeline.names.items()}
+                "tracks": len(snapshot.tracks[modality])}
+        names = {f"{STREAMS[m]}:{track}": name for (m, track), name in snapshot.names.items()}
         return {
             "state": "running", "time": time.time(), "streams": streams,
-            "stage_ms": {k: round(v, 1) for k, v in pipeline.timer.means().items()},
+            "stage_ms": {k: round(v, 1) for k, v in snapshot.stage_ms.items()},
             "matches": [{"visible_track": v, "infrared_track": i}
-                        for v, i in sorted(pipeline.matcher.confirmed)],
-            "names": names, "faults": dict(pipeline.faults.counts),
-            "events": dict(pipeline.events.counts), "viewers": self.video_viewers,
+                        for v, i in snapshot.matches],
+            "names": names, "faults": dict(snapshot.faults),
+            "events": dict(snapshot.events), "viewers": self.video_viewers,
             "dropped_events": self.dropped_events}
 
     def on_event(self, record: dict[str, Any]) -> None:
@@ -138,7 +149,12 @@ class LiveView:
             self.dropped_events += 1
 
     def close(self) -> None:
+        """The run ended: viewers still connected see ``"state": "ended"``."""
         self.status = {**self.status, "state": "ended"}
+
+    def discard(self) -> None:
+        """Nothing is kept either way: the same as :meth:`close`."""
+        self.close()
 
     # -- viewer side (the server's event loop) -------------------------------------------
     async def frames(self, closing: threading.Event) -> AsyncIterator[bytes]:
@@ -184,11 +200,15 @@ def _sse(record: dict[str, Any]) -> str:
 def build_app(view: LiveView, closing: threading.Event):
     """The Starlette application over ``view``."""
     from starlette.applications import Starlette
-    from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
-    from starlette.routing import Route
+    from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
 
     async def page(_request):
-        return HTMLResponse(PAGE)
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    async def schema(_request):
+        return FileResponse(SCHEMA_PATH, media_type="application/json")
 
     async def status(_request):
         return JSONResponse(view.status)
@@ -203,7 +223,9 @@ def build_app(view: LiveView, closing: threading.Event):
                                  headers={"Cache-Control": "no-store"})
 
     return Starlette(routes=[Route("/", page), Route("/status.json", status),
-                             Route("/video.mjpg", video), Route("/events", events)])
+                             Route("/video.mjpg", video), Route("/events", events),
+                             Route("/schema.json", schema),
+                             Mount("/static", StaticFiles(directory=STATIC), name="static")])
 
 
 class WebServer:
@@ -215,8 +237,8 @@ class WebServer:
         try:
             self.socket = socket.create_server((address.host, address.port), reuse_port=False)
         except OSError as exc:
-            raise DeenError(f"--serve {address.host}:{address.port}: cannot listen there "
-                            f"({exc.strerror or exc})") from None
+            raise ParameterError("serve", f"{address.host}:{address.port}",
+                                 f"cannot listen there ({exc.strerror or exc})") from None
         self.host, self.port = self.socket.getsockname()[:2]
         self.closing = threading.Event()
         config = uvicorn.Config(build_app(view, self.closing), log_level="error",
@@ -239,7 +261,8 @@ class WebServer:
                 time.monotonic() < deadline:
             time.sleep(0.02)
         if not self.server.started:
-            raise DeenError(f"--serve {self.url}: the web server did not start")
+            raise ParameterError("serve", f"{self.host}:{self.port}",
+                                 "the web server did not start")
         return self
 
     def stop(self) -> None:
@@ -247,74 +270,3 @@ class WebServer:
         self.server.should_exit = True
         self.thread.join(timeout=5)
         self.socket.close()
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>deen run</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body { font: 14px system-ui, sans-serif; margin: 12px; background: #111; color: #ddd; }
-h1 { font-size: 18px; margin: 0 0 8px; }
-img { max-width: 100%; border: 1px solid #444; background: #000; }
-.cols { display: flex; gap: 16px; flex-wrap: wrap; margin-top: 8px; }
-.cols > div { flex: 1; min-width: 280px; }
-table { border-collapse: collapse; }
-td, th { padding: 2px 8px; border-bottom: 1px solid #333; text-align: left; }
-#events { font: 12px monospace; white-space: pre; max-height: 320px; overflow: auto; }
-.error { color: #f77; }
-</style></head>
-<body>
-<h1>deen run: visible (left) and infrared (right)</h1>
-<img id="view" src="/video.mjpg" alt="annotated side-by-side view">
-<div class="cols">
- <div><h2>Streams</h2><table id="streams"></table>
-  <p id="stages"></p><p id="faults"></p></div>
- <div><h2>Matches</h2><table id="matches"></table><h2>Names</h2><table id="names"></table></div>
- <div><h2>Last events</h2><div id="events"></div></div>
-</div>
-<script>
-function rows(id, header, data) {
-  const table = document.getElementById(id);
-  table.replaceChildren();
-  const head = table.insertRow();
-  header.forEach(h => { const th = document.createElement("th"); th.textContent = h;
-                        head.appendChild(th); });
-  data.forEach(r => { const row = table.insertRow();
-                      r.forEach(v => { row.insertCell().textContent = v; }); });
-}
-async function refresh() {
-  try {
-    const s = await (await fetch("/status.json", {cache: "no-store"})).json();
-    rows("streams", ["stream", "state", "fps", "processed", "dropped", "tracks"],
-         Object.entries(s.streams || {}).map(([k, v]) =>
-           [k, v.state, v.fps, v.processed, v.dropped, v.tracks]));
-    rows("matches", ["visible", "infrared"],
-         (s.matches || []).map(m => ["V" + m.visible_track, "I" + m.infrared_track]));
-    rows("names", ["track", "name"], Object.entries(s.names || {}));
-    document.getElementById("stages").textContent = "ms per round: " +
-      Object.entries(s.stage_ms || {}).map(([k, v]) => k + " " + v).join(", ");
-    const faults = Object.entries(s.faults || {});
-    document.getElementById("faults").textContent = faults.length ?
-      "faults: " + faults.map(([k, v]) => k + " " + v).join(", ") : "";
-    document.body.dataset.state = s.state;
-  } catch (e) { document.body.dataset.state = "unreachable"; }
-}
-const log = document.getElementById("events");
-const source = new EventSource("/events");
-source.onmessage = null;
-["track_started", "track_ended", "match", "unmatch", "recognised", "stream", "error"]
-  .forEach(kind => source.addEventListener(kind, e => {
-    const line = document.createElement("div");
-    if (kind === "error") line.className = "error";
-    const r = JSON.parse(e.data);
-    const when = new Date(r.time * 1000).toLocaleTimeString();
-    const rest = Object.entries(r).filter(([k]) => !["time", "event", "latency_ms"]
-      .includes(k)).map(([k, v]) => k + "=" + JSON.stringify(v)).join(" ");
-    line.textContent = when + " " + kind + " " + rest;
-    log.prepend(line);
-    while (log.childNodes.length > 50) log.removeChild(log.lastChild);
-  }));
-refresh(); setInterval(refresh, 1000);
-</script>
-</body></html>
-"""

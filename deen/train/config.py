@@ -1,4 +1,4 @@
-"""Training configuration: a TOML file plus ``--set key=value`` overrides, one dataclass."""
+"""Training configuration: a TOML file plus ``key=value`` overrides, one dataclass."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import tomllib
 
-from deen.errors import DeenError
+from deen.datasets import registry
+from deen.errors import DeenError, ParameterError
 
 SCHEDULES = ("paper", "reference")
-DATASETS = ("sysu", "regdb", "llcm", "folder")
 
 
 @dataclass
@@ -49,10 +49,9 @@ class TrainConfig:
     stop_after_steps: int = 0  # stop (as on an interrupt) after this many steps; 0: never
 
     def validate(self) -> TrainConfig:
-        if self.dataset not in DATASETS:
-            raise DeenError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        registry.get(self.dataset)  # an unknown name is a ParameterError naming the choices
         if not self.root:
-            raise DeenError("no dataset root: set root in the config or pass --root")
+            raise DeenError("no dataset root: set root in the config or on the command line")
         if self.schedule not in SCHEDULES:
             raise DeenError(f"schedule must be one of {', '.join(SCHEDULES)}, "
                             f"got {self.schedule!r}")
@@ -93,7 +92,7 @@ def _coerce(name: str, text: str, kind: Any) -> Any:
             raise ValueError(text)
         return {"int": int, "float": float, "str": str}.get(kind, kind)(text)
     except ValueError:
-        raise DeenError(f"--set {name}={text}: not a valid {kind}") from None
+        raise ParameterError("overrides", f"{name}={text}", f"not a valid {kind}") from None
 
 
 def load_config(path: Path | None, overrides: list[str],
@@ -114,8 +113,8 @@ def load_config(path: Path | None, overrides: list[str],
     for item in overrides:
         name, sep, text = item.partition("=")
         if not sep or name not in types:
-            raise DeenError(f"--set {item}: expected KEY=VALUE with KEY one of "
-                            f"{', '.join(types)}")
+            raise ParameterError("overrides", item, "expected KEY=VALUE with KEY one of "
+                                 f"{', '.join(types)}")
         values[name] = _coerce(name, text, types[name])
     try:
         return TrainConfig(**values)

@@ -116,7 +116,7 @@ class CrossModalitySampler(torch.utils.data.Sampler):
         shared = sorted(set(by_modality[Modality.VISIBLE]) & set(by_modality[Modality.INFRARED]))
         if len(shared) < identities:
             raise DeenError(f"only {len(shared)} identities have images of both modalities; "
-                            f"a batch needs {identities} (lower --set batch.identities)")
+                            f"a batch needs {identities} (lower the identities setting)")
         self.pools = {m: [by_modality[m][i] for i in shared] for m in Modality}
         self.identities, self.per_identity = identities, per_identity
         self.seed, self.rank, self.world_size = seed, rank, world_size

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from deen.backends.torch_backend import TorchEmbedder
-from deen.datasets import folder, llcm, regdb, sysu
+from deen.datasets import registry
 from deen.datasets.common import ImageRecord, ProtocolSplit
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
@@ -61,14 +61,7 @@ def lr_factor(schedule: str, epoch: int, warmup_epochs: int = 10) -> float:
 
 
 def training_records(config: TrainConfig) -> list[ImageRecord]:
-    root = Path(config.root)
-    if config.dataset == "sysu":
-        return sysu.train_records(root)
-    if config.dataset == "regdb":
-        return regdb.train_records(root, config.regdb_trial)
-    if config.dataset == "llcm":
-        return llcm.train_records(root)
-    return folder.train_records(root)
+    return registry.layout(config.dataset).training_set(Path(config.root), config.regdb_trial)
 
 
 def split_validation(records: list[ImageRecord], count: int,

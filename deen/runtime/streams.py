@@ -1,0 +1,13 @@
+"""The two streams of a live run and the names they go by.
+
+A run pairs one visible and one infrared camera. Everything outside the pipeline (events,
+boxes files, status lines, the web view, the generated scenes) names a stream by these
+short names, so they are defined once, here.
+"""
+
+from __future__ import annotations
+
+from deen.modality import Modality
+
+#: Stream name of each modality: ``rgb`` (visible) and ``ir`` (infrared).
+STREAMS: dict[Modality, str] = {Modality.VISIBLE: "rgb", Modality.INFRARED: "ir"}

@@ -1,0 +1,275 @@
+"""The live runtime's interfaces: the outputs' protocol, the pipeline's snapshot, the event
+kinds and their JSON Schema (checked against the events of a real offline run), the web
+page's files as package data, and errors that name parameters, not flags."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import fnmatch
+import json
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deen.backends import open_embedder
+from deen.errors import DeenError, ParameterError
+from deen.modality import Modality
+from deen.runtime.annotate import AnnotatedVideo, LiveWindow, render
+from deen.runtime.detect import Detections, JsonlBoxes, open_detector
+from deen.runtime.events import SCHEMA_PATH, EventKind, EventLog
+from deen.runtime.gallery import Gallery
+from deen.runtime.live import enrol
+from deen.runtime.outputs import Output
+from deen.runtime.pipeline import Pipeline, PipelineOptions, PipelineSnapshot, run, status_line
+from deen.runtime.scene import read_truth, write_stream_pair
+from deen.runtime.sources import Frame, SourceSpec, open_source
+from deen.runtime.streams import STREAMS
+from deen.runtime.web import STATIC, LiveView, ServeAddress
+
+REPO = Path(__file__).resolve().parents[1]
+RUNTIME = REPO / "deen" / "runtime"
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return write_stream_pair(tmp_path_factory.mktemp("scene") / "pair", people=3, seconds=3,
+                             fps=10, seed=4)
+
+
+# -- a minimal JSON Schema validator for the keywords event_schema.json uses --------------
+_ANNOTATIONS = {"$schema", "title", "description", "$defs"}
+_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
+          "null": type(None)}
+
+
+def _errors(schema: dict, value, root: dict, where: str = "") -> list[str]:
+    unknown = set(schema) - _ANNOTATIONS - {
+        "$ref", "type", "enum", "const", "required", "properties", "additionalProperties",
+        "items", "minItems", "maxItems", "minimum", "oneOf"}
+    assert not unknown, f"the test's validator does not know {unknown}"
+    found: list[str] = []
+    if "$ref" in schema:
+        target = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        found += _errors(target, value, root, where)
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(isinstance(value, _TYPES[t]) and not (t != "null" and isinstance(value, bool))
+                   and not (t == "integer" and isinstance(value, float)) for t in types):
+            found.append(f"{where}: {value!r} is not {types}")
+    if "enum" in schema and value not in schema["enum"]:
+        found.append(f"{where}: {value!r} not in {schema['enum']}")
+    if "const" in schema and value != schema["const"]:
+        found.append(f"{where}: {value!r} != {schema['const']!r}")
+    if "minimum" in schema and isinstance(value, (int, float)) and value < schema["minimum"]:
+        found.append(f"{where}: {value!r} < {schema['minimum']}")
+    if isinstance(value, dict):
+        found += [f"{where}: no {key}" for key in schema.get("required", []) if key not in value]
+        properties = schema.get("properties", {})
+        for key, item in value.items():
+            if key in properties:
+                found += _errors(properties[key], item, root, f"{where}.{key}")
+            elif schema.get("additionalProperties") is False:
+                found.append(f"{where}: unexpected {key}")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", 1e9):
+            found.append(f"{where}: {len(value)} items")
+        if "items" in schema:
+            for index, item in enumerate(value):
+                found += _errors(schema["items"], item, root, f"{where}[{index}]")
+    if "oneOf" in schema:
+        matching = [s for s in schema["oneOf"] if not _errors(s, value, root, where)]
+        if len(matching) != 1:
+            found.append(f"{where}: matches {len(matching)} of oneOf")
+    return found
+
+
+def test_the_schema_lists_exactly_the_event_kinds() -> None:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    kinds = [kind.value for kind in EventKind]
+    assert schema["properties"]["event"]["enum"] == kinds
+    assert [ref["$ref"] for ref in schema["oneOf"]] == [f"#/$defs/{k}" for k in kinds]
+    for kind in kinds:
+        assert schema["$defs"][kind]["properties"]["event"] == {"const": kind}
+    assert _errors(schema, {"time": 1.0, "event": "stream", "stream": "rgb", "state": "live",
+                            "message": ""}, schema) == []
+    assert _errors(schema, {"time": 1.0, "event": "stream", "stream": "rgb"}, schema)
+    assert _errors(schema, {"time": 1.0, "event": "nonsense"}, schema)
+
+
+# -- a real offline run: snapshots seen by an output, events checked against the schema --
+class _FailsOnce(JsonlBoxes):
+    """The generated boxes, with one infrared frame whose detection raises (an error event)."""
+
+    def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
+        if (stream, frame) == ("ir", 5):
+            raise RuntimeError("injected: one bad frame")
+        return super().detect(image, stream, frame)
+
+
+def _gallery(path: Path, scene, embedder) -> Gallery:
+    """A gallery with crops of generated person 0 enrolled as 'alice'."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(scene.visible))
+    crops = []
+    truth = read_truth(scene.boxes)
+    for frame in range(scene.frames):
+        ok, image = capture.read()
+        for box, who in truth.get(("rgb", frame), []):
+            if ok and who == 0:
+                x1, y1, x2, y2 = (int(v) for v in box)
+                crops.append(image[y1:y2, x1:x2])
+    gallery = Gallery(path, "test-model", embedder.dim)
+    gallery.add("alice", Modality.VISIBLE, embedder.embed(crops, Modality.VISIBLE),
+                [str(i) for i in range(len(crops))])
+    return gallery
+
+
+@pytest.fixture(scope="module")
+def offline_run(scene, small_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    embedder = open_embedder(small_model, device="cpu")
+    gallery = _gallery(folder / "gallery.db", scene, embedder)
+    ready = threading.Event()
+    sources = {m: open_source(STREAMS[m], str(path), realtime=False, ready=ready)
+               for m, path in ((Modality.VISIBLE, scene.visible),
+                               (Modality.INFRARED, scene.infrared))}
+    events = EventLog(folder / "events.jsonl")
+    pipeline = Pipeline(embedder, _FailsOnce(scene.boxes), events,
+                        PipelineOptions(match_threshold=0.0, gallery_threshold=0.0), gallery)
+    seen: list[tuple[PipelineSnapshot, str, dict]] = []
+
+    def on_round(p: Pipeline, frames: dict[Modality, Frame | None]) -> None:
+        snapshot = p.snapshot()
+        # What the snapshot said when it was taken, to compare with it after the run.
+        seen.append((snapshot, repr(snapshot), {m: f.image for m, f in frames.items() if f}))
+
+    try:
+        summary = run(pipeline, sources, ready, status_every_s=0, on_round=on_round)
+        final = pipeline.snapshot()
+        pipeline.reset_counters()
+        reset = pipeline.snapshot()
+    finally:
+        pipeline.close()
+        for source in sources.values():
+            source.stop()
+        events.close()
+        gallery.close()
+    records = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    return {"summary": summary, "seen": seen, "final": final, "reset": reset,
+            "records": records, "sources": sources}
+
+
+def test_every_event_of_a_run_follows_the_schema(offline_run) -> None:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    records = offline_run["records"]
+    for record in records:
+        assert _errors(schema, record, schema) == [], record
+    kinds = {r["event"] for r in records}
+    assert {"track_started", "track_ended", "match", "recognised", "stream", "error"} <= kinds
+    assert set(offline_run["summary"].events) == kinds
+
+
+def test_snapshots_are_read_only_and_stay_as_taken(offline_run) -> None:
+    seen = offline_run["seen"]
+    assert len(seen) == offline_run["summary"].rounds > 10
+    for snapshot, taken, _ in seen:
+        assert repr(snapshot) == taken  # later rounds did not change it
+    snapshot = next(s for s, _, _ in seen if s.matches and s.names)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snapshot.pending = 3
+    with pytest.raises(TypeError):
+        snapshot.names[Modality.VISIBLE, 99] = "mallory"
+    with pytest.raises(TypeError):
+        snapshot.faults["embed"] = 1
+    track = next(t for tracks in snapshot.tracks.values() for t in tracks)
+    with pytest.raises(ValueError):
+        track.box[0] = 0.0
+    assert list(snapshot.matches) == sorted(snapshot.matches)
+    assert set(snapshot.tracks) == set(STREAMS) and set(snapshot.stage_ms) == {
+        "detect", "track", "embed", "match"}
+
+
+def test_snapshot_feeds_the_renderer_and_the_status_line(offline_run) -> None:
+    snapshot, _, images = next(item for item in offline_run["seen"] if item[0].matches)
+    image = render(snapshot, images)
+    assert image.shape[0] == 360 and image.shape[1] > 360 and image.dtype == np.uint8
+    line = status_line(snapshot, offline_run["sources"], 1.0)
+    assert line.startswith("[deen run] rgb ") and f"matches {len(snapshot.matches)}" in line
+    final, reset = offline_run["final"], offline_run["reset"]
+    assert sum(final.processed.values()) > 0 and final.rounds > 0
+    assert dict(reset.processed) == dict.fromkeys(STREAMS, 0) and reset.rounds == 0
+    assert "faults: detect:ir 1" in status_line(final, offline_run["sources"], 1.0)
+
+
+# -- outputs ---------------------------------------------------------------------------
+def test_every_sink_is_an_output_and_discard_leaves_nothing(offline_run, tmp_path) -> None:
+    video = AnnotatedVideo(tmp_path / "out.mp4", 10.0)
+    for sink in (video, LiveWindow(), LiveView({})):
+        assert isinstance(sink, Output) and sink.name
+    snapshot, _, images = offline_run["seen"][3]
+    frames = {m: Frame(image, 0.0, 0, 0) for m, image in images.items()}
+    video(snapshot, frames)
+    assert video.partial.exists()
+    video.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_must_implement_discard() -> None:
+    class Forgetful(Output):
+        name = "forgetful"
+
+        def __call__(self, snapshot, frames) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="discard"):
+        Forgetful()
+
+
+# -- package data ------------------------------------------------------------------------
+def test_the_web_page_and_the_schema_ship_as_package_data() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["deen.runtime"]
+    files = [SCHEMA_PATH, *STATIC.iterdir()]
+    assert {p.name for p in STATIC.iterdir()} >= {"index.html", "app.js", "style.css"}
+    for path in files:
+        relative = path.relative_to(RUNTIME).as_posix()
+        assert any(fnmatch.fnmatch(relative, p) for p in patterns), relative
+
+
+# -- errors name parameters, not flags ---------------------------------------------------
+def test_runtime_errors_name_no_command_line_flag() -> None:
+    """No exception raised under deen/runtime/ carries text like ``--serve``: the library
+    names its parameters, the command line re-words them with its flags."""
+    flag = re.compile(r"--[a-z]")
+    for path in RUNTIME.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                texts = [n.value for n in ast.walk(node.exc)
+                         if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+                assert not any(flag.search(t) for t in texts), (path.name, node.lineno, texts)
+
+
+def test_bad_values_name_their_parameter(tmp_path, small_model) -> None:
+    cases = [(lambda: ServeAddress.parse("nowhere"), "serve", "expected HOST:PORT"),
+             (lambda: open_detector(str(tmp_path / "no.onnx")), "detector", "no such file"),
+             (lambda: open_detector(__file__), "detector", "expected 'hog'"),
+             (lambda: SourceSpec.parse(str(tmp_path / "x.mp4"), "ir"), "ir", "no such file"),
+             (lambda: enrol(tmp_path / "g.db", "a", tmp_path / "none", Modality.VISIBLE,
+                            None, small_model), "images", "not a folder")]
+    for call, parameter, problem in cases:
+        with pytest.raises(ParameterError) as caught:
+            call()
+        assert caught.value.parameter == parameter and problem in caught.value.problem
+        assert str(caught.value).startswith(f"{parameter}=")
+        assert isinstance(caught.value, DeenError)
