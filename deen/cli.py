@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -195,6 +196,37 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scene(args: argparse.Namespace) -> int:
+    from deen.runtime.scene import SceneSettings, write_scene
+
+    settings = _dataclass_from_args(SceneSettings, args)
+    print(f"writing a {settings.seconds:g} s scene of {settings.people} people "
+          f"({settings.frames} frames per stream) ...", flush=True)
+    scene = write_scene(args.out, settings)
+    print(f"wrote {scene.root}: {scene.visible.name}, {scene.infrared.name}, rgb/ and ir/ "
+          "(MOTChallenge truth), identities.csv, boxes.jsonl")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from deen.eval.live_score import score_run, write_score
+
+    score = score_run(args.truth, args.run)
+    print(score.markdown(), end="")
+    out_dir = args.out_dir or args.run
+    for path in write_score(score, out_dir):
+        if path.suffix != ".png":
+            print(f"wrote {path}")
+    print(f"wrote {len(score.timelines)} timelines to {Path(out_dir) / 'timelines'}")
+    if args.json is not None:
+        from deen.fileio import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(score.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _live_options(args: argparse.Namespace):
     from deen.runtime.pipeline import PipelineOptions
 
@@ -222,7 +254,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         events=None if args.events == "none" else args.events, video_out=args.video_out,
         show=args.show, gallery=args.gallery, loop=args.loop, duration_s=args.duration,
         status_every_s=args.status_every, realtime=not args.no_realtime,
-        timeout_s=args.timeout, fps=args.fps, serve=args.serve)
+        timeout_s=args.timeout, fps=args.fps, serve=args.serve, tracks_out=args.tracks_out)
     summary = run_live(embedder, args.model, settings, _live_options(args))
     if summary.failure is not None:  # outputs are flushed; the reason is the one line
         raise DeenError(summary.failure)
@@ -365,6 +397,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--video-out", type=Path, default=None, metavar="FILE.mp4",
                      help="write the annotated side-by-side view")
     run.add_argument("--show", action="store_true", help="show the annotated view live")
+    run.add_argument("--tracks-out", type=Path, default=None, metavar="DIR",
+                     help="write each stream's tracks (DIR/rgb.txt, DIR/ir.txt, MOTChallenge "
+                          "format), the matches (matches.txt, matches.json) and gallery names "
+                          "(names.txt) when the run ends; deen score reads them")
     run.add_argument("--serve", default=None, metavar="HOST:PORT",
                      help="serve a web view while the run lasts: / (page), /video.mjpg, "
                           "/status.json, /events (Server-Sent Events); a bare :PORT or PORT "
@@ -424,6 +460,50 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("--gallery", type=Path, default=Path("gallery.db"), metavar="DB",
                             help="the gallery file (default gallery.db)")
     gallery.set_defaults(handler=_cmd_gallery)
+
+
+def _add_scene_parser(data_commands: argparse._SubParsersAction) -> None:
+    from deen.runtime.scene import SceneSettings
+
+    d = SceneSettings()
+    scene = data_commands.add_parser(
+        "scene", help="write a generated camera pair with MOTChallenge truth",
+        description="Write a generated visible/infrared camera pair (people walking at "
+                    "different depths, crossing and hiding each other, some seen by one "
+                    "camera only, clutter, light changes and noise) with its truth: "
+                    "visible.mp4, infrared.mp4, rgb/ and ir/ in MOTChallenge layout, "
+                    "identities.csv and boxes.jsonl (exact boxes for deen run --detector).")
+    scene.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new folder")
+    scene.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    scene.add_argument("--people", type=_positive_int, default=d.people,
+                       help=f"people who walk through (default {d.people})")
+    scene.add_argument("--seconds", type=float, default=d.seconds,
+                       help=f"length (default {d.seconds:g})")
+    scene.add_argument("--fps", type=float, default=d.fps, help=f"default {d.fps:g}")
+    scene.add_argument("--width", type=_positive_int, default=d.width,
+                       help=f"frame width (default {d.width})")
+    scene.add_argument("--height", type=_positive_int, default=d.height,
+                       help=f"frame height (default {d.height})")
+    scene.add_argument("--min-in-view", type=int, default=d.min_in_view,
+                       help=f"fewest people walking at once (default {d.min_in_view})")
+    scene.add_argument("--max-in-view", type=_positive_int, default=d.max_in_view,
+                       help=f"most people walking at once (default {d.max_in_view})")
+    scene.add_argument("--min-height", type=int, default=d.min_height,
+                       help=f"height in pixels of the farthest people (default {d.min_height})")
+    scene.add_argument("--max-height", type=int, default=d.max_height,
+                       help=f"height in pixels of the nearest people (default {d.max_height})")
+    scene.add_argument("--one-camera", type=float, default=d.one_camera,
+                       help=f"share of people only one camera sees (default {d.one_camera:g})")
+    scene.add_argument("--occluders", type=int, default=d.occluders,
+                       help=f"foreground poles that hide people (default {d.occluders})")
+    scene.add_argument("--clutter", type=int, default=d.clutter,
+                       help=f"static background objects (default {d.clutter})")
+    scene.add_argument("--light", type=float, default=d.light,
+                       help=f"amplitude of slow light changes, 0..1 (default {d.light:g})")
+    scene.add_argument("--noise", type=float, default=d.noise,
+                       help=f"sensor noise, standard deviation in grey levels "
+                            f"(default {d.noise:g})")
+    scene.set_defaults(handler=_cmd_scene)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -545,6 +625,26 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", default="128x64", help="image size HEIGHTxWIDTH")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_cmd_synth)
+    _add_scene_parser(data_commands)
+
+    score = commands.add_parser(
+        "score", help="score a live run's tracks and matches against a scene's truth",
+        description="Score a deen run --tracks-out folder against truth in MOTChallenge "
+                    "layout (deen data scene, or your own footage annotated in CVAT and "
+                    "exported as MOT 1.1): per stream HOTA, IDF1 and MOTA (TrackEval), and "
+                    "across the pair match precision and recall, matches per true pair and "
+                    "the time to the first correct match. Writes score.json, score.md and "
+                    "a timeline PNG per person.")
+    score.add_argument("--truth", type=Path, required=True, metavar="DIR",
+                       help="truth folder: rgb/ and ir/ (gt/gt.txt, seqinfo.ini) and "
+                            "identities.csv (stream,id,person[,name])")
+    score.add_argument("--run", type=Path, required=True, metavar="DIR",
+                       help="the folder deen run --tracks-out wrote")
+    score.add_argument("--json", type=Path, default=None, metavar="FILE",
+                       help="also write the scores here")
+    score.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
+                       help="where score.json, score.md and timelines/ go (default: --run)")
+    score.set_defaults(handler=_cmd_score)
 
     build_ops = commands.add_parser(
         "build-ops", help="build the native operator library (cpp_ext/)",
@@ -596,7 +696,8 @@ def _in_flags(exc: ParameterError, flags: dict[str, str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = f"deen {args.command}"
+    sub = getattr(args, f"{args.command}_command", None)
+    command = f"deen {args.command}{f' {sub}' if sub else ''}"
     try:
         return args.handler(args)
     except DeenError as exc:

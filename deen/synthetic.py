@@ -54,6 +54,27 @@ def render_person(identity: Identity, modality: Modality, rng: np.random.Generat
     image = cv2.GaussianBlur(
         np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8), (9, 9), 0
     )
+    _draw_figure(image, None, identity, infrared, rng)
+    noise = rng.normal(0, 6, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def person_sprite(identity: Identity, modality: Modality, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``identity`` drawn alone, for pasting into a scene: an H×W×3 BGR image and its H×W
+    uint8 mask (255 on the person, 0 elsewhere); pose and noise vary per call."""
+    infrared = modality == Modality.INFRARED
+    image = np.zeros((IMAGE_HEIGHT, IMAGE_WIDTH, 3), np.uint8)
+    mask = np.zeros((IMAGE_HEIGHT, IMAGE_WIDTH), np.uint8)
+    _draw_figure(image, mask, identity, infrared, rng)
+    noise = rng.normal(0, 6, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8), mask
+
+
+def _draw_figure(image: np.ndarray, mask: np.ndarray | None, identity: Identity,
+                 infrared: bool, rng: np.random.Generator) -> None:
+    """The person's shapes onto ``image`` (and, filled with 255, onto ``mask``)."""
+    h, w = image.shape[:2]
     cx = w // 2 + int(rng.integers(-8, 9))
     top = int(h * (1 - identity.height) / 2) + int(rng.integers(-6, 7))
     body = int(h * identity.height)
@@ -65,34 +86,40 @@ def render_person(identity: Identity, modality: Modality, rng: np.random.Generat
         level = int(255 * identity.warmth * heat)
         return (level, level, level)
 
+    def paint(shape, *args, colour, thickness) -> None:  # type: ignore[no-untyped-def]
+        shape(image, *args, colour, thickness)
+        if mask is not None:
+            shape(mask, *args, 255, thickness)
+
     skin = tone((90, 140, 200), 1.0)
     head_r = max(body // 14, 6)
-    cv2.circle(image, (cx, top + head_r), head_r, skin, -1)
+    paint(cv2.circle, (cx, top + head_r), head_r, colour=skin, thickness=-1)
     torso_top, torso_bottom = top + 2 * head_r, top + int(body * 0.55)
-    cv2.rectangle(image, (cx - half, torso_top), (cx + half, torso_bottom),
-                  tone(identity.shirt, 0.8), -1)
+    paint(cv2.rectangle, (cx - half, torso_top), (cx + half, torso_bottom),
+          colour=tone(identity.shirt, 0.8), thickness=-1)
     stripe_colour = tone(tuple(255 - c for c in identity.shirt), 0.35)
     for k in range(identity.stripes):
         y = torso_top + (k + 1) * (torso_bottom - torso_top) // (identity.stripes + 1)
-        cv2.rectangle(image, (cx - half, y - 3), (cx + half, y + 3), stripe_colour, -1)
+        paint(cv2.rectangle, (cx - half, y - 3), (cx + half, y + 3), colour=stripe_colour,
+              thickness=-1)
     if identity.hat:
-        cv2.rectangle(image, (cx - head_r - 3, top - 2), (cx + head_r + 3, top + head_r // 2),
-                      tone((30, 30, 120), 0.2), -1)
+        paint(cv2.rectangle, (cx - head_r - 3, top - 2), (cx + head_r + 3, top + head_r // 2),
+              colour=tone((30, 30, 120), 0.2), thickness=-1)
     stride = int(rng.integers(-10, 11))
     knee = torso_bottom + (top + body - torso_bottom) // 2
     for side in (-1, 1):
         x = cx + side * half // 2
         end = (x + side * stride, top + body)
-        cv2.line(image, (x, torso_bottom), end, tone(identity.trousers, 0.6), max(half // 2, 4))
+        paint(cv2.line, (x, torso_bottom), end, colour=tone(identity.trousers, 0.6),
+              thickness=max(half // 2, 4))
         if identity.shorts:
-            cv2.line(image, (x + side * stride // 2, knee), end, skin, max(half // 2, 4))
-        cv2.line(image, (cx + side * half, torso_top + 4), (cx + side * (half + 6), torso_bottom),
-                 skin, max(half // 4, 3))
+            paint(cv2.line, (x + side * stride // 2, knee), end, colour=skin,
+                  thickness=max(half // 2, 4))
+        paint(cv2.line, (cx + side * half, torso_top + 4), (cx + side * (half + 6), torso_bottom),
+              colour=skin, thickness=max(half // 4, 3))
     if identity.bag:
-        cv2.rectangle(image, (cx + half, torso_top + 10), (cx + half + 12, torso_bottom - 10),
-                      tone((40, 40, 40), 0.3), -1)
-    noise = rng.normal(0, 6, image.shape)
-    return np.clip(image + noise, 0, 255).astype(np.uint8)
+        paint(cv2.rectangle, (cx + half, torso_top + 10), (cx + half + 12, torso_bottom - 10),
+              colour=tone((40, 40, 40), 0.3), thickness=-1)
 
 
 def make_people(count: int, seed: int = 0) -> list[Identity]:

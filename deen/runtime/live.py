@@ -22,6 +22,7 @@ from deen.runtime.outputs import Output
 from deen.runtime.pipeline import Pipeline, PipelineOptions, RunSummary, run, stop_on_signals
 from deen.runtime.sources import Frame, FrameSource, open_source
 from deen.runtime.streams import STREAMS
+from deen.runtime.tracks_out import TracksWriter
 from deen.runtime.web import LiveView, ServeAddress, WebServer
 from deen.synthetic import make_people, render_person
 
@@ -48,6 +49,7 @@ class LiveSettings:
     timeout_s: float = 5.0
     fps: float = 0.0  # pacing of files/folders; 0: the file's own rate (folders: 10)
     serve: str | None = None  # HOST:PORT of the web view (deen.runtime.web); None: off
+    tracks_out: Path | None = None  # folder for tracks and matches (deen.runtime.tracks_out)
 
 
 def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
@@ -86,6 +88,8 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
             outputs.append(AnnotatedVideo(settings.video_out, fps))
         if settings.show:
             outputs.append(LiveWindow())
+        if settings.tracks_out is not None:
+            outputs.append(TracksWriter(settings.tracks_out))
         if address is not None:
             view = LiveView(sources)
             outputs.append(view)

@@ -1,0 +1,469 @@
+"""``deen score``: a live run's tracks and matches against a scene's truth.
+
+Truth is a folder in MOTChallenge layout per stream (``rgb/`` and ``ir/``, each with
+``gt/gt.txt`` and ``seqinfo.ini``, as ``deen data scene`` writes and CVAT exports) plus
+``identities.csv`` (``stream,id,person[,name]``), the key that says which annotated track in
+one stream is which person in the other. Without the key, equal ids are the same person.
+The run is a ``deen run --tracks-out`` folder.
+
+Reported:
+
+- per stream, HOTA, IDF1 and MOTA, by TrackEval's implementations of the metrics;
+- across the pair, on frames where both streams were processed:
+  - **match precision**: the share of matched rows (a track at a frame, carrying a match)
+    whose partner is on the same person;
+  - **match recall**: the share of (person, frame) where the person is tracked in both
+    streams and the two tracks carry their match;
+  - **matches per true pair**: match intervals formed per person tracked in both streams
+    (1.0: each pair matched once and kept);
+  - the median time from a person being tracked in both streams to their first correct
+    match;
+  - gallery recognition accuracy, when the run named tracks and the key has names.
+
+A run row is on a person at a frame when it overlaps that person's truth box by IoU >= 0.5
+(one-to-one, by the assignment that maximises IoU). Rows on ignored truth (column 7 = 0:
+people mostly hidden or out of the frame) are dropped first, as TrackEval's MOTChallenge
+reader drops rows on distractors.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from deen.errors import DeenError
+from deen.fileio import atomic_path
+from deen.mot import Boxes, SequenceInfo, read_boxes, read_seqinfo
+from deen.runtime.streams import STREAMS
+
+STREAM_NAMES = tuple(STREAMS.values())  # ("rgb", "ir")
+MATCH_IOU = 0.5
+
+
+def _other(stream: str) -> str:
+    return STREAM_NAMES[1 - STREAM_NAMES.index(stream)]
+
+
+def _xyxy(xywh: np.ndarray) -> np.ndarray:
+    return np.column_stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]])
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every x, y, w, h box in ``a`` with every one in ``b``."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    a, b = _xyxy(a), _xyxy(b)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    overlap = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return overlap / np.maximum(area_a[:, None] + area_b[None, :] - overlap, 1e-12)
+
+
+def _assign(iou: np.ndarray) -> list[tuple[int, int]]:
+    """One-to-one pairs (row, column) with IoU >= 0.5, maximising the total IoU."""
+    if iou.size == 0:
+        return []
+    rows, cols = linear_sum_assignment(-iou)
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True)
+            if iou[r, c] >= MATCH_IOU - 1e-9]
+
+
+@dataclass
+class StreamTruth:
+    info: SequenceInfo
+    counted: Boxes  # people who count
+    ignored: Boxes  # ignored regions
+
+
+@dataclass
+class Truth:
+    root: Path
+    streams: dict[str, StreamTruth]
+    person: dict[tuple[str, int], str]  # (stream, id) → person
+    names: dict[str, str]  # person → gallery name, where the key gives one
+
+    @property
+    def fps(self) -> float:
+        return self.streams["rgb"].info.fps
+
+
+def _split_ignored(boxes: Boxes) -> tuple[Boxes, Boxes]:
+    counted, ignored = Boxes(), Boxes()
+    for frame in boxes.frames():
+        keep = boxes.scores[frame] != 0
+        for target, mask in ((counted, keep), (ignored, ~keep)):
+            if mask.any():
+                target.ids[frame] = boxes.ids[frame][mask]
+                target.boxes[frame] = boxes.boxes[frame][mask]
+                target.scores[frame] = boxes.scores[frame][mask]
+    return counted, ignored
+
+
+def read_truth(root: Path) -> Truth:
+    """A scene's truth; every problem is one line naming the file."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DeenError(f"{root}: no such truth folder (expected rgb/ and ir/ in "
+                        "MOTChallenge layout)")
+    streams = {}
+    for stream in STREAM_NAMES:
+        info_path, gt_path = root / stream / "seqinfo.ini", root / stream / "gt" / "gt.txt"
+        for path in (info_path, gt_path):
+            if not path.is_file():
+                raise DeenError(f"{path}: missing (a truth folder holds rgb/ and ir/, each "
+                                "with gt/gt.txt and seqinfo.ini)")
+        info = read_seqinfo(info_path)
+        counted, ignored = _split_ignored(read_boxes(gt_path, info.length))
+        streams[stream] = StreamTruth(info, counted, ignored)
+    lengths = {s: t.info.length for s, t in streams.items()}
+    if lengths["rgb"] != lengths["ir"]:
+        raise DeenError(f"{root}: the streams' sequences differ in length ({lengths['rgb']} "
+                        f"and {lengths['ir']} frames); a pair is scored frame by frame")
+    person: dict[tuple[str, int], str] = {}
+    names: dict[str, str] = {}
+    key = root / "identities.csv"
+    if key.is_file():
+        with key.open(newline="") as f:
+            for number, row in enumerate(csv.DictReader(f), 2):
+                try:
+                    stream, track = row["stream"], int(row["id"])
+                    who = row["person"].strip()
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    raise DeenError(f"{key}:{number}: expected stream,id,person[,name]") from None
+                if stream not in STREAM_NAMES or not who:
+                    raise DeenError(f"{key}:{number}: stream must be rgb or ir and person "
+                                    "non-empty")
+                person[stream, track] = who
+                if row.get("name"):
+                    names[who] = row["name"].strip()
+    for stream, truth in streams.items():  # without a key entry, the id is the person
+        for track in truth.counted.all_ids():
+            person.setdefault((stream, track), f"id{track}")
+    return Truth(root, streams, person, names)
+
+
+@dataclass
+class Run:
+    tracks: dict[str, Boxes]
+    matches: list[tuple[str, int, int, int]]  # stream, frame, track, partner
+    names: list[tuple[str, int, int, str]]
+
+
+def _read_rows(path: Path, columns: int) -> list[list[str]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            fields = [f.strip() for f in line.split(",", columns - 1)]
+            if len(fields) != columns or fields[0] not in STREAM_NAMES:
+                raise DeenError(f"{path}:{number}: expected {columns} comma-separated fields "
+                                "starting with rgb or ir")
+            rows.append(fields)
+    return rows
+
+
+def read_run(folder: Path, truth: Truth) -> Run:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DeenError(f"{folder}: no such run folder (deen run --tracks-out writes one)")
+    tracks = {}
+    for stream in STREAM_NAMES:
+        path = folder / f"{stream}.txt"
+        if not path.is_file():
+            raise DeenError(f"{path}: missing (deen run --tracks-out writes rgb.txt and ir.txt)")
+        tracks[stream] = read_boxes(path, truth.streams[stream].info.length)
+    if not any(t.rows() for t in tracks.values()):
+        raise DeenError(f"{folder}: the run has no tracks in either stream; nothing to score")
+    try:
+        matches = [(s, int(f), int(t), int(p))
+                   for s, f, t, p in _read_rows(folder / "matches.txt", 4)]
+        names = [(s, int(f), int(t), n) for s, f, t, n in _read_rows(folder / "names.txt", 4)]
+    except ValueError as exc:
+        raise DeenError(f"{folder}: matches.txt or names.txt holds a non-integer ({exc})"
+                        ) from None
+    return Run(tracks, matches, names)
+
+
+def _drop_ignored(run: Boxes, truth: StreamTruth) -> Boxes:
+    """The run's rows without those on ignored truth: rows are assigned to counted and
+    ignored truth boxes together, and those that land on ignored ones are dropped."""
+    out = Boxes()
+    empty = np.zeros((0, 4))
+    for frame in run.frames():
+        keep = np.ones(len(run.ids[frame]), bool)
+        if frame in truth.ignored.boxes:
+            counted = truth.counted.boxes.get(frame, empty)
+            both = np.concatenate([counted, truth.ignored.boxes[frame]])
+            for r, g in _assign(box_iou(run.boxes[frame], both)):
+                if g >= len(counted):
+                    keep[r] = False
+        if keep.any():
+            out.ids[frame] = run.ids[frame][keep]
+            out.boxes[frame] = run.boxes[frame][keep]
+            out.scores[frame] = run.scores[frame][keep]
+    return out
+
+
+def tracking_metrics(truth: Boxes, run: Boxes, length: int) -> dict[str, float]:
+    """HOTA, IDF1 and MOTA (and their parts) by TrackEval's metric classes."""
+    from trackeval.metrics import CLEAR, HOTA, Identity
+
+    gt_index = {i: k for k, i in enumerate(sorted(truth.all_ids()))}
+    run_index = {i: k for k, i in enumerate(sorted(run.all_ids()))}
+    empty_ids, empty_boxes = np.zeros(0, int), np.zeros((0, 4))
+    data: dict[str, Any] = {"num_timesteps": length, "num_gt_ids": len(gt_index),
+                            "num_tracker_ids": len(run_index), "gt_ids": [],
+                            "tracker_ids": [], "similarity_scores": []}
+    for frame in range(1, length + 1):
+        gt_ids = truth.ids.get(frame, empty_ids)
+        run_ids = run.ids.get(frame, empty_ids)
+        data["gt_ids"].append(np.array([gt_index[int(i)] for i in gt_ids], int))
+        data["tracker_ids"].append(np.array([run_index[int(i)] for i in run_ids], int))
+        data["similarity_scores"].append(box_iou(truth.boxes.get(frame, empty_boxes),
+                                                 run.boxes.get(frame, empty_boxes)))
+    data["num_gt_dets"] = truth.rows()
+    data["num_tracker_dets"] = run.rows()
+    hota = HOTA().eval_sequence(data)
+    clear = CLEAR({"PRINT_CONFIG": False}).eval_sequence(data)
+    identity = Identity({"PRINT_CONFIG": False}).eval_sequence(data)
+    return {"hota": float(np.mean(hota["HOTA"])), "deta": float(np.mean(hota["DetA"])),
+            "assa": float(np.mean(hota["AssA"])), "idf1": float(identity["IDF1"]),
+            "mota": float(clear["MOTA"]), "id_switches": int(clear["IDSW"]),
+            "truth_rows": truth.rows(), "run_rows": run.rows()}
+
+
+@dataclass
+class PersonTimeline:
+    person: str
+    frames: int  # the sequence length
+    in_view: dict[str, list[int]] = field(default_factory=dict)  # stream → frames counted
+    tracked_both: list[int] = field(default_factory=list)
+    matched_right: list[int] = field(default_factory=list)
+    matched_wrong: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LiveScore:
+    truth: str
+    run: str
+    streams: dict[str, dict[str, float]]
+    match_precision: float | None
+    match_recall: float | None
+    matched_rows: int
+    true_pairs: int
+    match_intervals: int
+    matches_per_true_pair: float | None
+    first_match_s_median: float | None
+    never_matched: int
+    gallery_accuracy: float | None
+    timelines: list[PersonTimeline] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("timelines")
+        out["idf1"] = {s: m["idf1"] for s, m in self.streams.items()}
+        out["hota"] = {s: m["hota"] for s, m in self.streams.items()}
+        return out
+
+    def markdown(self) -> str:
+        def pct(value: float | None) -> str:
+            return "n/a" if value is None else f"{100 * value:.1f}%"
+
+        lines = [f"# deen score: {self.run} against {self.truth}", "",
+                 "| stream | HOTA | IDF1 | MOTA | DetA | AssA | ID switches |",
+                 "|---|---|---|---|---|---|---|"]
+        for stream, m in self.streams.items():
+            lines.append(f"| {stream} | {pct(m['hota'])} | {pct(m['idf1'])} | "
+                         f"{pct(m['mota'])} | {pct(m['deta'])} | {pct(m['assa'])} | "
+                         f"{m['id_switches']} |")
+        churn = ("n/a" if self.matches_per_true_pair is None
+                 else f"{self.matches_per_true_pair:.2f}")
+        first = ("n/a" if self.first_match_s_median is None
+                 else f"{self.first_match_s_median:.1f} s")
+        lines += ["", "| across the pair | value |", "|---|---|",
+                  f"| match precision | {pct(self.match_precision)} "
+                  f"({self.matched_rows} matched rows) |",
+                  f"| match recall | {pct(self.match_recall)} |",
+                  f"| matches per true pair | {churn} ({self.match_intervals} matches, "
+                  f"{self.true_pairs} true pairs) |",
+                  f"| median time to the first correct match | {first} "
+                  f"({self.never_matched} never matched) |",
+                  f"| gallery recognition accuracy | {pct(self.gallery_accuracy)} |"]
+        return "\n".join(lines) + "\n"
+
+
+def _on_person(truth: Truth, stream: str, run: Boxes) -> dict[tuple[int, int], str]:
+    """(frame, run track) → the person it is on at that frame."""
+    counted = truth.streams[stream].counted
+    out = {}
+    for frame in run.frames():
+        if frame not in counted.boxes:
+            continue
+        for r, g in _assign(box_iou(run.boxes[frame], counted.boxes[frame])):
+            out[frame, int(run.ids[frame][r])] = truth.person[stream,
+                                                              int(counted.ids[frame][g])]
+    return out
+
+
+def score_run(truth_dir: Path, run_dir: Path) -> LiveScore:
+    """Score a ``deen run --tracks-out`` folder against a truth folder."""
+    truth = read_truth(truth_dir)
+    run = read_run(run_dir, truth)
+    length = truth.streams["rgb"].info.length
+    tracks = {s: _drop_ignored(run.tracks[s], truth.streams[s]) for s in STREAM_NAMES}
+    streams = {s: tracking_metrics(truth.streams[s].counted, tracks[s], length)
+               for s in STREAM_NAMES}
+    on = {s: _on_person(truth, s, tracks[s]) for s in STREAM_NAMES}
+    # Who each track is over its life (its most frequent person), for a partner's identity.
+    votes: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
+    for stream in STREAM_NAMES:
+        for (_, track), who in on[stream].items():
+            votes[stream, track][who] += 1
+    partner_of = {(s, f, t): p for s, f, t, p in run.matches}
+    right = wrong = 0
+    timelines: dict[str, PersonTimeline] = {}
+
+    def timeline(who: str) -> PersonTimeline:
+        return timelines.setdefault(who, PersonTimeline(who, length))
+
+    for stream, frame, track, partner in run.matches:
+        who = on[stream].get((frame, track))
+        partner_votes = votes.get((_other(stream), partner))
+        partner_is = partner_votes.most_common(1)[0][0] if partner_votes else None
+        if who is not None and who == partner_is:
+            right += 1
+        else:
+            wrong += 1
+            if who is not None:
+                timeline(who).matched_wrong.append(frame)
+    # (person, frame) → that person's track in each stream.
+    track_of: dict[str, dict[tuple[str, int], int]] = {s: {} for s in STREAM_NAMES}
+    for stream in STREAM_NAMES:
+        for (frame, track), who in on[stream].items():
+            track_of[stream][who, frame] = track
+    for stream in STREAM_NAMES:
+        for frame, ids in truth.streams[stream].counted.ids.items():
+            for track in ids:
+                timeline(truth.person[stream, int(track)]).in_view.setdefault(
+                    stream, []).append(frame)
+    both = sorted(set(track_of["rgb"]) & set(track_of["ir"]), key=lambda k: k[1])
+    correct = 0
+    for who, frame in both:
+        line = timeline(who)
+        line.tracked_both.append(frame)
+        rgb_track, ir_track = track_of["rgb"][who, frame], track_of["ir"][who, frame]
+        if partner_of.get(("rgb", frame, rgb_track)) == ir_track or \
+                partner_of.get(("ir", frame, ir_track)) == rgb_track:
+            correct += 1
+            line.matched_right.append(frame)
+    intervals = _match_intervals(run.matches, run.tracks["rgb"])
+    true_pairs = sum(_segments(line.tracked_both, round(2 * truth.fps))
+                     for line in timelines.values())
+    delays = []
+    never = 0
+    for line in timelines.values():
+        if not line.tracked_both:
+            continue
+        if line.matched_right:
+            delays.append((line.matched_right[0] - line.tracked_both[0]) / truth.fps)
+        else:
+            never += 1
+    gallery = None
+    named = [(s, f, t, n) for s, f, t, n in run.names if (f, t) in on[s]]
+    if named and truth.names:
+        gallery = sum(truth.names.get(on[s][f, t]) == n for s, f, t, n in named) / len(named)
+    matched = right + wrong
+    return LiveScore(
+        truth=str(truth.root), run=str(run_dir), streams=streams,
+        match_precision=right / matched if matched else None,
+        match_recall=correct / len(both) if both else None, matched_rows=matched,
+        true_pairs=true_pairs, match_intervals=intervals,
+        matches_per_true_pair=intervals / true_pairs if true_pairs else None,
+        first_match_s_median=float(np.median(delays)) if delays else None,
+        never_matched=never, gallery_accuracy=gallery,
+        timelines=sorted(timelines.values(), key=lambda t: t.person))
+
+
+def _segments(frames: list[int], gap: int) -> int:
+    """Runs of ``frames`` (sorted) split where more than ``gap`` frames are missing."""
+    return sum(1 for k, f in enumerate(frames) if k == 0 or f - frames[k - 1] > gap)
+
+
+def _match_intervals(matches: list[tuple[str, int, int, int]], rgb: Boxes) -> int:
+    """Matches formed: runs of one (visible, infrared) pair over consecutive frames in which
+    the visible track was reported."""
+    reported = defaultdict(list)
+    for frame in rgb.frames():
+        for track in rgb.ids[frame]:
+            reported[int(track)].append(frame)
+    carried = {(f, t): p for s, f, t, p in matches if s == "rgb"}
+    count = 0
+    for track, frames in reported.items():
+        current = None
+        for frame in frames:
+            partner = carried.get((frame, track))
+            if partner is not None and partner != current:
+                count += 1
+            current = partner
+    return count
+
+
+def draw_timeline(line: PersonTimeline, path: Path, width: int = 900) -> None:
+    """A PNG of one person: when each stream saw them, when both streams tracked them, and
+    when their match was right (green) or wrong (red)."""
+    import cv2
+
+    rows = [("visible: in view", line.in_view.get("rgb", []), (160, 160, 160)),
+            ("infrared: in view", line.in_view.get("ir", []), (160, 160, 160)),
+            ("tracked in both", line.tracked_both, (200, 140, 40)),
+            ("matched right", line.matched_right, (60, 170, 60)),
+            ("matched wrong", line.matched_wrong, (50, 50, 210))]
+    label_w, row_h, top = 170, 26, 34
+    image = np.full((top + row_h * len(rows) + 24, width, 3), 255, np.uint8)
+    cv2.putText(image, f"{line.person} ({line.frames} frames)", (8, 22),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    scale = (width - label_w - 10) / max(line.frames, 1)
+    for k, (label, frames, colour) in enumerate(rows):
+        y = top + k * row_h
+        cv2.putText(image, label, (8, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        cv2.rectangle(image, (label_w, y + 4), (width - 10, y + row_h - 4), (235, 235, 235), -1)
+        for frame in frames:
+            x = label_w + int((frame - 1) * scale)
+            cv2.rectangle(image, (x, y + 4), (x + max(1, int(scale)), y + row_h - 4), colour, -1)
+    y = top + row_h * len(rows) + 16
+    for frame in range(0, line.frames + 1, max(1, line.frames // 10)):
+        x = label_w + int(frame * scale)
+        cv2.putText(image, str(frame), (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (80, 80, 80), 1,
+                    cv2.LINE_AA)
+    with atomic_path(path) as tmp:
+        _, encoded = cv2.imencode(".png", image)
+        tmp.write_bytes(encoded.tobytes())
+
+
+def write_score(score: LiveScore, out_dir: Path) -> list[Path]:
+    """``score.json``, ``score.md`` and ``timelines/<person>.png`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    written = []
+    for name, text in (("score.json", json.dumps(score.to_dict(), indent=2) + "\n"),
+                       ("score.md", score.markdown())):
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(text)
+        written.append(out_dir / name)
+    for line in score.timelines:
+        safe = re.sub(r"[^\w.-]", "_", line.person)
+        path = out_dir / "timelines" / f"{safe}.png"
+        draw_timeline(line, path)
+        written.append(path)
+    return written

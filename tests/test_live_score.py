@@ -1,0 +1,154 @@
+"""Generated scenes with MOTChallenge truth, ``deen run --tracks-out`` and ``deen score``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deen.eval.live_score import read_truth, score_run, write_score
+from deen.mot import read_boxes, read_seqinfo
+from deen.runtime.scene import SceneSettings, write_scene
+
+SMALL = SceneSettings(people=5, seconds=8, fps=10, width=320, height=240, min_in_view=2,
+                      max_in_view=3, min_height=50, max_height=150, seed=3)
+
+
+def _deen(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "deen", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return write_scene(tmp_path_factory.mktemp("scene") / "s", SMALL)
+
+
+def _perfect_run(truth_dir: Path, out: Path, wrong_partner: bool = False) -> Path:
+    """The truth's counted boxes as a run, each person matched to themself (or, with
+    ``wrong_partner``, to another person) whenever both streams show them."""
+    out.mkdir()
+    rows = {}
+    for stream in ("rgb", "ir"):
+        boxes = read_boxes(truth_dir / stream / "gt" / "gt.txt")
+        lines = []
+        rows[stream] = set()
+        for frame in boxes.frames():
+            for track, box, counted in zip(boxes.ids[frame], boxes.boxes[frame],
+                                           boxes.scores[frame], strict=True):
+                if counted:
+                    lines.append(f"{frame},{track},{box[0]},{box[1]},{box[2]},{box[3]},1,"
+                                 "-1,-1,-1\n")
+                    rows[stream].add((frame, int(track)))
+        (out / f"{stream}.txt").write_text("".join(lines))
+    people = sorted({t for _, t in rows["ir"]})
+    swap = {p: people[(k + 1) % len(people)] for k, p in enumerate(people)}
+    matches = [f"rgb,{f},{t},{swap[t] if wrong_partner else t}\n"
+               for f, t in sorted(rows["rgb"]) if (f, t) in rows["ir"]]
+    (out / "matches.txt").write_text("".join(matches))
+    return out
+
+
+def test_a_scene_has_motchallenge_truth_for_both_streams(scene, tmp_path):
+    truth = read_truth(scene.root)
+    assert set(truth.streams) == {"rgb", "ir"}
+    for stream, t in truth.streams.items():
+        assert t.info == read_seqinfo(scene.root / stream / "seqinfo.ini")
+        assert t.info.length == SMALL.frames and (t.info.width, t.info.height) == (320, 240)
+        assert t.counted.rows() > 0
+        heights = [h for b in t.counted.boxes.values() for h in b[:, 3]]
+        assert min(heights) >= 0.5 * SMALL.min_height and max(heights) <= SMALL.max_height
+        in_view = [len(ids) for ids in t.counted.ids.values()]
+        assert max(in_view) <= SMALL.max_in_view
+    key = (scene.root / "identities.csv").read_text().splitlines()
+    assert key[0] == "stream,id,person" and truth.person["rgb", 1] == "person001"
+    # The same seed writes the same truth; another seed another.
+    again = write_scene(tmp_path / "again", SMALL)
+    assert (again.root / "rgb/gt/gt.txt").read_text() == \
+        (scene.root / "rgb/gt/gt.txt").read_text()
+    other = write_scene(tmp_path / "other", SceneSettings(**{**SMALL.__dict__, "seed": 4}))
+    assert (other.root / "rgb/gt/gt.txt").read_text() != \
+        (scene.root / "rgb/gt/gt.txt").read_text()
+
+
+def test_the_truth_scores_perfectly_and_wrong_matches_do_not(scene, tmp_path):
+    perfect = score_run(scene.root, _perfect_run(scene.root, tmp_path / "perfect"))
+    for stream in ("rgb", "ir"):
+        assert perfect.streams[stream]["hota"] == pytest.approx(1.0)
+        assert perfect.streams[stream]["idf1"] == pytest.approx(1.0)
+        assert perfect.streams[stream]["mota"] == pytest.approx(1.0)
+    assert perfect.match_precision == 1.0 and perfect.match_recall == 1.0
+    assert perfect.first_match_s_median == 0.0 and perfect.never_matched == 0
+    wrong = score_run(scene.root, _perfect_run(scene.root, tmp_path / "wrong", True))
+    assert wrong.match_precision == 0.0 and wrong.match_recall == 0.0
+    assert wrong.never_matched > 0
+    written = write_score(perfect, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "score.json").read_text())["match_precision"] == 1.0
+    assert "| match precision | 100.0%" in (tmp_path / "out" / "score.md").read_text()
+    pngs = [p for p in written if p.suffix == ".png"]
+    assert len(pngs) == len(perfect.timelines) >= 1 and pngs[0].stat().st_size > 1000
+
+
+def test_deen_run_tracks_out_is_scored_against_the_scene(scene, small_model, tmp_path):
+    out = tmp_path / "run"
+    done = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared), "--model",
+                 str(small_model), "--device", "cpu", "--no-flip", "--detector",
+                 str(scene.boxes), "--no-realtime", "--events", "none", "--status-every", "0",
+                 "--tracks-out", str(out))
+    assert done.returncode == 0, done.stderr
+    rgb = (out / "rgb.txt").read_text().splitlines()
+    frame, _track, *_ = rgb[0].split(",")
+    assert int(frame) >= 1 and len(rgb[0].split(",")) == 10
+    assert json.loads((out / "matches.json").read_text()) is not None
+    scored = _deen("score", "--truth", str(scene.root), "--run", str(out), "--json",
+                   str(tmp_path / "s.json"))
+    assert scored.returncode == 0, scored.stderr
+    result = json.loads((tmp_path / "s.json").read_text())
+    # Exact boxes: tracking is near perfect whatever the (random) model does.
+    assert result["idf1"]["rgb"] >= 0.8 and result["hota"]["ir"] >= 0.7
+    assert {"match_precision", "match_recall", "matches_per_true_pair"} <= set(result)
+    assert (out / "timelines").is_dir()
+
+
+def _one_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_bad_truth_runs_and_settings_get_one_line(scene, tmp_path):
+    run = _perfect_run(scene.root, tmp_path / "run")
+    broken = tmp_path / "broken"
+    shutil.copytree(scene.root, broken)
+    (broken / "ir" / "gt" / "gt.txt").unlink()
+    _one_line(_deen("score", "--truth", str(broken), "--run", str(run)), "gt.txt", "missing")
+    shutil.rmtree(broken)
+    shutil.copytree(scene.root, broken)
+    with (broken / "rgb" / "gt" / "gt.txt").open("a") as f:
+        f.write("3,x,1,1,5,5\n")
+    _one_line(_deen("score", "--truth", str(broken), "--run", str(run)), "gt.txt:")
+    shutil.rmtree(broken)
+    shutil.copytree(scene.root, broken)
+    info = broken / "ir" / "seqinfo.ini"
+    info.write_text(info.read_text().replace(f"seqLength={SMALL.frames}", "seqLength=999"))
+    _one_line(_deen("score", "--truth", str(broken), "--run", str(run)), "differ in length")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for stream in ("rgb", "ir"):
+        (empty / f"{stream}.txt").write_text("")
+    _one_line(_deen("score", "--truth", str(scene.root), "--run", str(empty)), "no tracks")
+    (empty / "rgb.txt").write_text(f"{SMALL.frames + 5},1,1,1,10,20,1,-1,-1,-1\n")
+    _one_line(_deen("score", "--truth", str(scene.root), "--run", str(empty)),
+              "outside the sequence")
+    _one_line(_deen("data", "scene", "--out", str(tmp_path / "s"), "--people", "2",
+                    "--max-in-view", "3"), "--max-in-view 3", "--people")
+    _one_line(_deen("data", "scene", "--out", str(tmp_path / "s"), "--height", "100",
+                    "--max-height", "200"), "--max-height 200")
+    _one_line(_deen("data", "scene", "--out", str(scene.root)), "already exists")
+    assert not (tmp_path / "s").exists()
