@@ -234,7 +234,8 @@ def _live_options(args: argparse.Namespace):
                            match_threshold=args.match_threshold,
                            confirm_rounds=args.confirm_rounds, break_rounds=args.break_rounds,
                            gallery_threshold=args.gallery_threshold,
-                           fail_after_s=args.fail_after)
+                           fail_after_s=args.fail_after, match_margin=args.match_margin,
+                           clean_crops=args.clean_crops)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -374,6 +375,7 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     from deen.runtime import matching
     from deen.runtime.faults import DEFAULT_FAIL_AFTER_S
     from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD
+    from deen.runtime.pipeline import PipelineOptions
 
     run = commands.add_parser(
         "run", help="match people live across an RGB and an IR camera stream",
@@ -388,8 +390,9 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                      help="a checkpoint (.t/.pth/.pt) or an exported .onnx, .xml (OpenVINO) "
                           "or .engine")
     run.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
-    run.add_argument("--detector", default="hog",
-                     help="'hog' (OpenCV's people detector, the default), a YOLO-style .onnx "
+    run.add_argument("--detector", default="motion",
+                     help="'motion' (moving regions of a fixed camera shaped like a person; "
+                          "the default), 'hog' (OpenCV's people detector), a YOLO-style .onnx "
                           "person detector, or a .jsonl file of boxes")
     run.add_argument("--events", default="-", metavar="FILE",
                      help="JSON-lines events: a file (appended), '-' for stdout (default) or "
@@ -428,6 +431,12 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--match-threshold", type=float, default=matching.DEFAULT_MATCH_THRESHOLD,
                      help="least cosine similarity of a visible/infrared pair "
                           f"(default {matching.DEFAULT_MATCH_THRESHOLD})")
+    run.add_argument("--match-margin", type=float, default=PipelineOptions.match_margin,
+                     help="a visible/infrared pair must beat each one's next most similar "
+                          f"track by this much (default {PipelineOptions.match_margin:g})")
+    run.add_argument("--clean-crops", action="store_true",
+                     help="once a track has an appearance, add only crops clear of the "
+                          "frame's edge and of other people (default: every crop)")
     run.add_argument("--confirm-rounds", type=_positive_int,
                      default=matching.DEFAULT_CONFIRM_ROUNDS,
                      help="rounds a pair must hold before it is a match "

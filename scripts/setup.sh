@@ -29,6 +29,13 @@ extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 echo "setup: installing deen$extra"
 "${pip[@]}" "${torch_source[@]}" -e "$root$extra"
+# TrackEval (deen score's HOTA, IDF1, MOTA) without its dependencies: it requires the GUI
+# build opencv-python, which would overwrite opencv-python-headless's cv2 with a 5.x build
+# that has no HOG people detector. Its metrics need only NumPy, SciPy and tabulate.
+if ! "$venv/bin/python" -c "import trackeval" 2>/dev/null; then
+  echo "setup: installing trackeval (metrics only, without its GUI OpenCV)"
+  "${pip[@]}" --no-deps "trackeval==1.3.0"
+fi
 # The web view's browser test loads the page in Debian's Chromium (tests skip without it).
 if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
     && [ "$(id -u)" = "0" ]; then

@@ -152,3 +152,32 @@ def test_bad_truth_runs_and_settings_get_one_line(scene, tmp_path):
                     "--max-height", "200"), "--max-height 200")
     _one_line(_deen("data", "scene", "--out", str(scene.root)), "already exists")
     assert not (tmp_path / "s").exists()
+
+
+def test_the_motion_detector_finds_the_people_of_a_fixed_camera(scene):
+    """Detection quality on a generated scene, scored against its truth at IoU 0.5."""
+    import cv2
+    import numpy as np
+
+    from deen.eval.live_score import _assign, box_iou
+    from deen.runtime.detect import MotionDetector
+
+    truth = read_truth(scene.root)
+    for stream, video in (("rgb", scene.visible), ("ir", scene.infrared)):
+        detector, capture = MotionDetector(), cv2.VideoCapture(str(video))
+        found = missed = extra = 0
+        for frame in range(1, SMALL.frames + 1):
+            ok, image = capture.read()
+            assert ok
+            d = detector.detect(image, stream, frame - 1)
+            if frame <= 10:  # the background model learns the empty scene first
+                continue
+            boxes = np.column_stack([d.boxes[:, :2], d.boxes[:, 2:] - d.boxes[:, :2]])
+            counted = truth.streams[stream].counted.boxes.get(frame, np.zeros((0, 4)))
+            ignored = truth.streams[stream].ignored.boxes.get(frame, np.zeros((0, 4)))
+            pairs = _assign(box_iou(boxes, np.concatenate([counted, ignored])))
+            hits = sum(g < len(counted) for _, g in pairs)
+            found, missed = found + hits, missed + len(counted) - hits
+            extra += len(boxes) - len(pairs)
+        assert found / (found + missed) >= 0.6, (stream, found, missed)
+        assert found / max(found + extra, 1) >= 0.7, (stream, found, extra)

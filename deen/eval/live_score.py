@@ -217,7 +217,11 @@ def _drop_ignored(run: Boxes, truth: StreamTruth) -> Boxes:
 
 def tracking_metrics(truth: Boxes, run: Boxes, length: int) -> dict[str, float]:
     """HOTA, IDF1 and MOTA (and their parts) by TrackEval's metric classes."""
-    from trackeval.metrics import CLEAR, HOTA, Identity
+    try:
+        from trackeval.metrics import CLEAR, HOTA, Identity
+    except ImportError:
+        raise DeenError("TrackEval is not installed: scripts/setup.sh installs it (pip "
+                        "install --no-deps trackeval)") from None
 
     gt_index = {i: k for k, i in enumerate(sorted(truth.all_ids()))}
     run_index = {i: k for k, i in enumerate(sorted(run.all_ids()))}

@@ -37,7 +37,7 @@ def model_id(path: Path, embedder: Embedder) -> str:
 class LiveSettings:
     rgb: str
     ir: str
-    detector: str = "hog"
+    detector: str = "motion"
     events: str | None = "-"  # a file, "-" for stdout, None for none
     video_out: Path | None = None
     show: bool = False

@@ -101,6 +101,7 @@ class CrossCameraMatcher:
     threshold: float = DEFAULT_MATCH_THRESHOLD
     confirm_rounds: int = DEFAULT_CONFIRM_ROUNDS
     break_rounds: int = DEFAULT_BREAK_ROUNDS
+    margin: float = 0.0  # an assigned pair must beat each one's runner-up by this much
     streaks: dict[tuple[int, int], int] = field(default_factory=dict)  # candidate pair → rounds
     confirmed: dict[tuple[int, int], int] = field(default_factory=dict)  # pair → rounds missing
 
@@ -112,8 +113,17 @@ class CrossCameraMatcher:
             return {}
         similarity = v @ r.T
         rows, cols = linear_sum_assignment(-similarity)
-        return {(v_ids[i], r_ids[j]): float(similarity[i, j])
-                for i, j in zip(rows, cols, strict=True) if similarity[i, j] >= self.threshold}
+        out = {}
+        for i, j in zip(rows, cols, strict=True):
+            if similarity[i, j] < self.threshold:
+                continue
+            if self.margin > 0:
+                rivals = np.concatenate([np.delete(similarity[i], j),
+                                         np.delete(similarity[:, j], i)])
+                if len(rivals) and similarity[i, j] - rivals.max() < self.margin:
+                    continue
+            out[(v_ids[i], r_ids[j])] = float(similarity[i, j])
+        return out
 
     def update(self, book: AppearanceBook, ended: set[TrackKey] = frozenset()
                ) -> list[MatchEvent]:

@@ -59,6 +59,10 @@ class PipelineOptions:
     gallery_threshold: float = DEFAULT_GALLERY_THRESHOLD
     max_skew_s: float = 0.1  # frames further apart than this are not a pair
     min_box_height: int = 32  # smaller people are tracked but not embedded
+    # Once a track has an appearance, only crops not cut by the frame's edge and not
+    # overlapped by another person add to it (off until the live score supports it).
+    clean_crops: bool = False
+    match_margin: float = 0.0  # a pair must beat each one's runner-up by this much
     fail_after_s: float = DEFAULT_FAIL_AFTER_S  # a kind failing this long ends the run
     embed_in_background: bool = False  # embed on a worker thread (real-time runs)
 
@@ -129,7 +133,7 @@ class Pipeline:
         self.trackers = {m: ByteTracker() for m in STREAMS}
         self.book = AppearanceBook()
         self.matcher = CrossCameraMatcher(options.match_threshold, options.confirm_rounds,
-                                          options.break_rounds)
+                                          options.break_rounds, options.match_margin)
         self.names: dict[TrackKey, str] = {}
         self.timer = StageTimer()
         self.processed = dict.fromkeys(STREAMS, 0)
@@ -205,10 +209,16 @@ class Pipeline:
             for track in update.ended:
                 ended.add(self._end(modality, track, frame))
             self.last_active[modality] = update.active
-            for track in update.active:
+            boxes = np.array([t.box for t in update.active], np.float32).reshape(-1, 4)
+            for index, track in enumerate(update.active):
                 crop = _crop(frame.image, track.box)
-                if crop is not None and crop.shape[0] >= self.options.min_box_height:
-                    self.latest_crops[modality, track.track_id] = (crop, frame)
+                if crop is None or crop.shape[0] < self.options.min_box_height:
+                    continue
+                key = (modality, track.track_id)
+                if self.options.clean_crops and key in self.book.entries and \
+                        not _clean(boxes, index, frame.image.shape):
+                    continue
+                self.latest_crops[key] = (crop, frame)
         self._embed()
         with self.timer.time("match"):
             for event in self.matcher.update(self.book, ended):
@@ -435,6 +445,22 @@ def status_line(snapshot: PipelineSnapshot, sources: dict[Modality, FrameSource]
     return (f"[deen run] {streams} | {pairs} | ms/round: {stages} | tracks {tracks}, "
             f"matches {len(snapshot.matches)}, embed queue {snapshot.pending}"
             + (f" | faults: {faults}" if faults else ""))
+
+
+def _clean(boxes: np.ndarray, index: int, shape: tuple[int, ...]) -> bool:
+    """Whether box ``index`` is whole (clear of the frame's edges) and not overlapped by
+    another box of the frame by more than a tenth of its area."""
+    x1, y1, x2, y2 = boxes[index]
+    height, width = shape[:2]
+    edge = 2.0
+    if x1 < edge or y1 < edge or x2 > width - edge or y2 > height - edge:
+        return False
+    others = np.delete(boxes, index, axis=0)
+    if len(others) == 0:
+        return True
+    overlap_w = np.clip(np.minimum(x2, others[:, 2]) - np.maximum(x1, others[:, 0]), 0, None)
+    overlap_h = np.clip(np.minimum(y2, others[:, 3]) - np.maximum(y1, others[:, 1]), 0, None)
+    return float((overlap_w * overlap_h).max()) <= 0.1 * (x2 - x1) * (y2 - y1)
 
 
 def _crop(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:

@@ -1,0 +1,113 @@
+"""The live runtime's accuracy on generated scenes, scored against their truth.
+
+For each seed: a 2-minute scene (`deen data scene`: 10 people, 2 to 4 in view, 60 to 250 px
+tall), the benchmark model (benchmarks/live_model.py, from its cache or trained), two
+offline runs of `deen run --tracks-out` (the scene's exact boxes, and the default detector),
+each scored by `deen score`. Writes OUT/live_accuracy.json:
+
+    {"model": ..., "machine": ..., "scenes": [{"seed", "detector": "boxes" | "default",
+      "match_precision", "match_recall", "matches_per_true_pair", "idf1": {"rgb", "ir"},
+      "hota": {"rgb", "ir"}, ...}, ...]}
+
+and OUT/live_accuracy.md. The scenes and every run's folder (tracks, score.md, timelines)
+stay in --work (default ~/.cache/deen/live-accuracy; a scene already there is reused). About
+15 CPU-minutes on 2 cores, plus the model's training the first time.
+
+    python benchmarks/live_accuracy.py --seeds 1,2,3 --out benchmarks/results/live
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from live_model import live_model
+
+from deen.bench.run import machine_description
+from deen.eval.live_score import score_run, write_score
+
+DEEN = [sys.executable, "-m", "deen"]
+SCENE = ["--people", "10", "--seconds", "120", "--min-in-view", "2", "--max-in-view", "4",
+         "--min-height", "60", "--max-height", "250"]
+
+
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"live_accuracy: {' '.join(command[2:4])} failed: "
+                 f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '?'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="1,2,3",
+                        type=lambda t: [int(s) for s in t.split(",") if s.strip()])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--work", type=Path,
+                        default=Path.home() / ".cache" / "deen" / "live-accuracy")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a checkpoint or export (default: the cached benchmark model)")
+    args = parser.parse_args()
+    model = args.model or live_model(lambda line: print(line, file=sys.stderr))
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in args.seeds:
+        scene = args.work / f"scene{seed}"
+        if not scene.is_dir():
+            print(f"scene {seed}: writing ...", file=sys.stderr)
+            _run([*DEEN, "data", "scene", "--out", str(scene), "--seed", str(seed), *SCENE])
+        for label, detector in (("boxes", str(scene / "boxes.jsonl")), ("default", None)):
+            run = args.work / f"run{seed}-{label}"
+            if run.exists():
+                import shutil
+
+                shutil.rmtree(run)
+            command = [*DEEN, "run", "--rgb", str(scene / "visible.mp4"), "--ir",
+                       str(scene / "infrared.mp4"), "--model", str(model), "--device", "cpu",
+                       "--no-realtime", "--events", "none", "--status-every", "0",
+                       "--tracks-out", str(run)]
+            if detector is not None:
+                command += ["--detector", detector]
+            start = time.perf_counter()
+            _run(command)
+            seconds = time.perf_counter() - start
+            score = score_run(scene, run)
+            write_score(score, run)
+            row = {"seed": seed, "detector": label, **score.to_dict(),
+                   "run_seconds": round(seconds, 1)}
+            rows.append(row)
+            print(f"scene {seed} {label}: precision {row['match_precision']}, recall "
+                  f"{row['match_recall']}, per pair {row['matches_per_true_pair']}, IDF1 "
+                  f"{row['idf1']}, HOTA {row['hota']} ({seconds:.0f} s)", file=sys.stderr)
+    report = {"model": str(model), "machine": machine_description(), "scene_settings": SCENE,
+              "scenes": rows}
+    (args.out / "live_accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    lines = ["# Live accuracy on generated scenes", "",
+             f"Machine: {report['machine']['description']}. Model: `{model}`.", "",
+             "| seed | detector | match precision | match recall | matches per true pair | "
+             "IDF1 rgb / ir | HOTA rgb / ir |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        churn = "n/a" if r["matches_per_true_pair"] is None else \
+            f"{r['matches_per_true_pair']:.2f}"
+        lines.append(f"| {r['seed']} | {r['detector']} | {pct(r['match_precision'])} | "
+                     f"{pct(r['match_recall'])} | {churn} | {pct(r['idf1']['rgb'])} / "
+                     f"{pct(r['idf1']['ir'])} | {pct(r['hota']['rgb'])} / "
+                     f"{pct(r['hota']['ir'])} |")
+    (args.out / "live_accuracy.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out / 'live_accuracy.json'} and live_accuracy.md")
+
+
+if __name__ == "__main__":
+    main()
