@@ -483,35 +483,21 @@ def _add_scene_parser(data_commands: argparse._SubParsersAction) -> None:
                     "visible.mp4, infrared.mp4, rgb/ and ir/ in MOTChallenge layout, "
                     "identities.csv and boxes.jsonl (exact boxes for deen run --detector).")
     scene.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new folder")
-    scene.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
-    scene.add_argument("--people", type=_positive_int, default=d.people,
-                       help=f"people who walk through (default {d.people})")
-    scene.add_argument("--seconds", type=float, default=d.seconds,
-                       help=f"length (default {d.seconds:g})")
-    scene.add_argument("--fps", type=float, default=d.fps, help=f"default {d.fps:g}")
-    scene.add_argument("--width", type=_positive_int, default=d.width,
-                       help=f"frame width (default {d.width})")
-    scene.add_argument("--height", type=_positive_int, default=d.height,
-                       help=f"frame height (default {d.height})")
-    scene.add_argument("--min-in-view", type=int, default=d.min_in_view,
-                       help=f"fewest people walking at once (default {d.min_in_view})")
-    scene.add_argument("--max-in-view", type=_positive_int, default=d.max_in_view,
-                       help=f"most people walking at once (default {d.max_in_view})")
-    scene.add_argument("--min-height", type=int, default=d.min_height,
-                       help=f"height in pixels of the farthest people (default {d.min_height})")
-    scene.add_argument("--max-height", type=int, default=d.max_height,
-                       help=f"height in pixels of the nearest people (default {d.max_height})")
-    scene.add_argument("--one-camera", type=float, default=d.one_camera,
-                       help=f"share of people only one camera sees (default {d.one_camera:g})")
-    scene.add_argument("--occluders", type=int, default=d.occluders,
-                       help=f"foreground poles that hide people (default {d.occluders})")
-    scene.add_argument("--clutter", type=int, default=d.clutter,
-                       help=f"static background objects (default {d.clutter})")
-    scene.add_argument("--light", type=float, default=d.light,
-                       help=f"amplitude of slow light changes, 0..1 (default {d.light:g})")
-    scene.add_argument("--noise", type=float, default=d.noise,
-                       help=f"sensor noise, standard deviation in grey levels "
-                            f"(default {d.noise:g})")
+    helps = {"seed": "", "people": "people who walk through", "seconds": "length",
+             "fps": "", "width": "frame width", "height": "frame height",
+             "min_in_view": "fewest people walking at once",
+             "max_in_view": "most people walking at once",
+             "min_height": "height in pixels of the farthest people",
+             "max_height": "height in pixels of the nearest people",
+             "one_camera": "share of people only one camera sees",
+             "occluders": "foreground poles that hide people",
+             "clutter": "static background objects",
+             "light": "amplitude of slow light changes, 0..1",
+             "noise": "sensor noise, standard deviation in grey levels"}
+    for f in dataclasses.fields(SceneSettings):  # one flag per setting, checked by the class
+        default = getattr(d, f.name)
+        scene.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default,
+                           help=f"{helps[f.name]} (default {default:g})".lstrip())
     scene.set_defaults(handler=_cmd_scene)
 
 

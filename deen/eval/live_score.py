@@ -43,6 +43,7 @@ from deen.errors import DeenError
 from deen.fileio import atomic_path
 from deen.mot import Boxes, SequenceInfo, read_boxes, read_seqinfo
 from deen.runtime.streams import STREAMS
+from deen.runtime.tracking import iou_matrix
 
 STREAM_NAMES = tuple(STREAMS.values())  # ("rgb", "ir")
 MATCH_IOU = 0.5
@@ -58,15 +59,7 @@ def _xyxy(xywh: np.ndarray) -> np.ndarray:
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every x, y, w, h box in ``a`` with every one in ``b``."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    a, b = _xyxy(a), _xyxy(b)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    overlap = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return overlap / np.maximum(area_a[:, None] + area_b[None, :] - overlap, 1e-12)
+    return iou_matrix(_xyxy(a).reshape(-1, 4), _xyxy(b).reshape(-1, 4)).astype(np.float64)
 
 
 def _assign(iou: np.ndarray) -> list[tuple[int, int]]:
