@@ -37,6 +37,10 @@ def live_model(log=print) -> Path:
         subprocess.run([*deen, "data", "synth", "--layout", "sysu", "--out", str(work / "sysu"),
                         "--identities", "40", "--per-camera", "4", "--size", "128x64",
                         "--seed", str(DATASET_SEED)], check=True)
+    if (work / "run").exists():  # an interrupted run: start it again
+        import shutil
+
+        shutil.rmtree(work / "run")
     log("live model: training at 64x24 (about 16 CPU-minutes) ...")
     settings = ["height=64", "width=24", "identities=4", "per_identity=2", "lr=0.003",
                 "body_lr_scale=1.0", "warmup_epochs=0", "erasing_p=0", "epochs=16",
