@@ -169,12 +169,12 @@ def _read_rows(path: Path, columns: int) -> list[list[str]]:
 def read_run(folder: Path, truth: Truth) -> Run:
     folder = Path(folder)
     if not folder.is_dir():
-        raise DeenError(f"{folder}: no such run folder (deen run --tracks-out writes one)")
+        raise DeenError(f"{folder}: no such run folder (the tracks-out folder of deen run)")
     tracks = {}
     for stream in STREAM_NAMES:
         path = folder / f"{stream}.txt"
         if not path.is_file():
-            raise DeenError(f"{path}: missing (deen run --tracks-out writes rgb.txt and ir.txt)")
+            raise DeenError(f"{path}: missing (a run's tracks-out folder holds rgb.txt and ir.txt)")
         tracks[stream] = read_boxes(path, truth.streams[stream].info.length)
     if not any(t.rows() for t in tracks.values()):
         raise DeenError(f"{folder}: the run has no tracks in either stream; nothing to score")
@@ -213,8 +213,8 @@ def tracking_metrics(truth: Boxes, run: Boxes, length: int) -> dict[str, float]:
     try:
         from trackeval.metrics import CLEAR, HOTA, Identity
     except ImportError:
-        raise DeenError("TrackEval is not installed: scripts/setup.sh installs it (pip "
-                        "install --no-deps trackeval)") from None
+        raise DeenError("TrackEval is not installed: scripts/setup.sh installs it, without "
+                        "its dependencies") from None
 
     gt_index = {i: k for k, i in enumerate(sorted(truth.all_ids()))}
     run_index = {i: k for k, i in enumerate(sorted(run.all_ids()))}
