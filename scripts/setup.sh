@@ -32,7 +32,7 @@ echo "setup: installing deen$extra"
 # TrackEval (deen score's HOTA, IDF1, MOTA) without its dependencies: it requires the GUI
 # build opencv-python, which would overwrite opencv-python-headless's cv2 with a 5.x build
 # that has no HOG people detector. Its metrics need only NumPy, SciPy and tabulate.
-if ! "$venv/bin/python" -c "import trackeval" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import trackeval" >/dev/null 2>&1; then
   echo "setup: installing trackeval (metrics only, without its GUI OpenCV)"
   "${pip[@]}" --no-deps "trackeval==1.3.0"
 fi

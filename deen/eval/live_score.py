@@ -28,7 +28,9 @@ reader drops rows on distractors.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import re
 from collections import Counter, defaultdict
@@ -211,7 +213,10 @@ def _drop_ignored(run: Boxes, truth: StreamTruth) -> Boxes:
 def tracking_metrics(truth: Boxes, run: Boxes, length: int) -> dict[str, float]:
     """HOTA, IDF1 and MOTA (and their parts) by TrackEval's metric classes."""
     try:
-        from trackeval.metrics import CLEAR, HOTA, Identity
+        # TrackEval's package announces on stdout each optional dataset reader whose
+        # dependency is missing (pycocotools); the metrics need none of them.
+        with contextlib.redirect_stdout(io.StringIO()):
+            from trackeval.metrics import CLEAR, HOTA, Identity
     except ImportError:
         raise DeenError("TrackEval is not installed: scripts/setup.sh installs it, without "
                         "its dependencies") from None
