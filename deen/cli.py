@@ -656,9 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Library parameters set by a flag of another name.
-_PARAMETER_DESTS = {"overrides": "set", "onnx_path": "onnx", "fail_after_s": "fail_after",
-                    "duration_s": "duration", "timeout_s": "timeout",
-                    "status_every_s": "status_every"}
+_PARAMETER_DESTS = {"overrides": "set", "onnx_path": "onnx"}
 
 
 def _flags_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:

@@ -44,6 +44,7 @@ from scipy.optimize import linear_sum_assignment
 from deen.errors import DeenError
 from deen.fileio import atomic_path
 from deen.mot import Boxes, SequenceInfo, read_boxes, read_seqinfo
+from deen.runtime.scene import TRUTH_FILES
 from deen.runtime.streams import STREAMS
 from deen.runtime.tracking import iou_matrix
 
@@ -126,7 +127,7 @@ def read_truth(root: Path) -> Truth:
                         f"and {lengths['ir']} frames); a pair is scored frame by frame")
     person: dict[tuple[str, int], str] = {}
     names: dict[str, str] = {}
-    key = root / "identities.csv"
+    key = root / TRUTH_FILES["identities"]
     if key.is_file():
         with key.open(newline="") as f:
             for number, row in enumerate(csv.DictReader(f), 2):

@@ -139,7 +139,8 @@ def read_truth(boxes: Path) -> dict[tuple[str, int], list[tuple[list[float], int
 # ---------------------------------------------------------------------------------------
 # Fixed-camera scenes with MOTChallenge ground truth (``deen data scene``).
 
-#: The folder of each stream's truth inside a scene, by stream name.
+#: The files of a scene besides each stream's rgb/ or ir/ truth folder: the videos by stream
+#: name, the cross-camera key, the settings and the exact boxes.
 TRUTH_FILES = {"video": {"rgb": "visible.mp4", "ir": "infrared.mp4"},
                "identities": "identities.csv", "settings": "scene.json",
                "boxes": "boxes.jsonl"}
