@@ -392,8 +392,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
     run.add_argument("--detector", default="motion",
                      help="'motion' (moving regions of a fixed camera shaped like a person; "
-                          "the default), 'hog' (OpenCV's people detector), a YOLO-style .onnx "
-                          "person detector, or a .jsonl file of boxes")
+                          "the default), 'hog' (OpenCV's people detector), a YOLO-family "
+                          "detector exported to .onnx or OpenVINO .xml (YOLOv5, v8, 11 or "
+                          "end-to-end outputs; COCO class 0 is the person), or a .jsonl file "
+                          "of boxes")
     run.add_argument("--events", default="-", metavar="FILE",
                      help="JSON-lines events: a file (appended), '-' for stdout (default) or "
                           "'none'")

@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from deen.errors import DeenError
 from deen.models.checkpoint import random_model, save_checkpoint
-from deen.runtime.detect import JsonlBoxes, OnnxDetector, open_detector
+from deen.runtime.detect import JsonlBoxes, YoloDetector, open_detector
 from deen.runtime.scene import read_truth, write_stream_pair
 from deen.runtime.sources import FrameSource, SourceSpec, open_source
 
@@ -128,37 +128,99 @@ def test_source_spec_kinds(scene, tmp_path):
 
 
 # -- detectors -----------------------------------------------------------------------------
-def _constant_detector(path: Path, output: np.ndarray, size: int = 64) -> Path:
-    """An ONNX 'detector' that returns ``output`` for any 1×3×size×size image."""
-    image = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])
-    result = helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))
-    zero = helper.make_node("ReduceSum", ["images"], ["s"], keepdims=0)
-    mul = helper.make_node("Mul", ["s", "zero"], ["z"])
-    add = helper.make_node("Add", ["constant", "z"], ["output0"])
-    graph = helper.make_graph([zero, mul, add], "det", [image], [result], initializer=[
-        numpy_helper.from_array(output.astype(np.float32), "constant"),
-        numpy_helper.from_array(np.zeros((), np.float32), "zero")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, path)
+def _yolo_graph(path: Path, rows: np.ndarray, size: int = 96, shift: int = 0) -> Path:
+    """An ONNX 'detector' with a dynamic batch: for each B×3×size×size image it returns
+    ``rows`` (one image's output, any real layout), with the first row's first value
+    (a box's x) moved by ``shift`` × the image's mean, so that each image of a batch gets
+    its own answer."""
+    image = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, size, size])
+    result = helper.make_tensor_value_info("output0", TensorProto.FLOAT,
+                                           ["batch", *rows.shape])
+    where = np.zeros(rows.shape, np.float32)
+    where[0, 0] = shift
+    nodes = [helper.make_node("ReduceMean", ["images"], ["per_image"], axes=[1, 2, 3],
+                              keepdims=0),
+             helper.make_node("Unsqueeze", ["per_image", "axes"], ["mean"]),
+             helper.make_node("Mul", ["mean", "where"], ["moved"]),
+             helper.make_node("Add", ["constant", "moved"], ["output0"])]
+    graph = helper.make_graph(nodes, "det", [image], [result], initializer=[
+        numpy_helper.from_array(rows.astype(np.float32)[None], "constant"),
+        numpy_helper.from_array(where[None], "where"),
+        numpy_helper.from_array(np.array([1, 2], np.int64), "axes")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
 
 
-@pytest.mark.parametrize("layout", ["yolov8", "yolov5"])
-def test_onnx_detector_maps_boxes_back_through_the_letterbox(layout, tmp_path):
-    # A 128×64 (H×W) frame letterboxed into 64×64: scale 0.5, 16 px of padding left/right.
-    person = [32, 32, 16, 40]  # cx, cy, w, h in model pixels → frame box (16, 24, 48, 104)
-    other_class = [10, 10, 8, 8]
-    # Real detectors have far more candidate boxes N than channels: pad with empty rows.
-    if layout == "yolov8":  # 1×(4+2 classes)×N
-        rows = np.array([[*person, 0.9, 0.0], [*other_class, 0.0, 0.9]])
-        output = np.concatenate([rows, np.zeros((10, 6))]).T[None]
-    else:  # 1×N×(5+2 classes)
-        rows = np.array([[*person, 0.9, 1.0, 0.0], [*other_class, 0.9, 0.0, 1.0]])
-        output = np.concatenate([rows, np.zeros((10, 7))])[None]
-    detector = OnnxDetector(_constant_detector(tmp_path / "det.onnx", output))
-    found = detector.detect(np.zeros((128, 64, 3), np.uint8), "rgb", 0)
-    assert len(found) == 1
-    np.testing.assert_allclose(found.boxes[0], [16, 24, 48, 104], atol=1e-4)
+# One image's output rows of real exports at a 96×96 input (N = 12² + 6² + 3² = 189 cells):
+# YOLOv8 and YOLO11 give 84×189 (box then 80 class scores), YOLOv5 567×85 (3 anchors a cell;
+# box, objectness, 80 classes), an end-to-end export (YOLOv10, nms=True) 300×6.
+# A person at centre (48, 48), 24×80 in model pixels, maps back through the letterbox of a
+# 192×96 (H×W) frame (scale 0.5, 24 px of padding left and right) to (24, 16, 72, 176).
+PERSON_FRAME_BOX = [24, 16, 72, 176]
+
+
+def _layout_rows(layout: str) -> np.ndarray:
+    person, other = [48, 48, 24, 80], [20, 20, 10, 10]
+    if layout in ("yolov8", "yolo11"):
+        rows = np.zeros((189, 84))
+        rows[0, :4], rows[0, 4] = person, 0.9
+        rows[1, :4], rows[1, 4 + 2] = other, 0.9  # a car (class 2): not kept
+        return rows.T.copy()
+    if layout == "yolov5":
+        rows = np.zeros((567, 85))
+        rows[0, :4], rows[0, 4], rows[0, 5] = person, 0.95, 0.95
+        rows[1, :4], rows[1, 4], rows[1, 5 + 2] = other, 0.95, 0.95
+        return rows
+    rows = np.zeros((300, 6))  # end-to-end: corners, score, class
+    rows[0] = [36, 8, 60, 88, 0.9, 0]
+    rows[1] = [15, 15, 25, 25, 0.9, 2]
+    return rows
+
+
+@pytest.mark.parametrize("layout", ["yolov8", "yolo11", "yolov5", "end-to-end"])
+def test_yolo_detector_reads_each_real_layout_through_the_letterbox(layout, tmp_path):
+    detector = YoloDetector(_yolo_graph(tmp_path / "det.onnx", _layout_rows(layout)))
+    found = detector.detect(np.zeros((192, 96, 3), np.uint8), "rgb", 0)
+    assert len(found) == 1 and found.scores[0] > 0.8
+    np.testing.assert_allclose(found.boxes[0], PERSON_FRAME_BOX, atol=1e-3)
+
+
+def test_yolo_detector_runs_both_streams_in_one_call(tmp_path):
+    detector = YoloDetector(_yolo_graph(tmp_path / "det.onnx", _layout_rows("yolov8"),
+                                        shift=8))
+    calls = []
+    infer = detector._infer
+    detector._infer = lambda blob: calls.append(blob.shape) or infer(blob)
+    dark, bright = np.zeros((192, 96, 3), np.uint8), np.full((192, 96, 3), 255, np.uint8)
+    found = detector.detect_many([(dark, "rgb", 0), (bright, "ir", 0)])
+    assert calls == [(2, 3, 96, 96)]
+    # Each image's own answer: the bright one's box moved by 8 × (difference of means 0.5)
+    # model pixels, 8 frame pixels.
+    x_dark, x_bright = found[0].boxes[0, 0], found[1].boxes[0, 0]
+    assert x_bright - x_dark == pytest.approx(8, abs=1e-2)
+
+
+def test_yolo_detector_reads_an_openvino_export(tmp_path):
+    import openvino as ov
+
+    source = _yolo_graph(tmp_path / "det.onnx", _layout_rows("yolov5"))
+    ov.save_model(ov.convert_model(str(source)), str(tmp_path / "det.xml"))
+    detector = open_detector(str(tmp_path / "det.xml"))
+    found = detector.detect_many([(np.zeros((192, 96, 3), np.uint8), "rgb", 0)] * 2)
+    assert [len(f) for f in found] == [1, 1]
+    np.testing.assert_allclose(found[1].boxes[0], PERSON_FRAME_BOX, atol=1e-3)
+
+
+def test_yolo_detector_refuses_a_graph_that_takes_no_image(tmp_path):
+    image = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 96])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 96])
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g",
+                              [image], [out])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              tmp_path / "any.onnx")
+    with pytest.raises(DeenError, match=r"any.onnx: expected one image input of shape "
+                                        r"B×3×H×W, got \[1, 96\]"):
+        YoloDetector(tmp_path / "any.onnx")
 
 
 def test_boxes_file_errors_name_the_line(tmp_path):

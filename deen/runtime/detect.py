@@ -1,7 +1,8 @@
 """Person detectors behind one interface: ``detect(image, frame)`` → :class:`Detections`.
 
 - :class:`HogDetector`: OpenCV's built-in HOG people detector; needs no download.
-- :class:`OnnxDetector`: a user's YOLO-style ONNX person detector run by ONNX Runtime.
+- :class:`YoloDetector`: a user's YOLO-family person detector (ONNX or OpenVINO IR;
+  YOLOv5, v8/11 and end-to-end output layouts), both streams' frames in one call.
 - :class:`MotionDetector`: moving regions of a fixed camera (OpenCV's MOG2 background
   model) shaped like a standing person; finds people down to about 40 px tall;
 - :class:`JsonlBoxes`: boxes from a JSON-lines file, so an existing detector can feed the
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import abc
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import cv2
@@ -53,6 +56,11 @@ class Detector(abc.ABC):
     def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
         """People in one BGR frame; ``stream`` and ``frame`` (its number within its file)
         identify it for detectors that read precomputed boxes."""
+
+    def detect_many(self, frames: Sequence[tuple[np.ndarray, str, int]]) -> list[Detections]:
+        """People in several frames (a round's frames of both streams), in order. Detectors
+        that batch (a YOLO model) run them in one call; the others one by one."""
+        return [self.detect(image, stream, frame) for image, stream, frame in frames]
 
 
 class HogDetector(Detector):
@@ -170,57 +178,157 @@ def _stack_parts(boxes: np.ndarray) -> np.ndarray:
     return np.array(boxes, np.float32).reshape(-1, 4)
 
 
-class OnnxDetector(Detector):
-    """A YOLO-style ONNX detector: one image input (1×3×H×W, RGB, 0..1, letterboxed).
+class YoloLayout(str, Enum):
+    """The output layouts of the YOLO families' exports (first output, one image's rows).
 
-    Its first output is read in either common layout: ``1×(4+C)×N`` (YOLOv8-style: box
-    centre/size then per-class scores) or ``1×N×(5+C)`` (YOLOv5-style: box, objectness,
-    class scores). Class ``person_class`` (COCO: 0) is kept.
+    - ``CHANNELS_FIRST``: ``(4+C)×N``, box centre/size then per-class scores, no objectness
+      (YOLOv8 and YOLO11 as ultralytics exports them).
+    - ``OBJECTNESS``: ``N×(5+C)``, box centre/size, objectness, class scores (YOLOv5, v7).
+    - ``END_TO_END``: ``N×6``, corners x1 y1 x2 y2, score, class, already suppressed
+      (YOLOv10, and ultralytics exports with ``nms=True``).
     """
 
-    name = "onnx"
+    CHANNELS_FIRST = "v8"
+    OBJECTNESS = "v5"
+    END_TO_END = "e2e"
 
-    def __init__(self, path: Path, score_threshold: float = 0.4, iou_threshold: float = 0.45,
-                 person_class: int = 0) -> None:
-        import onnxruntime as ort
 
-        try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises several types for an unreadable model
-            raise DeenError(f"{path}: not a loadable ONNX detector ({exc})") from None
-        inputs = self.session.get_inputs()
-        shape = inputs[0].shape
-        if len(inputs) != 1 or len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
-            raise DeenError(f"{path}: expected one input of shape 1×3×H×W with fixed H and W, "
-                            f"got {[i.shape for i in inputs]}")
-        self.input_name, self.size = inputs[0].name, (int(shape[2]), int(shape[3]))
-        self.path, self.person_class = path, person_class
-        self.score_threshold, self.iou_threshold = score_threshold, iou_threshold
+def guess_layout(shape: tuple[int, ...]) -> YoloLayout:
+    """The layout of one image's output rows from their shape.
 
-    def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
-        height, width = self.size
+    Channels are fewer than candidates in every real export (84×8400, 25200×85), so the
+    shorter axis is the channel axis. Six columns and at most 1000 rows is an end-to-end
+    export's top-k (300 by default): a single-class YOLOv5 has thousands of candidate rows.
+    """
+    rows, columns = shape
+    if rows < columns:
+        return YoloLayout.CHANNELS_FIRST
+    if columns == 6 and rows <= 1000:
+        return YoloLayout.END_TO_END
+    return YoloLayout.OBJECTNESS
+
+
+def decode_yolo(rows: np.ndarray, layout: YoloLayout, person_class: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Person boxes (x1 y1 x2 y2, model pixels) and scores from one image's output rows."""
+    if layout == YoloLayout.END_TO_END:
+        keep = rows[:, 5].round() == person_class
+        return rows[keep, :4], rows[keep, 4]
+    if layout == YoloLayout.CHANNELS_FIRST:
+        rows = rows.T
+        scores = rows[:, 4 + person_class]
+    else:
+        scores = rows[:, 4] * rows[:, 5 + person_class]
+    centre, size = rows[:, :2], rows[:, 2:4]
+    return np.column_stack([centre - size / 2, centre + size / 2]), scores
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was fitted into the model's input: scaled by ``scale``, then padded by
+    ``left`` and ``top`` pixels (grey 114, as the YOLO families train)."""
+
+    scale: float
+    left: int
+    top: int
+
+    @classmethod
+    def apply(cls, image: np.ndarray, height: int, width: int) -> tuple[np.ndarray, Letterbox]:
         scale = min(height / image.shape[0], width / image.shape[1])
-        resized = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))
+        resized = cv2.resize(image, (round(image.shape[1] * scale),
+                                     round(image.shape[0] * scale)))
         canvas = np.full((height, width, 3), 114, np.uint8)
         top, left = (height - resized.shape[0]) // 2, (width - resized.shape[1]) // 2
         canvas[top:top + resized.shape[0], left:left + resized.shape[1]] = resized
-        blob = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255
-        raw = np.asarray(self.session.run(None, {self.input_name: blob})[0])
-        if raw.ndim != 3 or raw.shape[0] != 1:
-            raise DeenError(f"{self.path}: output of shape {raw.shape} is not 1×(4+C)×N or "
-                            "1×N×(5+C)")
-        rows = raw[0]
-        if rows.shape[0] < rows.shape[1]:  # 1×(4+C)×N: YOLOv8-style, no objectness
-            rows = rows.T
-            scores = rows[:, 4 + self.person_class]
-        else:
-            scores = rows[:, 4] * rows[:, 5 + self.person_class]
-        centre, size = rows[:, :2], rows[:, 2:4]
-        boxes = np.column_stack([centre - size / 2, centre + size / 2])
-        boxes = (boxes - [left, top, left, top]) / scale
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, image.shape[1])
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, image.shape[0])
-        return non_max_suppression(boxes, scores, self.score_threshold, self.iou_threshold)
+        return canvas, cls(scale, left, top)
+
+    def undo(self, boxes: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+        boxes = (boxes - [self.left, self.top, self.left, self.top]) / self.scale
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, image_shape[1])
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, image_shape[0])
+        return boxes
+
+
+class YoloDetector(Detector):
+    """A YOLO-family person detector exported to ONNX (run by ONNX Runtime) or OpenVINO IR.
+
+    One image input ``B×3×H×W`` (RGB, 0..1, letterboxed; an export with dynamic H and W
+    gets ``default_size``, the families' training size). Both streams' frames go through in
+    one call when the batch axis is dynamic or at least 2; a model exported for batch 1 is
+    called once per frame. The output layout (see
+    :class:`YoloLayout`) is read from the output's shape unless ``layout`` is given. Class
+    ``person_class`` (COCO: 0) is kept.
+    """
+
+    name = "yolo"
+
+    def __init__(self, path: Path, score_threshold: float = 0.4, iou_threshold: float = 0.45,
+                 person_class: int = 0, layout: YoloLayout | None = None,
+                 default_size: int = 640) -> None:
+        self.path, self.person_class, self.layout = Path(path), person_class, layout
+        self.score_threshold, self.iou_threshold = score_threshold, iou_threshold
+        shape = self._open_openvino() if self.path.suffix == ".xml" else self._open_onnx()
+        if len(shape) != 4 or shape[1] not in (3, None):
+            raise DeenError(f"{self.path}: expected one image input of shape B×3×H×W, got "
+                            f"{list(shape)}")
+        fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
+        self.batch = fixed[0]  # None: any batch
+        self.size = (fixed[2] or default_size, fixed[3] or default_size)
+
+    def _open_onnx(self) -> list:
+        import onnxruntime as ort
+
+        try:
+            session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises several types for an unreadable model
+            raise DeenError(f"{self.path}: not a loadable ONNX detector ({exc})") from None
+        inputs = session.get_inputs()
+        if len(inputs) != 1:
+            raise DeenError(f"{self.path}: expected one image input, got "
+                            f"{[i.name for i in inputs]}")
+        name = inputs[0].name
+        self._infer = lambda blob: session.run(None, {name: blob})[0]
+        return list(inputs[0].shape)
+
+    def _open_openvino(self) -> list:
+        import openvino as ov
+
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses
+            raise DeenError(f"{self.path}: not a loadable OpenVINO detector ({exc})") from None
+        if len(model.inputs) != 1:
+            raise DeenError(f"{self.path}: expected one image input, got "
+                            f"{len(model.inputs)}")
+        shape = [d.get_length() if d.is_static else None
+                 for d in model.inputs[0].get_partial_shape()]
+        compiled = core.compile_model(model, "CPU")
+        output = compiled.outputs[0]
+        self._infer = lambda blob: compiled(blob)[output]
+        return shape
+
+    def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
+        return self.detect_many([(image, stream, frame)])[0]
+
+    def detect_many(self, frames: Sequence[tuple[np.ndarray, str, int]]) -> list[Detections]:
+        height, width = self.size
+        boxed = [Letterbox.apply(image, height, width) for image, _, _ in frames]
+        blob = np.stack([canvas[:, :, ::-1].transpose(2, 0, 1) for canvas, _ in boxed])
+        blob = blob.astype(np.float32) / 255
+        step = self.batch or len(frames)
+        raw = np.concatenate([np.asarray(self._infer(blob[i:i + step]))
+                              for i in range(0, len(frames), step)]) if step else blob[:0]
+        if raw.ndim != 3 or raw.shape[0] != len(frames):
+            raise DeenError(f"{self.path}: output of shape {raw.shape} is not B×(4+C)×N, "
+                            "B×N×(5+C) or B×N×6")
+        found = []
+        for rows, (image, _, _), (_, box) in zip(raw, frames, boxed, strict=True):
+            layout = self.layout or guess_layout(rows.shape)
+            boxes, scores = decode_yolo(rows, layout, self.person_class)
+            found.append(non_max_suppression(box.undo(boxes, image.shape), scores,
+                                             self.score_threshold, self.iou_threshold))
+        return found
 
 
 class JsonlBoxes(Detector):
@@ -252,7 +360,8 @@ class JsonlBoxes(Detector):
 
 
 def open_detector(spec: str) -> Detector:
-    """``motion``, ``hog``, a ``.onnx`` detector file, or a ``.jsonl`` boxes file."""
+    """``motion``, ``hog``, a YOLO ``.onnx`` or OpenVINO ``.xml`` detector file, or a
+    ``.jsonl`` boxes file."""
     if spec == "hog":
         return HogDetector()
     if spec == "motion":
@@ -260,9 +369,10 @@ def open_detector(spec: str) -> Detector:
     path = Path(spec)
     if not path.is_file():
         raise ParameterError("detector", spec, "not 'motion', not 'hog' and no such file")
-    if path.suffix == ".onnx":
-        return OnnxDetector(path)
+    if path.suffix in (".onnx", ".xml"):
+        return YoloDetector(path)
     if path.suffix in (".jsonl", ".json"):
         return JsonlBoxes(path)
     raise ParameterError("detector", spec,
-                         "expected 'hog', 'motion', a .onnx detector or a .jsonl boxes file")
+                         "expected 'hog', 'motion', a YOLO .onnx or .xml detector or a .jsonl "
+                         "boxes file")

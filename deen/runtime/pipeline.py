@@ -193,11 +193,12 @@ class Pipeline:
                 self.timer.pairs += 1
                 self.timer.skew_ms += 1000 * skew
         ended: set[TrackKey] = set()
+        with self.timer.time("detect"):
+            found = self._detect(present)
         for modality, frame in present.items():
             stream = STREAMS[modality]
             self.processed[modality] += 1
-            with self.timer.time("detect"):
-                detections = self._detect(frame, stream)
+            detections = found[modality]
             if detections is None:  # counted; this stream's tracks wait for the next frame
                 continue
             with self.timer.time("track"):
@@ -231,15 +232,22 @@ class Pipeline:
                 self.events.emit(event.kind, newest, **fields)
         self.timer.rounds += 1
 
-    def _detect(self, frame: Frame, stream: str) -> Detections | None:
-        kind = f"detect:{stream}"
+    def _detect(self, present: dict[Modality, Frame]) -> dict[Modality, Detections | None]:
+        """Both streams' frames in one detector call (a batching detector runs them
+        together). When the call raises, each frame is tried alone so that the failure is
+        counted against the stream it belongs to; a failed frame yields ``None`` (one
+        frame's failure is not the run's)."""
+        items = {m: (f.image, STREAMS[m], f.position) for m, f in present.items()}
         try:
-            detections = self.detector.detect(frame.image, stream, frame.position)
-        except Exception as exc:  # one frame's failure is not the run's
-            self.faults.failed(kind, exc)
-            return None
-        self.faults.succeeded(kind)
-        return detections
+            found = self.detector.detect_many(list(items.values()))
+        except Exception as exc:
+            if len(items) == 1:
+                self.faults.failed(f"detect:{STREAMS[next(iter(items))]}", exc)
+                return dict.fromkeys(items)
+            return {m: self._detect({m: present[m]})[m] for m in items}
+        for modality in items:
+            self.faults.succeeded(f"detect:{STREAMS[modality]}")
+        return dict(zip(items, found, strict=True))
 
     def _embed(self) -> None:
         """Apply the embeddings that are ready, then hand the next budgeted batch over (to
