@@ -181,3 +181,31 @@ def test_the_motion_detector_finds_the_people_of_a_fixed_camera(scene):
             extra += len(boxes) - len(pairs)
         assert found / (found + missed) >= 0.6, (stream, found, missed)
         assert found / max(found + extra, 1) >= 0.7, (stream, found, extra)
+
+
+def _moving_figures(figures: list[tuple[int, int, int, int]], frames: int = 12):
+    """Frames of a still grey background, then one with dark figures (x, y, w, h) on it."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    background = np.full((288, 384, 3), 160, np.uint8)
+    for _ in range(frames):
+        yield np.clip(background + rng.normal(0, 2, background.shape), 0, 255).astype(np.uint8)
+    image = background.copy()
+    for x, y, w, h in figures:
+        image[y:y + h, x:x + w] = 30
+    yield image
+
+
+@pytest.mark.parametrize(("figures", "people"), [
+    ([(100, 80, 36, 100), (136, 84, 36, 96)], 2),   # two people side by side: one blob, split
+    ([(100, 80, 30, 100), (130, 150, 14, 20)], 1),  # a person and a bag at their feet
+    ([(100, 80, 34, 100)], 1),                      # one person, not split
+])
+def test_the_motion_detector_splits_people_walking_side_by_side(figures, people):
+    from deen.runtime.detect import MotionDetector
+
+    detector = MotionDetector(width=384)
+    for frame, image in enumerate(_moving_figures(figures)):
+        found = detector.detect(image, "rgb", frame)
+    assert len(found) == people, found.boxes

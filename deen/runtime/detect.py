@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import abc
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,15 +105,17 @@ class MotionDetector(Detector):
     Frames are scaled to ``width`` pixels first (the model needs no detail, and a person
     50 px tall in a 768-wide frame is still 25 px at 384). A region split into parts (a
     person's head, body and legs against a background of similar colour) is joined when the
-    parts stack vertically. People who stand still fade into the background after about
-    ``history`` frames; they are found again when they move.
+    parts stack vertically; a region as wide as two or three people side by side (a group
+    walking together) is split at the columns where least of it moves (``split_groups``).
+    People who stand still fade into the background after about ``history`` frames; they
+    are found again when they move.
     """
 
     name = "motion"
 
     def __init__(self, width: int = 384, min_height: int = 36, history: int = 300,
-                 var_threshold: float = 25.0) -> None:
-        self.width, self.min_height = width, min_height
+                 var_threshold: float = 25.0, split_groups: bool = True) -> None:
+        self.width, self.min_height, self.split_groups = width, min_height, split_groups
         self.history, self.var_threshold = history, var_threshold
         self.models: dict[str, cv2.BackgroundSubtractor] = {}
         self.open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -138,8 +141,10 @@ class MotionDetector(Detector):
         _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         boxes = [[x, y, x + w, y + h] for x, y, w, h, area in stats[1:]
                  if area >= 6 and h >= 2]
-        boxes = _stack_parts(np.array(boxes, np.float32).reshape(-1, 4))
         min_h = self.min_height * scale
+        boxes = _stack_parts(np.array(boxes, np.float32).reshape(-1, 4), min_h)
+        if self.split_groups:
+            boxes = _split_side_by_side(boxes, mask, min_h)
         keep = []
         for x1, y1, x2, y2 in boxes:
             w, h = x2 - x1, y2 - y1
@@ -153,9 +158,26 @@ class MotionDetector(Detector):
         return Detections(found[:, :4] / scale, scores)
 
 
-def _stack_parts(boxes: np.ndarray) -> np.ndarray:
+PERSON_WIDTH = 0.4  # a standing person's width over their height, about
+
+
+def _person_shaped(box: list[float] | np.ndarray, min_h: float) -> bool:
+    """Tall and narrow enough to be a whole standing person on its own."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    return h >= min_h and h >= 2.2 * w
+
+
+def _another_person(a: list[float], b: list[float], min_h: float) -> bool:
+    """``a`` is a whole person and ``b`` too tall to be a missing part of them (a head or a
+    hat is; a second person or a pair of people further up the frame is not)."""
+    return min_h > 0 and _person_shaped(a, min_h) and b[3] - b[1] >= 0.5 * (a[3] - a[1])
+
+
+def _stack_parts(boxes: np.ndarray, min_h: float = 0.0) -> np.ndarray:
     """Join boxes that overlap mostly horizontally and touch or nearly touch vertically
-    (parts of one person), until none do."""
+    (parts of one person: head, body and legs against a background of similar colour),
+    until none do. A whole person and a box above or below them too tall to be a part of
+    them (someone walking behind, further up the frame) stay apart."""
     boxes = [list(b) for b in boxes]
     merged = True
     while merged and len(boxes) > 1:
@@ -167,7 +189,8 @@ def _stack_parts(boxes: np.ndarray) -> np.ndarray:
                 narrower = min(a[2] - a[0], b[2] - b[0])
                 gap_y = max(a[1], b[1]) - min(a[3], b[3])
                 height = max(a[3], b[3]) - min(a[1], b[1])
-                if overlap_x >= 0.5 * narrower and gap_y <= 0.15 * height:
+                if overlap_x >= 0.5 * narrower and gap_y <= 0.15 * height and \
+                        not _another_person(a, b, min_h) and not _another_person(b, a, min_h):
                     boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
                                 max(a[3], b[3])]
                     del boxes[j]
@@ -176,6 +199,43 @@ def _stack_parts(boxes: np.ndarray) -> np.ndarray:
             if merged:
                 break
     return np.array(boxes, np.float32).reshape(-1, 4)
+
+
+def _split_side_by_side(boxes: np.ndarray, mask: np.ndarray, min_h: float) -> np.ndarray:
+    """Split a region too wide for one person (people walking side by side merge into one
+    blob) into as many parts as person widths fit in it (a standing person is about 0.4 of
+    their height wide), each cut at the column near its even position where least of the
+    region moves, and fit each part's box to its own moving pixels."""
+    out = []
+    for x1, y1, x2, y2 in boxes.astype(int):
+        w, h = x2 - x1, y2 - y1
+        parts = int(w / (PERSON_WIDTH * h) + 0.25) if h >= min_h else 1
+        parts = 1 if parts > 3 else parts  # wider: a change of light, not a group
+        if parts < 2:
+            out.append([x1, y1, x2, y2])
+            continue
+        region = mask[y1:y2, x1:x2] > 0
+        profile = region.sum(0)
+        cuts, reach = [0], max(1, int(0.15 * w / parts))
+        for k in range(1, parts):
+            centre = round(k * w / parts)
+            near = profile[centre - reach:centre + reach + 1]
+            cuts.append(centre - reach + int(np.argmin(near)))
+        cuts.append(w)
+        pieces = []
+        for a, b in itertools.pairwise(cuts):
+            rows = np.flatnonzero(region[:, a:b].any(1))
+            cols = np.flatnonzero(region[:, a:b].any(0))
+            if len(rows) and len(cols):
+                pieces.append([x1 + a + cols[0], y1 + rows[0], x1 + a + cols[-1] + 1,
+                               y1 + rows[-1] + 1])
+        # People side by side are each nearly as tall as the group and person-shaped; a
+        # person with a shadow or a swinging bag splits into a person and a scrap instead.
+        if all(p[3] - p[1] >= 0.7 * h and p[3] - p[1] >= 1.5 * (p[2] - p[0]) for p in pieces):
+            out += pieces
+        else:
+            out.append([x1, y1, x2, y2])
+    return np.array(out, np.float32).reshape(-1, 4)
 
 
 class YoloLayout(str, Enum):
