@@ -9,7 +9,7 @@ luminance (people in dark clothes turn bright on a dark floor, as warm bodies do
 thermal image, and detail is softer, as a thermal sensor's is). The people, their sizes,
 their motion and the scene's clutter are the real video's.
 
-    python benchmarks/real_footage.py pair VIDEO --out DIR            # DIR/visible.mp4, infrared.mp4
+    python benchmarks/real_footage.py pair VIDEO --out DIR     # DIR/visible.mp4, infrared.mp4
     python benchmarks/real_footage.py sheets --pair DIR --model M --out OUT [--frames 12]
     python benchmarks/real_footage.py coverage --counts OUT/counts.csv
 

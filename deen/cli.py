@@ -142,7 +142,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from deen.demo import run_demo
 
     return run_demo(args.checkpoint, args.variant, args.people, args.seed,
-                    _embedding_config(args), args.out_dir)
+                    _embedding_config(args), args.out_dir, train=args.train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -514,14 +514,19 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="export, verify and embed generated people; no download needed",
         description="Run the core pipeline on generated visible/infrared people: export to "
                     "ONNX, verify against PyTorch, print a cross-modality similarity matrix "
-                    "and a PyTorch vs ONNX Runtime latency line. Without --checkpoint a seeded "
-                    "random-initialised DEEN is used (and the demo says so).")
+                    "and a PyTorch vs ONNX Runtime latency line. Without --checkpoint the "
+                    "DEEN trained on generated people is used when it is cached here (see "
+                    "--train), else a seeded random-initialised one; the demo says which.")
     _add_model_options(demo, checkpoint_required=False)
     demo.add_argument("--people", type=_positive_int, default=4,
                       help="generated identities (default 4)")
     demo.add_argument("--seed", type=int, default=0, help="seed for weights and images")
     demo.add_argument("--out-dir", type=Path, default=None,
                       help="keep the exported model here (default: a temporary folder)")
+    demo.add_argument("--train", action="store_true",
+                      help="without --checkpoint: train a DEEN on generated people first when "
+                           "none is cached (about 16 CPU-minutes; cached in "
+                           "$DEEN_LIVE_MODEL_CACHE, default ~/.cache/deen/live-model)")
     _add_embedding_options(demo)
     demo.set_defaults(handler=_cmd_demo)
 

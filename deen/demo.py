@@ -29,12 +29,15 @@ from deen.runtime.events import EventLog
 from deen.runtime.live import LiveSettings, run_live
 from deen.runtime.scene import write_stream_pair
 from deen.synthetic import make_people, render_pairs
+from deen.train.generated_model import MINUTES, cached_model, generated_model
 
 RANDOM_INIT_WARNING = (
     "No --checkpoint given: using a RANDOMLY INITIALISED DEEN (seed {seed}).",
     "Its embeddings are untrained: the numbers below show that the pipeline runs and",
     "that ONNX Runtime matches PyTorch, not that anyone is re-identified.",
-    "Pass --checkpoint FILE (the authors' .t or a deen checkpoint) for real weights.",
+    "Pass --checkpoint FILE (the authors' .t or a deen checkpoint) for real weights,",
+    "or --train to train one on generated people first (about {minutes} CPU-minutes,",
+    "cached for later runs).",
 )
 
 
@@ -63,9 +66,19 @@ def _print_matrix(similarity: np.ndarray) -> None:
 
 
 def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: int,
-             config: EmbeddingConfig, out_dir: Path | None, repeats: int = 3) -> int:
+             config: EmbeddingConfig, out_dir: Path | None, repeats: int = 3,
+             train: bool = False) -> int:
+    """Without ``checkpoint``: the cached model trained on generated people when there is
+    one (trained first when ``train``), else a seeded random DEEN; the demo says which."""
     if checkpoint is None:
-        print(_boxed([line.format(seed=seed) for line in RANDOM_INIT_WARNING]))
+        checkpoint = generated_model() if train else cached_model()
+        if checkpoint is not None:
+            print(f"No --checkpoint given: using the DEEN trained here on generated people "
+                  f"({checkpoint}). The people below are new to it, so its matches show "
+                  "re-identification, on generated people only.")
+    if checkpoint is None:
+        print(_boxed([line.format(seed=seed, minutes=MINUTES)
+                      for line in RANDOM_INIT_WARNING]))
         model, source = random_model(variant or "sysu", seed)
         input_size = DEFAULT_INPUT_SIZE
     else:

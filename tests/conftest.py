@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,10 @@ from deen.modality import Modality
 from deen.models.checkpoint import random_model, save_checkpoint
 from deen.preprocess import preprocess
 from deen.synthetic import make_people, render_person
+
+# No test may depend on the model this machine happens to have cached (deen demo and the
+# live benchmarks use it when present): tests see an empty cache of their own.
+os.environ["DEEN_LIVE_MODEL_CACHE"] = tempfile.mkdtemp(prefix="deen-test-model-cache-")
 
 
 @pytest.fixture(scope="session")

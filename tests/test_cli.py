@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from deen.embedding import EmbeddingConfig
+from deen.models.checkpoint import random_model, save_checkpoint
+
 
 def _deen(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "deen", *args], capture_output=True,
@@ -57,3 +60,26 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     assert "live pipeline (deen run)" in out and "track_started" in out and "rounds in" in out
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == [
         "deen.onnx", "deen.onnx.json", "deen_int8.bin", "deen_int8.xml", "deen_int8.xml.json"]
+
+
+def test_demo_uses_the_cached_generated_people_model_when_there_is_one(tmp_path, monkeypatch,
+                                                                       capsys):
+    from deen import demo
+    from deen.train import generated_model
+
+    monkeypatch.setenv("DEEN_LIVE_MODEL_CACHE", str(tmp_path))
+    assert generated_model.cached_model() is None
+    (tmp_path / "run").mkdir()
+    model, _ = random_model("sysu", 0)
+    save_checkpoint(model, tmp_path / "run" / "final.pt")
+    seen = {}
+
+    def stop(checkpoint, variant=None):
+        seen["checkpoint"] = checkpoint
+        raise SystemExit(0)
+
+    monkeypatch.setattr(demo, "load_checkpoint", stop)
+    with pytest.raises(SystemExit):
+        demo.run_demo(None, None, 2, 0, EmbeddingConfig(), None)
+    assert seen["checkpoint"] == tmp_path / "run" / "final.pt"
+    assert "trained here on generated people" in capsys.readouterr().out
