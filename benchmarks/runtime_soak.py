@@ -1,5 +1,6 @@
-"""Real-time check of `deen run`: a generated 768×576 camera pair, looped at 10 fps, run as a
-user runs it (its own process, an exported model), for N minutes.
+"""Real-time check of `deen run`: a 768×576 camera pair at 10 fps (generated, or a real
+pair given with --pair), looped, run as a user runs it (its own process, an exported
+model), for N minutes.
 
 Reports, per stream, the share of captured frames the pipeline processed; capture→event
 latency (p50/p95); the process's peak resident memory (VmHWM) and its growth after warm-up;
@@ -9,11 +10,13 @@ target on a 2-core CPU: ≥ 90% of frames processed per stream, p95 ≤ 300 ms,
 peak RSS ≤ 800 MiB, with the fastest CPU export.
 
     python benchmarks/runtime_soak.py --minutes 3 --out benchmarks/results/avx2/runtime_soak.json
-    python benchmarks/runtime_soak.py --engine onnx --detector hog --minutes 2
+    python benchmarks/runtime_soak.py --pair PAIR --detector motion --minutes 2
 
-``--detector boxes`` (default) feeds the generator's exact boxes, so the numbers are the
-pipeline's own; ``hog`` runs OpenCV's people detector on every frame as ``deen run`` does by
-default (slower, and it finds only part of the generated people).
+``--detector boxes`` (default for generated pairs) feeds the generator's exact boxes, so the
+numbers are the pipeline's own; ``motion`` is deen run's default detector and ``hog``
+OpenCV's people detector, each run on every frame as ``deen run`` does. ``--pair DIR`` reads
+DIR/visible.mp4 and DIR/infrared.mp4 (benchmarks/real_footage.py pair makes one from a real
+video).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -90,7 +95,10 @@ def main() -> None:
     parser.add_argument("--engine", choices=["openvino-int8", "onnx"], default="openvino-int8")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="weights to export (default: a random-initialised DEEN)")
-    parser.add_argument("--detector", choices=["boxes", "hog"], default="boxes")
+    parser.add_argument("--detector", choices=["boxes", "motion", "hog"], default=None,
+                        help="default: boxes for a generated pair, motion for --pair")
+    parser.add_argument("--pair", type=Path, default=None,
+                        help="a real pair: DIR/visible.mp4 and DIR/infrared.mp4")
     parser.add_argument("--status-every", type=float, default=10.0)
     parser.add_argument("--embed-batch", type=int, default=DEFAULT_EMBED_BATCH,
                         help="crops per model call, as deen run --embed-batch "
@@ -99,14 +107,26 @@ def main() -> None:
     args = parser.parse_args()
     width, height = args.frame_size
 
+    detector = args.detector or ("motion" if args.pair else "boxes")
+    if args.pair is not None and detector == "boxes":
+        sys.exit("--detector boxes needs a generated pair (no --pair)")
     with tempfile.TemporaryDirectory(prefix="deen-soak-") as scratch:
         folder = Path(scratch)
-        pair = write_stream_pair(folder / "pair", people=args.people, seconds=30,
-                                 fps=args.fps, size=(height, width), seed=1)
+        if args.pair is None:
+            pair = write_stream_pair(folder / "pair", people=args.people, seconds=30,
+                                     fps=args.fps, size=(height, width), seed=1)
+            visible, infrared = pair.visible, pair.infrared
+        else:
+            visible, infrared = args.pair / "visible.mp4", args.pair / "infrared.mp4"
+            capture = cv2.VideoCapture(str(visible))
+            width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), \
+                int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            args.fps = capture.get(cv2.CAP_PROP_FPS)
+            capture.release()
         model = build_model(args.engine, args.checkpoint, args.input_size, folder)
-        command = [sys.executable, "-m", "deen", "run", "--rgb", str(pair.visible), "--ir",
-                   str(pair.infrared), "--loop", "--model", str(model), "--no-flip",
-                   "--detector", str(pair.boxes) if args.detector == "boxes" else "hog",
+        command = [sys.executable, "-m", "deen", "run", "--rgb", str(visible), "--ir",
+                   str(infrared), "--loop", "--model", str(model), "--no-flip",
+                   "--detector", str(pair.boxes) if detector == "boxes" else detector,
                    "--events", str(folder / "events.jsonl"),
                    "--duration", str(60 * args.minutes),
                    "--status-every", str(args.status_every),
@@ -141,7 +161,8 @@ def main() -> None:
     result = {
         "machine": machine_description()["description"],
         "command": " ".join(["python", "benchmarks/runtime_soak.py", *sys.argv[1:]]),
-        "engine": args.engine, "detector": args.detector, "minutes": args.minutes,
+        "engine": args.engine, "detector": detector, "minutes": args.minutes,
+        "pair": str(args.pair) if args.pair else "generated",
         "frame_size": [width, height], "fps": args.fps, "people": args.people,
         "input_size": list(args.input_size), "embed_batch": args.embed_batch,
         "streams": per_stream, "latency_p50_ms": p50, "latency_p95_ms": p95,

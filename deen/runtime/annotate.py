@@ -30,16 +30,23 @@ def _colour(key: int) -> tuple[int, int, int]:
 
 
 def render(snapshot: PipelineSnapshot, frames: Mapping[Modality, np.ndarray | None],
-           height: int = 360) -> np.ndarray:
-    """Visible view on the left, infrared on the right, both scaled to ``height``, with the
-    snapshot's tracks drawn on them."""
-    panels = []
+           height: int = 360,
+           panels: Mapping[Modality, tuple[int, int]] | None = None) -> np.ndarray:
+    """Visible view on the left, infrared on the right, with the snapshot's tracks drawn on
+    them. Each view is scaled to ``height`` keeping its aspect, or to exactly the (width,
+    height) that ``panels`` gives for it (a video keeps one layout for its whole length)."""
+    out = []
     for modality in (Modality.VISIBLE, Modality.INFRARED):
         image = frames.get(modality)
+        if panels is not None:
+            width, panel_height = panels[modality]
+        else:
+            shape = image.shape if image is not None else (height, height * 16 // 9)
+            width, panel_height = round(shape[1] * height / shape[0]), height
         if image is None:
-            image = np.zeros((height, height * 16 // 9, 3), np.uint8)
-        scale = height / image.shape[0]
-        panel = cv2.resize(image, (round(image.shape[1] * scale), height))
+            image = np.zeros((panel_height, width, 3), np.uint8)
+        sx, sy = width / image.shape[1], panel_height / image.shape[0]
+        panel = cv2.resize(image, (width, panel_height))
         for track in snapshot.tracks[modality]:
             partner = track.partner
             visible_id = track.track_id if modality == Modality.VISIBLE else partner
@@ -49,12 +56,12 @@ def render(snapshot: PipelineSnapshot, frames: Mapping[Modality, np.ndarray | No
                 label += f"={'I' if modality == Modality.VISIBLE else 'V'}{partner}"
             if track.name is not None:
                 label += f" {track.name}"
-            x1, y1, x2, y2 = (track.box * scale).astype(int)
+            x1, y1, x2, y2 = (track.box * [sx, sy, sx, sy]).astype(int)
             cv2.rectangle(panel, (x1, y1), (x2, y2), colour, 2)
             cv2.putText(panel, label, (x1, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                         colour, 1, cv2.LINE_AA)
-        panels.append(panel)
-    return np.concatenate(panels, axis=1)
+        out.append(panel)
+    return np.concatenate(out, axis=1)
 
 
 class RenderedOutput(Output):
@@ -83,18 +90,42 @@ class AnnotatedVideo(RenderedOutput):
 
     name = "video"
 
-    def __init__(self, path: Path, fps: float) -> None:
+    def __init__(self, path: Path, fps: float, height: int = 360) -> None:
         super().__init__()
-        self.path, self.fps = Path(path), fps
+        self.path, self.fps, self.height = Path(path), fps, height
+        self.panels: dict[Modality, tuple[int, int]] | None = None
+        self.size: tuple[int, int] | None = None
         self.partial = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
         self.writer: cv2.VideoWriter | None = None
 
+    def __call__(self, snapshot: PipelineSnapshot,
+                 frames: Mapping[Modality, Frame | None]) -> None:
+        """The video's layout is fixed by the first frame of each stream: rounds before
+        both streams have delivered one are not written, and every later picture is drawn
+        at that layout (a stream that changes resolution is scaled into its panel)."""
+        for modality, frame in frames.items():
+            if frame is not None:
+                self.latest[modality] = frame.image
+        if self.panels is None:
+            if any(self.latest.get(m) is None for m in (Modality.VISIBLE, Modality.INFRARED)):
+                return
+            self.panels = {}
+            for modality, image in self.latest.items():
+                width = round(image.shape[1] * self.height / image.shape[0])
+                self.panels[modality] = (width + width % 2, self.height)  # codecs want even
+        self.show(render(snapshot, self.latest, panels=self.panels))
+
     def show(self, image: np.ndarray) -> None:
+        size = (image.shape[1], image.shape[0])
         if self.writer is None:
             self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"),
-                                          self.fps, (image.shape[1], image.shape[0]))
+                                          self.fps, size)
             if not self.writer.isOpened():
                 raise DeenError(f"{self.path}: cannot write video here")
+            self.size = size
+        if size != self.size:  # OpenCV would drop it without a word
+            raise DeenError(f"{self.path}: picture of {size[0]}x{size[1]} in a "
+                            f"{self.size[0]}x{self.size[1]} video")
         self.writer.write(image)
 
     def close(self) -> None:
