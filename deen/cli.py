@@ -328,10 +328,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def input_size_arg(text: str) -> tuple[int, int]:
     """argparse type of a ``HEIGHTxWIDTH`` model input size (also used by benchmarks/)."""
+    from deen.preprocess import check_input_size
+
     height, _, width = text.partition("x")
     if not (height.isdigit() and width.isdigit()):
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 384x144, got {text!r}")
-    return int(height), int(width)
+    try:
+        return check_input_size((int(height), int(width)))
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: {exc.problem}") from None
 
 
 def _add_bench_parser(commands: argparse._SubParsersAction) -> None:

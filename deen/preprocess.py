@@ -23,6 +23,21 @@ INPUT_WIDTH = 144
 #: The papers' input size (H, W). A model trained at another size records it in its
 #: checkpoint and export manifest, and its embedder preprocesses to that size.
 DEFAULT_INPUT_SIZE = (INPUT_HEIGHT, INPUT_WIDTH)
+
+
+def check_input_size(size: tuple[int, int], parameter: str = "input_size") -> tuple[int, int]:
+    """``size`` (height, width) if DEEN can run at it: the backbone divides by 16 and MFA's
+    reshapes need even feature maps, so the height must be a multiple of 16 and the width
+    of 4 (the papers' 384×144, or 64×24, are)."""
+    height, width = (int(v) for v in size)
+    if height < 16 or width < 4 or height % 16 or width % 4:
+        from deen.errors import ParameterError
+
+        raise ParameterError(parameter, f"{height}x{width}", "the height must be a positive "
+                             "multiple of 16 and the width of 4 (e.g. 384x144)")
+    return height, width
+
+
 #: ImageNet statistics, in RGB channel order, applied after scaling to [0, 1].
 MEAN_RGB = (0.485, 0.456, 0.406)
 STD_RGB = (0.229, 0.224, 0.225)

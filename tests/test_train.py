@@ -71,7 +71,7 @@ def test_config_errors(tmp_path):
         load_config(None, ["epochs=many"])
     with pytest.raises(DeenError, match="no dataset root"):
         load_config(None, []).validate()
-    with pytest.raises(DeenError, match="height must be a multiple of 16"):
+    with pytest.raises(DeenError, match="height must be a positive multiple of 16"):
         load_config(None, ["root=x", "height=100"]).validate()
 
 

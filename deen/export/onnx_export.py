@@ -45,7 +45,7 @@ from deen.fileio import atomic_path, sha256_file
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
 from deen.models.embedding_network import EmbeddingNetwork
-from deen.preprocess import DEFAULT_INPUT_SIZE
+from deen.preprocess import DEFAULT_INPUT_SIZE, check_input_size
 
 __all__ = ["DEFAULT_OPSET", "ExportResult", "export", "export_onnx", "trace_to_onnx"]
 
@@ -118,6 +118,7 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
     out = Path(out)
     row = formats.get("onnx")
     row.check_export(out, precision, dee_op)
+    input_size = check_input_size(input_size)
     if dee_op == "custom" and precision != "fp32":
         raise ParameterError("dee_op", dee_op,
                              "is fp32 only (the DeeConv kernel takes float32)")

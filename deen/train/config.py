@@ -11,6 +11,7 @@ import tomllib
 
 from deen.datasets import registry
 from deen.errors import DeenError, ParameterError
+from deen.preprocess import check_input_size
 
 SCHEDULES = ("paper", "reference")
 
@@ -60,9 +61,7 @@ class TrainConfig:
                 raise DeenError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.erasing_p <= 1.0:
             raise DeenError(f"erasing_p must be a probability (0..1), got {self.erasing_p}")
-        if self.height % 16 or self.width % 4:
-            raise DeenError(f"input size {self.height}×{self.width}: height must be a multiple "
-                            "of 16 and width of 4 (MFA's reshapes need even feature maps)")
+        check_input_size((self.height, self.width), "height/width")
         if self.init and self.imagenet:
             raise DeenError("init and imagenet both set: a run starts from one of them")
         return self
