@@ -458,3 +458,9 @@ def test_gallery_cli_enrols_lists_and_names_tracks_in_a_run(scene, small_model, 
     assert refused.returncode == 1 and "gallery was built with model" in refused.stderr
     removed = _deen("gallery", "remove", "alice", "--gallery", str(gallery))
     assert removed.returncode == 0 and "removed" in removed.stdout
+    mistyped = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared),
+                     "--model", str(small_model), "--detector", str(scene.boxes),
+                     "--gallery", str(tmp_path / "galery.db"))
+    assert mistyped.returncode == 1 and not (tmp_path / "galery.db").exists()
+    assert mistyped.stderr.strip().endswith("galery.db: no such gallery file (deen gallery add "
+                                            "creates one)")

@@ -45,8 +45,12 @@ class Recognition:
 class Gallery:
     """``Gallery(path, model_id, dim)``; use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: Path, model_id: str, dim: int) -> None:
+    def __init__(self, path: Path, model_id: str, dim: int, create: bool = True) -> None:
+        """``create=False`` refuses a file that is not there (a run reads a gallery that
+        ``deen gallery add`` made; a mistyped path must not become an empty gallery)."""
         self.path, self.model_id, self.dim = Path(path), model_id, dim
+        if not create and not self.path.is_file():
+            raise DeenError(f"{self.path}: no such gallery file (deen gallery add creates one)")
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
             self.db.execute("PRAGMA journal_mode=WAL")

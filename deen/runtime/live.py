@@ -68,8 +68,8 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
                              "a GUI (this one is headless or DISPLAY is unset); record to a "
                              "video file instead")
     detector = detector or open_detector(settings.detector)
-    gallery = (Gallery(settings.gallery, model_id(model_path, embedder), embedder.dim)
-               if settings.gallery is not None else None)
+    gallery = (Gallery(settings.gallery, model_id(model_path, embedder), embedder.dim,
+                       create=False) if settings.gallery is not None else None)
     address = ServeAddress.parse(settings.serve) if settings.serve is not None else None
     ready = threading.Event()
     sources: dict[Modality, FrameSource] = {}
