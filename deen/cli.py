@@ -156,7 +156,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     # A resumed run keeps its saved settings unless a config file replaces them.
     base = resume["training"]["config"] if resume is not None and args.config is None else None
     config = load_config(args.config, overrides, base=base)
-    trainer = Trainer(config, resume=resume)
+    trainer = Trainer(config, resume=resume, force=args.force)
     last = trainer.train()
     stopped = trainer.epoch < config.epochs
     if trainer.rank == 0:
@@ -599,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a setting, e.g. --set epochs=80 --set schedule=reference")
     train.add_argument("--resume", type=Path, default=None, metavar="CKPT",
                        help="continue from a last.pt exactly where it stopped")
+    train.add_argument("--force", action="store_true",
+                       help="start a new run in a run folder that holds one, deleting that "
+                            "run's config, log and checkpoints (default: refuse)")
     train.set_defaults(handler=_cmd_train)
 
     evaluate = commands.add_parser(

@@ -61,6 +61,12 @@ def test_resume_continues_with_identical_losses(synthetic_sysu, tmp_path):
     uninterrupted, continued = _losses(tmp_path / "a"), _losses(tmp_path / "b")
     assert len(uninterrupted) == 6
     assert continued == uninterrupted
+    # A new run refuses a folder that holds one; force starts it afresh there.
+    with pytest.raises(DeenError, match=r"out=.*b: already holds a run: continue it with "
+                                        r"resume .*last.pt or replace it with force"):
+        Trainer(resumed)
+    Trainer(resumed, force=True)
+    assert not (tmp_path / "b" / "log.csv").exists() and not (tmp_path / "b" / "last.pt").exists()
 
 
 def test_config_errors(tmp_path):

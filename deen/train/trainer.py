@@ -30,7 +30,7 @@ from deen.backends.torch_backend import TorchEmbedder
 from deen.datasets import registry
 from deen.datasets.common import ImageRecord, ProtocolSplit
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError
+from deen.errors import DeenError, ParameterError
 from deen.eval.evaluate import FeatureCache, evaluate_split
 from deen.modality import Modality
 from deen.models.checkpoint import (
@@ -105,11 +105,36 @@ def interrupt_flag() -> Iterator[dict[str, bool]]:
             signal.signal(s, h)
 
 
+#: What a run writes into its folder (and ``force`` deletes before a new run).
+RUN_FILES = ("config.toml", "log.csv", "last.pt", "best.pt", "final.pt")
+
+
+def _claim_run_folder(out: Path, force: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ParameterError("out", out, "is a file, not a run folder")
+    if not any(out.iterdir()):
+        return
+    if not force:
+        raise ParameterError("out", out, "already holds a run: continue it with {resume} "
+                             f"{out / 'last.pt'} or replace it with {{force}}",
+                             mentions=("resume", "force"))
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig,
-                 resume: Path | dict[str, Any] | None = None) -> None:
-        """``resume``: a ``last.pt`` path, or the payload :func:`read_resume_state` read."""
+                 resume: Path | dict[str, Any] | None = None, force: bool = False) -> None:
+        """``resume``: a ``last.pt`` path, or the payload :func:`read_resume_state` read.
+
+        A new run (no ``resume``) refuses a run folder that already holds a run, so that
+        two runs never mix their logs and checkpoints; ``force`` deletes that run's files
+        first."""
         self.config = config.validate()
+        if resume is None:
+            _claim_run_folder(Path(config.out), force)
         self.rank = int(os.environ.get("RANK", 0))
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
