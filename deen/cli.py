@@ -703,7 +703,11 @@ def _in_flags(exc: ParameterError, flags: dict[str, str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is global but works wherever it is typed: `deen export … --debug` too.
+    debug = "--debug" in argv
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = args.debug or debug
     sub = getattr(args, f"{args.command}_command", None)
     command = f"deen {args.command}{f' {sub}' if sub else ''}"
     try:
@@ -735,11 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _alias(command: str) -> Callable[[], int]:
     def entry() -> int:
-        argv = sys.argv[1:]
-        # Global options may come first: `deen-export --debug --checkpoint …`.
-        globals_ = [a for a in argv if a == "--debug"]
-        rest = [a for a in argv if a != "--debug"]
-        return main([*globals_, command, *rest])
+        return main([command, *sys.argv[1:]])
 
     return entry
 

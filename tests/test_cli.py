@@ -83,3 +83,25 @@ def test_demo_uses_the_cached_generated_people_model_when_there_is_one(tmp_path,
         demo.run_demo(None, None, 2, 0, EmbeddingConfig(), None)
     assert seen["checkpoint"] == tmp_path / "run" / "final.pt"
     assert "trained here on generated people" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_works_before_or_after_the_subcommand(where, tmp_path):
+    args = ["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.onnx")]
+    args = ["--debug", *args] if where == "before" else [*args, "--debug"]
+    result = _deen(*args)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    assert result.stderr.strip().endswith("none.pt: no such checkpoint file")
+
+
+def test_an_unreadable_checkpoint_is_described_not_numbered(tmp_path):
+    (tmp_path / "notes.pt").write_text("hi there")
+    result = _deen("export", "--checkpoint", str(tmp_path / "notes.pt"), "--out",
+                   str(tmp_path / "x.onnx"))
+    assert result.returncode == 1 and result.stderr.strip().endswith(
+        "notes.pt: not a readable PyTorch checkpoint (neither a PyTorch zip archive nor a "
+        "pickle; truncated, or another format)")
+    wrong_suffix = _deen("export", "--checkpoint", str(tmp_path / "notes.pt"), "--out",
+                         str(tmp_path / "x.txt"))  # the suffix is checked before any loading
+    assert wrong_suffix.returncode == 1 and "x.txt" in wrong_suffix.stderr
+    assert "checkpoint" not in wrong_suffix.stderr

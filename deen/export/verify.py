@@ -7,6 +7,7 @@ that mixes up stems, flips or rows fails here even when its shapes are right.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,8 +60,12 @@ class VerificationReport:
         }
 
     def summary(self) -> str:
+        """One line; a bound that is not checked (int8 is judged by cosine alone, its
+        element-wise differences being the quantisation's) says so instead of "inf"."""
+        bound = (f"tolerance {self.tolerance.max_abs_diff:g}"
+                 if math.isfinite(self.tolerance.max_abs_diff) else "not bounded")
         return (f"{self.candidate} vs {self.reference}: max abs diff {self.max_abs_diff:.3g} "
-                f"(tolerance {self.tolerance.max_abs_diff:g}), min cosine {self.min_cosine:.7f} "
+                f"({bound}), min cosine {self.min_cosine:.7f} "
                 f"(tolerance {self.tolerance.min_cosine:g})")
 
 
