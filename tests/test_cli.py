@@ -104,4 +104,4 @@ def test_an_unreadable_checkpoint_is_described_not_numbered(tmp_path):
     wrong_suffix = _deen("export", "--checkpoint", str(tmp_path / "notes.pt"), "--out",
                          str(tmp_path / "x.txt"))  # the suffix is checked before any loading
     assert wrong_suffix.returncode == 1 and "x.txt" in wrong_suffix.stderr
-    assert "checkpoint" not in wrong_suffix.stderr
+    assert "readable" not in wrong_suffix.stderr
