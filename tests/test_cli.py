@@ -103,5 +103,5 @@ def test_an_unreadable_checkpoint_is_described_not_numbered(tmp_path):
         "pickle; truncated, or another format)")
     wrong_suffix = _deen("export", "--checkpoint", str(tmp_path / "notes.pt"), "--out",
                          str(tmp_path / "x.txt"))  # the suffix is checked before any loading
-    assert wrong_suffix.returncode == 1 and "x.txt" in wrong_suffix.stderr
-    assert "readable" not in wrong_suffix.stderr
+    assert wrong_suffix.returncode == 1
+    assert wrong_suffix.stderr.strip().endswith("x.txt: the output file must end in .onnx")
