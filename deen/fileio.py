@@ -1,5 +1,5 @@
 """Small file helpers shared by every reader and writer: the image and video suffixes the
-project reads, atomic writes and content hashes."""
+project reads, atomic writes (with the process umask's modes) and content hashes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,9 +31,30 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, default_mode())  # mkstemp's 0600 would hide it from others
         os.replace(tmp_path, final)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode ``open()`` or ``mkdir()`` would give a new file or folder under the
+    process umask (temporary files and folders start private: 0600/0700)."""
+    with _UMASK_LOCK:  # reading the umask means setting it; no other thread may see 0
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
+def publish_dir(scratch: Path, final: Path) -> None:
+    """Rename a finished temporary folder (``tempfile.mkdtemp``) onto ``final``, with the
+    mode a folder made by ``mkdir`` would have."""
+    os.chmod(scratch, default_mode(directory=True))
+    scratch.rename(final)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -105,3 +105,23 @@ def test_an_unreadable_checkpoint_is_described_not_numbered(tmp_path):
                          str(tmp_path / "x.txt"))  # the suffix is checked before any loading
     assert wrong_suffix.returncode == 1
     assert wrong_suffix.stderr.strip().endswith("x.txt: the output file must end in .onnx")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    """Atomic writes start from private temporary files; what they publish is readable by
+    others as any file the process makes (umask 022 → 0644, folders 0755)."""
+    import os
+
+    from deen.datasets.synth import write_synthetic_dataset
+    from deen.fileio import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "out.bin") as partial:
+            partial.write_bytes(b"x")
+        made = write_synthetic_dataset(tmp_path / "data", "sysu", identities=4, per_camera=1,
+                                       size=(32, 16))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o644
+    assert made.stat().st_mode & 0o777 == 0o755

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from deen.errors import DeenError, ParameterError
+from deen.fileio import publish_dir
 from deen.modality import Modality
 from deen.synthetic import Identity, render_person
 
@@ -131,7 +132,7 @@ def write_synthetic_dataset(out: Path, layout: str, identities: int = 24,
     try:
         writer = _Writer(scratch, size, seed)
         writer_function(writer, people, train, val, test, per_camera)
-        scratch.rename(out)
+        publish_dir(scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from deen.errors import DeenError, ParameterError
+from deen.fileio import publish_dir
 from deen.modality import Modality
 from deen.runtime.streams import STREAMS
 from deen.synthetic import make_people, render_person
@@ -117,7 +118,7 @@ def write_stream_pair(out: Path, people: int = 4, seconds: float = 8.0, fps: flo
         for writer in writers.values():
             writer.release()
         (scratch / "boxes.jsonl").write_text("\n".join(lines) + "\n")
-        scratch.rename(out)
+        publish_dir(scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return StreamPair(out / "visible.mp4", out / "infrared.mp4", out / "boxes.jsonl", fps,
@@ -404,7 +405,7 @@ def write_scene(out: Path, settings: SceneSettings = SceneSettings()) -> Scene:
         (scratch / TRUTH_FILES["settings"]).write_text(
             json.dumps({"generator": "deen data scene", **dataclasses.asdict(settings)},
                        indent=2) + "\n")
-        scratch.rename(out)
+        publish_dir(scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Scene(out, settings, out / TRUTH_FILES["video"]["rgb"],
