@@ -246,16 +246,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if not args.debug:
         quiet_video_backends()
-    if args.serve is not None:  # a bad address fails before the model loads
-        ServeAddress.parse(args.serve)
-    embedder = open_embedder(args.model, config=_model_embedding_config(args),
-                             device=args.device)
+    # Settings are checked (and a bad address refused) before the model loads.
     settings = LiveSettings(
         rgb=args.rgb, ir=args.ir, detector=args.detector,
         events=None if args.events == "none" else args.events, video_out=args.video_out,
         show=args.show, gallery=args.gallery, loop=args.loop, duration_s=args.duration,
         status_every_s=args.status_every, realtime=not args.no_realtime,
         timeout_s=args.timeout, fps=args.fps, serve=args.serve, tracks_out=args.tracks_out)
+    if args.serve is not None:
+        ServeAddress.parse(args.serve)
+    embedder = open_embedder(args.model, config=_model_embedding_config(args),
+                             device=args.device)
     summary = run_live(embedder, args.model, settings, _live_options(args))
     if summary.failure is not None:  # outputs are flushed; the reason is the one line
         raise DeenError(summary.failure)
@@ -464,10 +465,14 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     tools = gallery.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
     add = tools.add_parser("add", help="embed a folder of person crops under a name")
     add.add_argument("name")
-    add.add_argument("--images", type=Path, required=True, metavar="DIR")
-    add.add_argument("--modality", required=True, choices=["visible", "infrared"])
-    add.add_argument("--model", type=Path, required=True)
-    add.add_argument("--device", default=None)
+    add.add_argument("--images", type=Path, required=True, metavar="DIR",
+                     help="a folder of crops of this one person")
+    add.add_argument("--modality", required=True, choices=["visible", "infrared"],
+                     help="the camera the crops come from")
+    add.add_argument("--model", type=Path, required=True,
+                     help="the model the gallery is built with: a checkpoint or an export "
+                          "(.onnx, .xml, .engine); a gallery keeps to one model")
+    add.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
     _add_embedding_options(add)
     listing = tools.add_parser("list", help="enrolled names and image counts")
     remove = tools.add_parser("remove", help="remove a name and its images")
@@ -508,8 +513,33 @@ def _add_scene_parser(data_commands: argparse._SubParsersAction) -> None:
     scene.set_defaults(handler=_cmd_scene)
 
 
+class _Help(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it already or there is
+    none to say (a flag that is off, an option that is unset)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False
+                or default is argparse.SUPPRESS or default in ([], "")
+                or not action.option_strings):
+            return text
+        shown = default if not isinstance(default, Path) else str(default)
+        if isinstance(default, tuple) and len(default) == 2:  # an input size
+            shown = f"{default[0]}x{default[1]}"
+        return f"{text} (default: {shown})".strip()
+
+
+class _Parser(argparse.ArgumentParser):
+    """The CLI's parsers: :class:`_Help` formats every one of them (subcommands too)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deen", description="DEEN visible-infrared person re-identification toolchain.")
     parser.add_argument("--version", action="version", version=f"deen {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -547,7 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        if f.exportable))
     _add_model_options(export, checkpoint_required=True)
     export.add_argument("--out", type=Path, required=True,
-                        metavar="|".join(f.output for f in formats.formats() if f.exportable))
+                        metavar="|".join(f.output for f in formats.formats() if f.exportable),
+                        help="the file (or, for triton, the folder) to write; its suffix "
+                             "must suit --engine")
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     export.add_argument("--precision", choices=formats.export_precisions(), default="fp32",
                         help="; ".join(f"{f.name}: {', '.join(f.precisions)}"
@@ -558,21 +590,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--engine openvino/trt: build from this deen ONNX export instead "
                              "of exporting one")
     trt = export.add_argument_group("TensorRT (--engine trt, or triton --with-trt)")
-    trt.add_argument("--min-batch", type=_positive_int, default=1)
-    trt.add_argument("--opt-batch", type=_positive_int, default=8)
+    trt.add_argument("--min-batch", type=_positive_int, default=1,
+                     help="the engine profile's smallest batch")
+    trt.add_argument("--opt-batch", type=_positive_int, default=8,
+                     help="the batch TensorRT tunes its kernels for")
     trt.add_argument("--max-batch", type=_positive_int, default=32,
                      help="the engine profile's (and Triton's) largest batch (default 32)")
-    trt.add_argument("--workspace-mib", type=_positive_int, default=2048)
+    trt.add_argument("--workspace-mib", type=_positive_int, default=2048,
+                     help="GPU memory TensorRT may use while building, MiB")
     trt.add_argument("--timing-cache", type=Path, default=None, metavar="FILE",
                      help="read and update this TensorRT timing cache")
-    trt.add_argument("--version-compatible", action="store_true")
+    trt.add_argument("--version-compatible", action="store_true",
+                     help="an engine that later TensorRT versions can run")
     trt.add_argument("--hardware-compatible", action="store_true",
                      help="run on any Ampere or newer GPU")
     triton = export.add_argument_group("Triton (--engine triton)")
     triton.add_argument("--with-trt", action="store_true",
                         help="also build and add a TensorRT plan (needs TensorRT and a GPU)")
-    triton.add_argument("--preferred-batches", type=_int_list, default=[8, 16, 32])
-    triton.add_argument("--instances", type=_positive_int, default=1)
+    triton.add_argument("--preferred-batches", type=_int_list, default=[8, 16, 32],
+                        help="dynamic batching's preferred batch sizes, comma-separated "
+                             "(default 8,16,32)")
+    triton.add_argument("--instances", type=_positive_int, default=1,
+                        help="model instances per device")
     export.add_argument("--calib", type=Path, default=None, metavar="DIR",
                         help="int8 calibration, balanced over both modalities: person crops "
                              "or videos in DIR/visible/ and DIR/infrared/, or the videos "
@@ -593,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "--nproc_per_node N -m deen train ... (CPU: gloo backend).")
     train.add_argument("--config", type=Path, default=None, help="TOML file of settings")
     train.add_argument("--root", default=None, help="dataset folder (overrides the config)")
-    train.add_argument("--dataset", default=None, choices=datasets.names())
+    train.add_argument("--dataset", default=None, choices=datasets.names(),
+                       help="the --root folder's layout (overrides the config)")
     train.add_argument("--out", default=None, help="run folder (default runs/deen)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting, e.g. --set epochs=80 --set schedule=reference")
@@ -609,13 +649,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a checkpoint (.t/.pth/.pt) or an ONNX export on a dataset's "
                     "test protocol (all trials, both modes or directions): CMC R1/5/10/20, "
                     "mAP, mINP, as a table and optionally JSON.")
-    evaluate.add_argument("--model", type=Path, required=True)
-    evaluate.add_argument("--dataset", required=True, choices=datasets.names())
-    evaluate.add_argument("--root", type=Path, required=True)
+    evaluate.add_argument("--model", type=Path, required=True,
+                          help="a checkpoint (.t/.pth/.pt) or an export (.onnx, .xml "
+                               "(OpenVINO), .engine (TensorRT))")
+    evaluate.add_argument("--dataset", required=True, choices=datasets.names(),
+                          help="the --root folder's layout; its papers' protocol is used")
+    evaluate.add_argument("--root", type=Path, required=True, help="the dataset folder")
     evaluate.add_argument("--trials", type=_positive_int, default=None,
                           help="use the first N trials (default: all)")
     evaluate.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
-    evaluate.add_argument("--variant", choices=sorted(VARIANTS), default=None)
+    evaluate.add_argument("--variant", choices=sorted(VARIANTS), default=None,
+                          help="network variant of a checkpoint (default: detected)")
     evaluate.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
     evaluate.add_argument("--json", type=Path, default=None, help="write the report here")
     evaluate.add_argument("--print-json", action="store_true", help="print the JSON report")
@@ -627,13 +671,15 @@ def build_parser() -> argparse.ArgumentParser:
         "synth", help="write a small synthetic dataset in a real layout",
         description="Write generated people (visible and infrared views of each identity) in "
                     "the SYSU-MM01, RegDB, LLCM or folder layout.")
-    synth.add_argument("--layout", required=True, choices=datasets.synthetic_names())
-    synth.add_argument("--out", type=Path, required=True)
-    synth.add_argument("--identities", type=_positive_int, default=24)
+    synth.add_argument("--layout", required=True, choices=datasets.synthetic_names(),
+                       help="the dataset layout to write")
+    synth.add_argument("--out", type=Path, required=True, help="a new folder")
+    synth.add_argument("--identities", type=_positive_int, default=24,
+                       help="people to generate (at least 4)")
     synth.add_argument("--per-camera", type=_positive_int, default=2,
                        help="images per identity per camera")
     synth.add_argument("--size", default="128x64", help="image size HEIGHTxWIDTH")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="seed of the people and images")
     synth.set_defaults(handler=_cmd_synth)
     _add_scene_parser(data_commands)
 

@@ -125,3 +125,39 @@ def test_written_files_follow_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o644
     assert made.stat().st_mode & 0o777 == 0o755
+
+
+def _every_parser(parser, path=("deen",)):
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _every_parser(sub, (*path, name))
+
+
+def test_every_option_of_every_subcommand_says_what_it_takes_and_its_default():
+    """Walks each subcommand's --help: every option has help, and every option with a
+    default shows it."""
+    import argparse
+
+    from deen.cli import build_parser
+
+    flags = (argparse._HelpAction, argparse._VersionAction, argparse._StoreConstAction)
+    missing = []
+    for path, parser in _every_parser(build_parser()):
+        assert parser.format_help()
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or isinstance(action, flags[:2]):
+                continue
+            flag = max(action.option_strings, key=len)
+            if not action.help:
+                missing.append(f"{' '.join(path)} {flag}: no help")
+            elif isinstance(action, flags[2]):
+                continue  # an on/off flag has no default to show
+            elif action.default is not None and action.default not in ([], "") and \
+                    "default" not in formatter._expand_help(action):
+                missing.append(f"{' '.join(path)} {flag}: default not shown")
+    assert not missing, "\n".join(missing)

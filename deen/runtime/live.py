@@ -51,6 +51,15 @@ class LiveSettings:
     serve: str | None = None  # HOST:PORT of the web view (deen.runtime.web); None: off
     tracks_out: Path | None = None  # folder for tracks and matches (deen.runtime.tracks_out)
 
+    def __post_init__(self) -> None:
+        """What can be checked before any stream or model opens."""
+        if self.video_out is not None and Path(self.video_out).suffix.lower() != ".mp4":
+            raise ParameterError("video_out", self.video_out,
+                                 "must end in .mp4 (the annotated view is written as MPEG-4)")
+        if self.gallery is not None and not Path(self.gallery).is_file():
+            raise ParameterError("gallery", self.gallery,
+                                 "no such gallery file (deen gallery add creates one)")
+
 
 def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
              options: PipelineOptions | None = None,
