@@ -95,15 +95,33 @@ def _panel(series: dict[str, list[tuple[float, float]]], title: str, ylabel: str
                 cv2.LINE_AA)
     cv2.putText(image, ylabel, (5, top - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
                 cv2.LINE_AA)
-    for x in xs:
-        cv2.putText(image, str(x), (int(fx[x]) - 6, height - bottom + 18),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, "batch", (width // 2 - 20, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                (0, 0, 0), 1, cv2.LINE_AA)
+    single = len(xs) == 1  # one batch size: a bar per backend, not points on one line
+    if not single:
+        for x in xs:
+            cv2.putText(image, str(x), (int(fx[x]) - 6, height - bottom + 18),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, f"batch {xs[0]}" if single else "batch", (width // 2 - 20, height - 12),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     for value in np.linspace(lo, hi, 5):
         y = 10 ** value if log_y else value
         cv2.putText(image, f"{y:.3g}", (5, int(fy(y)) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
                     (0, 0, 0), 1, cv2.LINE_AA)
+    if single:
+        slot = (width - left - right) / max(len(series), 1)
+        legend_rows = len(series)
+        floor = top + 24 + 16 * legend_rows  # bars start below the legend
+        for k, (name, points) in enumerate(series.items()):
+            colour = _COLOURS[k % len(_COLOURS)]
+            value = points[0][1]
+            x1 = int(left + slot * k + slot * 0.2)
+            x2 = int(left + slot * (k + 1) - slot * 0.2)
+            y = max(int(fy(value)), floor) if value > 0 else height - bottom
+            cv2.rectangle(image, (x1, y), (x2, height - bottom - 1), colour, -1)
+            cv2.putText(image, f"{value:.3g}", (x1, y - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
+                        colour, 1, cv2.LINE_AA)
+            cv2.putText(image, name, (left + 8, top + 16 + 16 * k), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.42, colour, 1, cv2.LINE_AA)
+        return image
     for k, (name, points) in enumerate(series.items()):
         colour = _COLOURS[k % len(_COLOURS)]
         pts = np.array([[fx[x], fy(y)] for x, y in sorted(points) if y > 0], np.int32)
