@@ -18,7 +18,7 @@ import numpy as np
 from deen.backends.base import Embedder, modality_codes
 from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.backends.torch_backend import TorchEmbedder
-from deen.embedding import EmbeddingConfig
+from deen.embedding import EmbeddingConfig, cosine_similarity
 from deen.errors import DeenError
 from deen.export.compare import row_cosines
 from deen.export.onnx_export import export_onnx
@@ -110,9 +110,10 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
         embeddings = {e.backend: e.run(batch, codes) for e in backends}
 
         torch_emb, ort_emb = embeddings["pytorch"], embeddings["onnxruntime"]
-        similarity = ort_emb[:people] @ ort_emb[people:].T
-        print("\ncross-modality similarity S (dot product of embeddings), onnxruntime; "
-              "rows: visible, columns: infrared, * = same person")
+        similarity = cosine_similarity(ort_emb[:people], ort_emb[people:])
+        print("\ncross-modality similarity (cosine of embeddings, -1..1, as deen run and the "
+              "gallery report it), onnxruntime; rows: visible, columns: infrared, "
+              "* = same person")
         _print_matrix(similarity)
         hits = int((similarity.argmax(axis=1) == np.arange(people)).sum())
         print(f"rank-1 visible→infrared: {hits}/{people} (chance level: 1/{people})")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from deen.errors import DeenError
 
 NUM_EMBEDDINGS = 3  # DEE output rows per image: original, branch 1, branch 2
@@ -53,3 +55,16 @@ def embedding_layout(dim: int, config: EmbeddingConfig) -> dict[str, object]:
         "Q_scale": 1.0 if config.a is None else math.sqrt(1.0 - config.a),
         "similarity": "dot product",
     }
+
+
+def cosine_similarity(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """Every query row against every gallery row: the cosine of their embeddings, in
+    [−1, 1]. This is the one score users see (the demo, ``deen run``'s matches, the gallery,
+    events); the reference's unnormalised S (the dot product) is used only where the
+    evaluation protocol ranks by it."""
+    def unit(rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.float64)
+        norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+        return rows / np.where(norms > 0, norms, 1.0)
+
+    return unit(np.atleast_2d(queries)) @ unit(np.atleast_2d(gallery)).T

@@ -161,3 +161,18 @@ def test_every_option_of_every_subcommand_says_what_it_takes_and_its_default():
                     "default" not in formatter._expand_help(action):
                 missing.append(f"{' '.join(path)} {flag}: default not shown")
     assert not missing, "\n".join(missing)
+
+
+def test_one_similarity_scale_for_users():
+    """The demo, the README's example and deen run report the same cosine in [-1, 1]."""
+    import numpy as np
+
+    from deen.embedding import cosine_similarity
+    from deen.runtime.matching import unit
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 12)) * 20, rng.normal(size=(4, 12)) * 5  # raw scales differ
+    similarity = cosine_similarity(a, b)
+    assert similarity.shape == (3, 4) and np.abs(similarity).max() <= 1 + 1e-12
+    np.testing.assert_allclose(similarity[1, 2], unit(a[1]) @ unit(b[2]))
+    np.testing.assert_allclose(cosine_similarity(a[0], a[0]), [[1.0]])
