@@ -40,6 +40,7 @@ from deen.models.checkpoint import (
     save_checkpoint,
 )
 from deen.models.deen import DEEN
+from deen.progress import Progress
 from deen.train.config import TrainConfig
 from deen.train.data import Augmentation, CrossModalitySampler, TrainImages, collate
 from deen.train.losses import DEENLoss, LossWeights
@@ -95,6 +96,9 @@ def interrupt_flag() -> Iterator[dict[str, bool]]:
     flag = {"stop": False}
 
     def handler(signum: int, frame: object) -> None:
+        if not flag["stop"] and int(os.environ.get("RANK", 0)) == 0:
+            print("\nstopping after this step; saving last.pt ...", file=sys.stderr,
+                  flush=True)
         flag["stop"] = True
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -241,6 +245,18 @@ class Trainer:
             writer.writerow(["epoch", "step", "global_step", "lr", *LOSS_TERMS])
         return handle, writer
 
+    def summary(self) -> str:
+        """What this run trains on, printed before the first step."""
+        records = self.dataset.records
+        visible = sum(r.modality == Modality.VISIBLE for r in records)
+        people = len({r.identity for r in records})
+        return (f"training DEEN {self.model.variant.name} on {len(records)} images of "
+                f"{people} identities ({visible} visible, {len(records) - visible} infrared) "
+                f"from {self.config.root}, at {self.config.height}x{self.config.width} on "
+                f"{self.device}: {self.config.epochs} epochs of {len(self.sampler)} steps "
+                f"(batch {self.config.identities} identities x {self.config.per_identity} "
+                f"images x 2 modalities); run folder {self.out}")
+
     def train(self) -> Path:
         """Run to the last epoch (or an interrupt); returns the checkpoint written last."""
         lead = self.rank == 0
@@ -250,11 +266,17 @@ class Trainer:
             handle, writer = self._log_writer()
         self.model.train()
         last = self.out / "last.pt"
+        if lead:
+            print(self.summary(), file=sys.stderr, flush=True)
         with interrupt_flag() as flag:
             while self.epoch < self.config.epochs:
                 self.sampler.set_epoch(self.epoch, self.step_in_epoch)
                 sums = dict.fromkeys(LOSS_TERMS, 0.0)
                 steps, started = 0, time.perf_counter()
+                progress = Progress(f"epoch {self.epoch + 1}/{self.config.epochs}",
+                                    len(self.sampler), "steps") if lead else None
+                if progress is not None:
+                    progress.__enter__()
                 for images, labels, modality in self.loader:
                     terms = self._step(images, labels, modality)
                     self.step_in_epoch += 1
@@ -267,16 +289,20 @@ class Trainer:
                                          f"{self.optimizer.param_groups[1]['lr']:.6g}",
                                          *(f"{terms[k]:.6f}" for k in LOSS_TERMS)])
                         handle.flush()
-                        self._progress(steps, terms)
+                        progress.advance(note=" ".join(f"{k} {terms[k]:.3f}"
+                                                       for k in ("id", "tri", "total")))
                     stop_now = self.config.stop_after_steps and \
                         self.global_step >= self.config.stop_after_steps
                     if flag["stop"] or stop_now:
                         if lead:
+                            progress.__exit__(None, None, None)
                             last = self.save("last.pt")
                             print(f"\nstopped at epoch {self.epoch} step {self.step_in_epoch}; "
                                   f"resume with: deen train --resume {last}", file=sys.stderr)
                             handle.close()
                         return last
+                if progress is not None:
+                    progress.__exit__(None, None, None)
                 self.scheduler.step()
                 self.epoch += 1
                 self.step_in_epoch = 0
@@ -319,8 +345,3 @@ class Trainer:
         self.scaler.update()
         return terms
 
-    def _progress(self, steps: int, terms: dict[str, float]) -> None:
-        if sys.stderr.isatty():
-            total = len(self.sampler) + self.sampler.skip
-            print(f"\repoch {self.epoch + 1} step {steps}/{total} loss {terms['total']:.4f}",
-                  end="", file=sys.stderr, flush=True)
