@@ -172,7 +172,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     embedder = open_embedder(args.model, variant=args.variant, device=args.device)
     report = evaluate_dataset(embedder, args.dataset, args.root, str(args.model),
-                              trials=args.trials, rerank=args.rerank)
+                              trials=args.trials, rerank=args.rerank, show_progress=True)
     print(f"{args.dataset} protocol, {args.model} ({embedder.backend}), CMC/mAP/mINP in %"
           f"{', re-ranked' if args.rerank else ''}:")
     print(report.table())

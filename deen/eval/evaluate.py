@@ -6,6 +6,7 @@ are −S with S the embedding dot product (the reference similarity); optionally
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from deen.eval.metrics import CMC_RANKS, IgnoreRule, Metrics, evaluate_ranking
 from deen.eval.rerank import k_reciprocal_rerank
 from deen.fileio import atomic_path
 from deen.preprocess import load_rgb, preprocess
+from deen.progress import Progress
 
 
 @dataclass
@@ -115,12 +117,21 @@ def protocol_settings(dataset: str, root: Path,
 
 def evaluate_dataset(embedder: Embedder, dataset: str, root: Path, model_name: str,
                      trials: int | None = None, rerank: bool = False,
-                     progress: Callable[[int], None] | None = None) -> EvalReport:
+                     show_progress: bool = False) -> EvalReport:
+    """Every protocol setting of ``dataset``; ``show_progress`` reports the embedding of
+    the test images (the long part) with rate and ETA on stderr."""
     report = EvalReport(dataset, model_name)
-    features = FeatureCache(embedder, progress=progress)
-    for name, splits in protocol_settings(dataset, Path(root), trials):
-        results = [t for split in splits for t in evaluate_split(split, features, rerank).trials]
-        report.splits.append(SplitResult(name, results))
+    settings = protocol_settings(dataset, Path(root), trials)
+    images = {r.path for _, splits in settings for split in splits
+              for r in (*split.query, *(g for gallery in split.galleries for g in gallery))}
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(Progress(f"embedding {dataset} test images", len(images),
+                                           "images")) if show_progress else None
+        features = FeatureCache(embedder, progress=bar.advance if bar else None)
+        for name, splits in settings:
+            results = [t for split in splits
+                       for t in evaluate_split(split, features, rerank).trials]
+            report.splits.append(SplitResult(name, results))
     return report
 
 
