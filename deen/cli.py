@@ -172,7 +172,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     embedder = open_embedder(args.model, variant=args.variant, device=args.device)
     report = evaluate_dataset(embedder, args.dataset, args.root, str(args.model),
-                              trials=args.trials, rerank=args.rerank, show_progress=True)
+                              trials=args.trials, rerank=args.rerank, show_progress=True,
+                              ranks=args.ranks, top=args.top)
     print(f"{args.dataset} protocol, {args.model} ({embedder.backend}), CMC/mAP/mINP in %"
           f"{', re-ranked' if args.rerank else ''}:")
     print(report.table())
@@ -181,6 +182,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}")
     elif args.print_json:
         print(json.dumps(report.to_dict(), indent=2))
+    if args.ranks is not None:
+        print(f"wrote ranked results to {args.ranks}/<setting>/index.html (sheets, ranks.csv)")
     return 0
 
 
@@ -663,6 +666,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
     evaluate.add_argument("--json", type=Path, default=None, help="write the report here")
     evaluate.add_argument("--print-json", action="store_true", help="print the JSON report")
+    evaluate.add_argument("--ranks", type=Path, default=None, metavar="DIR",
+                          help="also write, per setting, each query of the first trial with "
+                               "its top gallery images (same person marked): DIR/SETTING/"
+                               "index.html, sheet-NNN.png and ranks.csv (rank of the first "
+                               "true match, AP)")
+    evaluate.add_argument("--top", type=_positive_int, default=10,
+                          help="gallery images shown per query with --ranks")
     evaluate.set_defaults(handler=_cmd_eval)
 
     data = commands.add_parser("data", help="dataset tools")

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from deen.datasets.synth import write_synthetic_dataset
@@ -169,3 +170,27 @@ def test_cpu_training_raises_all_search_map_well_above_initialisation(tmp_path):
     trained = all_search_map(trainer.model)
     print(f"all-search mAP: {initial:.2f}% at initialisation, {trained:.2f}% after training")
     assert trained >= initial + 5.0
+
+
+def test_eval_ranks_show_each_query_with_its_top_gallery_images(synthetic_sysu, tmp_path):
+    """The per-query table agrees with the protocol's own numbers (rank-1, mAP)."""
+    from deen.backends.torch_backend import TorchEmbedder
+    from deen.embedding import EmbeddingConfig
+    from deen.eval.evaluate import evaluate_dataset
+    from deen.models.checkpoint import random_model
+
+    model, _ = random_model("sysu", 0)
+    embedder = TorchEmbedder(model, EmbeddingConfig(), "cpu", (64, 24))
+    report = evaluate_dataset(embedder, "sysu", synthetic_sysu, "m", trials=1,
+                              ranks=tmp_path / "ranks", top=4)
+    for split in report.splits:
+        folder = tmp_path / "ranks" / split.name
+        assert {p.name for p in folder.iterdir()} >= {"index.html", "ranks.csv",
+                                                     "sheet-001.png"}
+        with open(folder / "ranks.csv") as f:
+            rows = list(csv.DictReader(f))
+        metrics = split.trials[0]
+        assert len(rows) == metrics.num_queries
+        rank1 = sum(r["first_true_rank"] == "1" for r in rows) / len(rows)
+        assert rank1 == pytest.approx(metrics.rank(1))
+        assert np.mean([float(r["ap"]) for r in rows]) == pytest.approx(metrics.mAP, abs=1e-3)

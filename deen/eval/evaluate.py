@@ -19,6 +19,7 @@ from deen.datasets import registry
 from deen.datasets.common import ImageRecord, ProtocolSplit
 from deen.errors import DeenError
 from deen.eval.metrics import CMC_RANKS, IgnoreRule, Metrics, evaluate_ranking
+from deen.eval.ranks import rank_queries, write_ranks
 from deen.eval.rerank import k_reciprocal_rerank
 from deen.fileio import atomic_path
 from deen.preprocess import load_rgb, preprocess
@@ -117,9 +118,12 @@ def protocol_settings(dataset: str, root: Path,
 
 def evaluate_dataset(embedder: Embedder, dataset: str, root: Path, model_name: str,
                      trials: int | None = None, rerank: bool = False,
-                     show_progress: bool = False) -> EvalReport:
+                     show_progress: bool = False, ranks: Path | None = None,
+                     top: int = 10) -> EvalReport:
     """Every protocol setting of ``dataset``; ``show_progress`` reports the embedding of
-    the test images (the long part) with rate and ETA on stderr."""
+    the test images (the long part) with rate and ETA on stderr. ``ranks``: a folder that
+    gets, per setting, its first trial's queries with their ``top`` gallery images
+    (:mod:`deen.eval.ranks`)."""
     report = EvalReport(dataset, model_name)
     settings = protocol_settings(dataset, Path(root), trials)
     images = {r.path for _, splits in settings for split in splits
@@ -132,6 +136,11 @@ def evaluate_dataset(embedder: Embedder, dataset: str, root: Path, model_name: s
             results = [t for split in splits
                        for t in evaluate_split(split, features, rerank).trials]
             report.splits.append(SplitResult(name, results))
+            if ranks is not None:
+                first = splits[0]
+                rankings = rank_queries(first, features(first.query),
+                                        features(first.galleries[0]), top)
+                write_ranks(name, rankings, Path(ranks) / name, top)
     return report
 
 
