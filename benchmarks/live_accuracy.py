@@ -1,9 +1,10 @@
 """The live runtime's accuracy on generated scenes, scored against their truth.
 
 For each seed: a 2-minute scene (`deen data scene`: 10 people, 2 to 4 in view, 60 to 250 px
-tall), the benchmark model (benchmarks/live_model.py, from its cache or trained), two
-offline runs of `deen run --tracks-out` (the scene's exact boxes, and the default detector),
-each scored by `deen score`. Writes OUT/live_accuracy.json:
+tall), the benchmark model (benchmarks/live_model.py, from its cache or trained; exported to
+OpenVINO fp32 without the flip, as deen run deploys it), two offline runs of `deen run
+--tracks-out` (the scene's exact boxes, and the default detector), each scored by `deen
+score`. Writes OUT/live_accuracy.json:
 
     {"model": ..., "machine": ..., "scenes": [{"seed", "detector": "boxes" | "default",
       "match_precision", "match_recall", "matches_per_true_pair", "idf1": {"rgb", "ir"},
@@ -45,6 +46,16 @@ def _run(command: list[str]) -> None:
                  f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '?'}")
 
 
+def _exported(checkpoint: Path, work: Path) -> Path:
+    """The checkpoint as a verified OpenVINO fp32 IR without the flip (what a live run
+    deploys), exported once into ``work``."""
+    out = work / "model" / f"{checkpoint.parent.name}-fp32.xml"
+    if not out.is_file() or out.stat().st_mtime < checkpoint.stat().st_mtime:
+        _run([*DEEN, "export", "--engine", "openvino", "--precision", "fp32", "--no-flip",
+              "--checkpoint", str(checkpoint), "--out", str(out)])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3",
@@ -53,18 +64,27 @@ def main() -> None:
     parser.add_argument("--work", type=Path,
                         default=Path.home() / ".cache" / "deen" / "live-accuracy")
     parser.add_argument("--model", type=Path, default=None,
-                        help="a checkpoint or export (default: the cached benchmark model)")
+                        help="a checkpoint or export (default: the cached benchmark model, "
+                             "exported to OpenVINO fp32 without the flip, as deen run uses "
+                             "it live)")
+    parser.add_argument("--detectors", default="boxes,default",
+                        help="which runs: boxes (the scene's exact boxes), default (deen "
+                             "run's default detector)")
+    parser.add_argument("--run-args", default="",
+                        help="extra deen run options for every run (e.g. matching settings)")
     args = parser.parse_args()
-    model = args.model or live_model(lambda line: print(line, file=sys.stderr))
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
+    model = args.model or _exported(live_model(lambda line: print(line, file=sys.stderr)),
+                                    args.work)
     rows = []
     for seed in args.seeds:
         scene = args.work / f"scene{seed}"
         if not scene.is_dir():
             print(f"scene {seed}: writing ...", file=sys.stderr)
             _run([*DEEN, "data", "scene", "--out", str(scene), "--seed", str(seed), *SCENE])
-        for label, detector in (("boxes", str(scene / "boxes.jsonl")), ("default", None)):
+        runs = (("boxes", str(scene / "boxes.jsonl")), ("default", None))
+        for label, detector in [r for r in runs if r[0] in args.detectors.split(",")]:
             run = args.work / f"run{seed}-{label}"
             if run.exists():
                 import shutil
@@ -73,7 +93,7 @@ def main() -> None:
             command = [*DEEN, "run", "--rgb", str(scene / "visible.mp4"), "--ir",
                        str(scene / "infrared.mp4"), "--model", str(model), "--device", "cpu",
                        "--no-realtime", "--events", "none", "--status-every", "0",
-                       "--tracks-out", str(run)]
+                       "--embed-batch", "8", "--tracks-out", str(run), *args.run_args.split()]
             if detector is not None:
                 command += ["--detector", detector]
             start = time.perf_counter()
@@ -88,7 +108,7 @@ def main() -> None:
                   f"{row['match_recall']}, per pair {row['matches_per_true_pair']}, IDF1 "
                   f"{row['idf1']}, HOTA {row['hota']} ({seconds:.0f} s)", file=sys.stderr)
     report = {"model": str(model), "machine": machine_description(), "scene_settings": SCENE,
-              "scenes": rows}
+              "run_args": args.run_args, "scenes": rows}
     (args.out / "live_accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
 
     def pct(value: float | None) -> str:

@@ -238,6 +238,7 @@ def _live_options(args: argparse.Namespace):
                            confirm_rounds=args.confirm_rounds, break_rounds=args.break_rounds,
                            gallery_threshold=args.gallery_threshold,
                            fail_after_s=args.fail_after, match_margin=args.match_margin,
+                           match_hold=args.match_hold,
                            clean_crops=args.clean_crops)
 
 
@@ -445,6 +446,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--match-margin", type=float, default=PipelineOptions.match_margin,
                      help="a visible/infrared pair must beat each one's next most similar "
                           f"track by this much (default {PipelineOptions.match_margin:g})")
+    run.add_argument("--match-hold", type=float, default=PipelineOptions.match_hold,
+                     help="hysteresis: a confirmed match is favoured by this much and kept "
+                          "while its similarity stays above the threshold minus this "
+                          f"(default {PipelineOptions.match_hold:g})")
     run.add_argument("--clean-crops", action="store_true",
                      help="once a track has an appearance, add only crops clear of the "
                           "frame's edge and of other people (default: every crop)")

@@ -73,6 +73,24 @@ def test_a_streak_must_be_unbroken():
     assert [e.kind for e in matcher.update(same)] == ["match"]
 
 
+def test_hold_keeps_a_confirmed_match_through_a_small_wobble():
+    """A rival that edges past a confirmed partner by less than the hold does not take it,
+    and a confirmed pair stays while its similarity is above threshold - hold; without the
+    hold the match moves to the rival."""
+    first = _book({1: [1, 0, 0]}, {5: [1, 0, 0]})
+    wobble = _book({1: [1, 0, 0]}, {5: [0.93, 0.37, 0], 6: [0.96, 0, 0.28]})  # 0.93 vs 0.96
+    for hold, kept in ((0.1, True), (0.0, False)):
+        matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=1, break_rounds=1,
+                                     hold=hold)
+        assert [e.kind for e in matcher.update(first)] == ["match"]
+        matcher.update(wobble)
+        assert (matcher.partner((V, 1)) == 5) is kept
+    low = _book({1: [1, 0]}, {5: [0.45, 0.893]})  # 0.45: under 0.5, above 0.5 - 0.1
+    matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=1, break_rounds=1, hold=0.1)
+    matcher.update(first)
+    assert matcher.update(low) == [] and matcher.partner((V, 1)) == 5
+
+
 def test_ended_track_breaks_its_match():
     matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=1)
     book = _book({1: [1, 0]}, {5: [1, 0]})

@@ -102,6 +102,8 @@ class CrossCameraMatcher:
     confirm_rounds: int = DEFAULT_CONFIRM_ROUNDS
     break_rounds: int = DEFAULT_BREAK_ROUNDS
     margin: float = 0.0  # an assigned pair must beat each one's runner-up by this much
+    hold: float = 0.0  # hysteresis: a confirmed pair is favoured by this much and kept down
+    #                    to threshold - hold, so that small wobbles do not break it
     streaks: dict[tuple[int, int], int] = field(default_factory=dict)  # candidate pair → rounds
     confirmed: dict[tuple[int, int], int] = field(default_factory=dict)  # pair → rounds missing
 
@@ -112,12 +114,19 @@ class CrossCameraMatcher:
         if not v_ids or not r_ids:
             return {}
         similarity = v @ r.T
-        rows, cols = linear_sum_assignment(-similarity)
+        favoured = np.zeros_like(similarity)
+        if self.hold > 0:
+            v_index = {t: i for i, t in enumerate(v_ids)}
+            r_index = {t: j for j, t in enumerate(r_ids)}
+            for a, b in self.confirmed:
+                if a in v_index and b in r_index:
+                    favoured[v_index[a], r_index[b]] = self.hold
+        rows, cols = linear_sum_assignment(-(similarity + favoured))
         out = {}
         for i, j in zip(rows, cols, strict=True):
-            if similarity[i, j] < self.threshold:
+            if similarity[i, j] + favoured[i, j] < self.threshold:
                 continue
-            if self.margin > 0:
+            if self.margin > 0 and not favoured[i, j]:
                 rivals = np.concatenate([np.delete(similarity[i], j),
                                          np.delete(similarity[:, j], i)])
                 if len(rivals) and similarity[i, j] - rivals.max() < self.margin:

@@ -63,6 +63,7 @@ class PipelineOptions:
     # overlapped by another person add to it (off until the live score supports it).
     clean_crops: bool = False
     match_margin: float = 0.0  # a pair must beat each one's runner-up by this much
+    match_hold: float = 0.0  # hysteresis of confirmed matches (CrossCameraMatcher.hold)
     fail_after_s: float = DEFAULT_FAIL_AFTER_S  # a kind failing this long ends the run
     embed_in_background: bool = False  # embed on a worker thread (real-time runs)
 
@@ -133,7 +134,8 @@ class Pipeline:
         self.trackers = {m: ByteTracker() for m in STREAMS}
         self.book = AppearanceBook()
         self.matcher = CrossCameraMatcher(options.match_threshold, options.confirm_rounds,
-                                          options.break_rounds, options.match_margin)
+                                          options.break_rounds, options.match_margin,
+                                          options.match_hold)
         self.names: dict[TrackKey, str] = {}
         self.timer = StageTimer()
         self.processed = dict.fromkeys(STREAMS, 0)
