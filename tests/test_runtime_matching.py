@@ -180,3 +180,39 @@ def test_gallery_loses_no_committed_rows_when_the_process_is_killed(tmp_path):
     assert set(counts.values()) == {3}  # all of an enrolment, or none of it
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 3 * len(counts)
+
+
+def test_a_person_who_comes_back_keeps_their_id_and_a_stranger_does_not():
+    from deen.runtime.relink import Relinker
+
+    relinker = Relinker(min_embeddings=2, default=0.8, margin=0.05)
+    alice, bob, carol = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
+    book = AppearanceBook()
+    for key, vector in (((V, 1), alice), ((V, 2), bob)):
+        for _ in range(2):
+            book.add(key, np.asarray(vector), 0.0)
+    relinker.observe(book, {V: [1, 2]}, now=0.0)
+    for key in ((V, 1), (V, 2)):
+        relinker.end(key, book, now=1.0)
+        book.drop(key)
+    # Alice comes back as track 7 (a little changed), Carol appears as track 8.
+    for key, vector in (((V, 7), [0.95, 0.1, 0.0]), ((V, 8), carol)):
+        for _ in range(2):
+            book.add(key, np.asarray(vector), 2.0)
+    links = relinker.observe(book, {V: [7, 8]}, now=2.0)
+    assert links == [((V, 7), 1)]
+    assert relinker.person_of((V, 7)) == 1 and relinker.person_of((V, 8)) == 8
+
+
+def test_the_relink_threshold_is_calibrated_on_people_seen_together():
+    from deen.runtime.relink import Relinker
+
+    relinker = Relinker(min_embeddings=1, min_negatives=3, quantile=1.0, floor=0.1)
+    book = AppearanceBook()
+    rng = np.random.default_rng(0)
+    for track in range(4):  # four people in view at once: six certainly-different pairs
+        book.add((V, track), np.array([1.0, *(0.3 * rng.normal(size=3))]), 0.0)
+    relinker.observe(book, {V: [0, 1, 2, 3]}, now=0.0)
+    vectors = np.stack([book.entries[V, t].vector for t in range(4)])
+    pairs = (vectors @ vectors.T)[np.triu_indices(4, 1)]
+    assert relinker.threshold(V) == pytest.approx(pairs.max())

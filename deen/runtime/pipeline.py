@@ -42,6 +42,7 @@ from deen.runtime.matching import (
     TrackKey,
     choose_tracks,
 )
+from deen.runtime.relink import Relinker
 from deen.runtime.sources import Frame, FrameSource
 from deen.runtime.streams import STREAMS
 from deen.runtime.tracking import ByteTracker, Track
@@ -64,6 +65,7 @@ class PipelineOptions:
     clean_crops: bool = False
     match_margin: float = 0.0  # a pair must beat each one's runner-up by this much
     match_hold: float = 0.0  # hysteresis of confirmed matches (CrossCameraMatcher.hold)
+    relink: bool = True  # one person id per person in a stream across leaving and returning
     fail_after_s: float = DEFAULT_FAIL_AFTER_S  # a kind failing this long ends the run
     embed_in_background: bool = False  # embed on a worker thread (real-time runs)
 
@@ -99,6 +101,12 @@ class TrackView:
     box: np.ndarray  # x1, y1, x2, y2 in frame pixels (a read-only copy)
     partner: int | None  # the other stream's track it is matched to, if confirmed
     name: str | None  # its gallery name, if it has one
+    person: int = -1  # its person id in this stream (deen.runtime.relink); -1: the track id
+    partner_person: int | None = None  # the partner's person id in the other stream
+
+    @property
+    def person_id(self) -> int:
+        return self.track_id if self.person < 0 else self.person
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,8 @@ class Pipeline:
                                           options.break_rounds, options.match_margin,
                                           options.match_hold)
         self.names: dict[TrackKey, str] = {}
+        self.relinker = Relinker() if options.relink else None
+        self.clock = 0.0  # the newest frame's capture time (what the relinker's window counts)
         self.timer = StageTimer()
         self.processed = dict.fromkeys(STREAMS, 0)
         self.pending = 0  # tracks that wanted an embedding this round but did not get one
@@ -163,8 +173,11 @@ class Pipeline:
                 box = np.array(track.box, copy=True)
                 box.flags.writeable = False
                 key = (modality, track.track_id)
-                views.append(TrackView(track.track_id, box, self.matcher.partner(key),
-                                       self.names.get(key)))
+                partner = self.matcher.partner(key)
+                other = Modality.INFRARED if modality == Modality.VISIBLE else Modality.VISIBLE
+                views.append(TrackView(
+                    track.track_id, box, partner, self.names.get(key), self._person(key),
+                    None if partner is None else self._person((other, partner))))
             tracks[modality] = tuple(views)
         return PipelineSnapshot(
             tracks=MappingProxyType(tracks),
@@ -223,6 +236,10 @@ class Pipeline:
                     continue
                 self.latest_crops[key] = (crop, frame)
         self._embed()
+        self.clock = max([self.clock, *(f.timestamp for f in present.values())])
+        if self.relinker is not None:
+            self.relinker.observe(self.book, {m: [t.track_id for t in self.last_active[m]]
+                                              for m in STREAMS}, self.clock)
         with self.timer.time("match"):
             for event in self.matcher.update(self.book, ended):
                 fields = {"visible_track": event.visible, "infrared_track": event.infrared}
@@ -323,9 +340,14 @@ class Pipeline:
                          stream=STREAMS[modality], track=track.track_id,
                          frames=track.last_seen - track.first_frame + 1,
                          name=self.names.pop(key, None))
+        if self.relinker is not None:
+            self.relinker.end(key, self.book, frame.timestamp if frame else self.clock)
         self.book.drop(key)
         self.latest_crops.pop(key, None)
         return key
+
+    def _person(self, key: TrackKey) -> int:
+        return self.relinker.person_of(key) if self.relinker is not None else key[1]
 
     def end_stream(self, modality: Modality) -> None:
         """The stream ended: end its tracks and the matches they were in."""

@@ -48,11 +48,14 @@ class TracksWriter(Output):
             if stream == "rgb":
                 self.frames.append(number)
             for track in snapshot.tracks.get(modality, ()):
-                self.rows[stream].append(result_line(number, track.track_id, track.box))
+                person = track.person_id  # one id per person, across leaving and returning
+                self.rows[stream].append(result_line(number, person, track.box))
                 if track.partner is not None:
-                    self.matches.append((stream, number, track.track_id, track.partner))
+                    partner = track.partner if track.partner_person is None else \
+                        track.partner_person
+                    self.matches.append((stream, number, person, partner))
                 if track.name is not None:
-                    self.names.append((stream, number, track.track_id, track.name))
+                    self.names.append((stream, number, person, track.name))
 
     def intervals(self) -> list[dict[str, int]]:
         """Runs of the match of one visible and one infrared track over consecutive

@@ -1,0 +1,109 @@
+"""One person, one id in a stream, across leaving and coming back.
+
+The tracker ends a track when its person leaves the view (or hides behind something for
+longer than it waits), and the person comes back as a new track. :class:`Relinker` keeps
+the appearance of each person who left, and when a new track has been embedded a few times,
+gives it the person id of the one who left whose appearance it shares, if the match is
+clear: at least the threshold and ahead of the runner-up by ``margin``.
+
+The threshold is calibrated from the model itself: two tracks live in the same stream at
+the same moment are certainly different people, so their similarities are the model's
+negatives for this camera; the threshold is their ``quantile`` (at least ``floor``), and
+``default`` until ``min_negatives`` have been seen. Outputs that name people (the
+MOTChallenge tracks of ``--tracks-out``) use these person ids; events keep track ids.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deen.modality import Modality
+from deen.runtime.matching import AppearanceBook, TrackKey, unit
+
+
+@dataclass
+class Departed:
+    """A person who left: their id, summed unit embeddings and when they were last seen."""
+
+    person: int
+    total: np.ndarray
+    left_at: float
+
+
+@dataclass
+class Relinker:
+    window_s: float = 600.0  # how long a person who left is remembered (capture time)
+    min_embeddings: int = 3  # a new track's embeddings before it is compared
+    margin: float = 0.05
+    quantile: float = 0.99
+    floor: float = 0.5
+    default: float = 0.9
+    min_negatives: int = 30
+    person: dict[TrackKey, int] = field(default_factory=dict)  # decided tracks → person id
+    departed: dict[Modality, list[Departed]] = field(default_factory=dict)
+    negatives: dict[Modality, deque[float]] = field(default_factory=dict)
+    inherited: dict[TrackKey, np.ndarray] = field(default_factory=dict)  # old person's total
+
+    def person_of(self, key: TrackKey) -> int:
+        """The person id of a track: its own track id until it is linked to someone who
+        left."""
+        return self.person.get(key, key[1])
+
+    def threshold(self, modality: Modality) -> float:
+        seen = self.negatives.get(modality)
+        if seen is None or len(seen) < self.min_negatives:
+            return self.default
+        return max(self.floor, float(np.quantile(np.fromiter(seen, float), self.quantile)))
+
+    def observe(self, book: AppearanceBook, active: dict[Modality, list[int]],
+                now: float) -> list[tuple[TrackKey, int]]:
+        """One round: learn negatives from tracks live together, then link new tracks that
+        are ready. Returns the (track, person) links made this round."""
+        links = []
+        for modality, ids in active.items():
+            ready = [t for t in ids if (modality, t) in book.entries
+                     and book.entries[modality, t].count >= self.min_embeddings]
+            if len(ready) >= 2:
+                vectors = np.stack([book.entries[modality, t].vector for t in ready])
+                similarity = vectors @ vectors.T
+                upper = similarity[np.triu_indices(len(ready), 1)]
+                self.negatives.setdefault(modality, deque(maxlen=4000)).extend(upper.tolist())
+            memory = [d for d in self.departed.get(modality, []) if now - d.left_at
+                      <= self.window_s]
+            self.departed[modality] = memory
+            taken = {self.person_of((modality, t)) for t in ids}
+            for track in ready:
+                key = (modality, track)
+                if key in self.person or key in self.inherited:
+                    continue
+                candidates = [d for d in memory if d.person not in taken]
+                self.inherited[key] = np.zeros(0)  # decided: compared once
+                if not candidates:
+                    continue
+                scores = np.array([unit(d.total) @ book.entries[key].vector
+                                   for d in candidates])
+                order = np.argsort(-scores)
+                best = scores[order[0]]
+                runner_up = scores[order[1]] if len(order) > 1 else -1.0
+                if best >= self.threshold(modality) and best - runner_up >= self.margin:
+                    chosen = candidates[order[0]]
+                    self.person[key] = chosen.person
+                    self.inherited[key] = chosen.total
+                    memory.remove(chosen)
+                    taken.add(chosen.person)
+                    links.append((key, chosen.person))
+        return links
+
+    def end(self, key: TrackKey, book: AppearanceBook, now: float) -> None:
+        """A track ended: remember its person (with everything seen of them) if it has an
+        appearance."""
+        entry = book.entries.get(key)
+        inherited = self.inherited.pop(key, np.zeros(0))
+        person = self.person.pop(key, key[1])
+        if entry is None:
+            return
+        total = entry.total + (inherited if inherited.size else 0)
+        self.departed.setdefault(key[0], []).append(Departed(person, total, now))
