@@ -17,8 +17,9 @@ their motion and the scene's clutter are the real video's.
 and draws each sampled frame of both streams with the tracks live in it, numbered, into
 OUT/frame-NNNN.png, plus OUT/counts.csv with one row per sampled frame and stream for a
 person to fill in: ``people_in_view`` (people at least half visible and at least 50 px
-tall) and ``covered`` (of those, how many have a track box on them). ``coverage`` reads the
-filled file and prints the average coverage per stream and overall (JSON with --json).
+tall) and ``covered`` (of those, how many have a track box on them alone: one box on two or
+three people covers none of them). ``coverage`` reads the filled file and prints the average
+coverage per stream and overall (JSON with --json).
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ def coverage(counts: Path) -> dict:
             "covered": sum(int(r["covered"]) for r in mine),
             "mean_coverage": round(float(np.mean(share)), 3) if share else None}
     result["mean_coverage"] = round(float(np.mean(shares)), 3)
+    result["rule"] = ("a person counts when at least half visible and 50 px tall or more; "
+                      "covered when a track box is on them alone (one box on two or three "
+                      "people covers none of them)")
     return result
 
 
@@ -157,13 +161,15 @@ def main() -> None:
     cover = commands.add_parser("coverage", help="the share of people covered, from counts")
     cover.add_argument("--counts", type=Path, required=True)
     cover.add_argument("--json", type=Path, default=None)
+    cover.add_argument("--footage", default="real footage",
+                       help="what was counted, for the report")
     args = parser.parse_args()
     if args.command == "pair":
         make_pair(args.video, args.out, args.size)
     elif args.command == "sheets":
         sheets(args.pair, args.model, args.out, args.frames, args.detector)
     else:
-        result = coverage(args.counts)
+        result = {"footage": args.footage, **coverage(args.counts)}
         print(json.dumps(result, indent=1))
         if args.json is not None:
             args.json.write_text(json.dumps(result, indent=2) + "\n")

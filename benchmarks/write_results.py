@@ -189,6 +189,65 @@ def render(runs: list[tuple[str, Path, dict]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def live(root: Path) -> list[str]:
+    """The live runtime's numbers per instruction-set class: live_accuracy.py's scored
+    scenes (``<class>/live/live_accuracy.json``), the real-footage coverage counted by hand
+    (``coverage.json``) and runtime_soak.py on real footage (``runtime_soak_real.json``)."""
+    out: list[str] = []
+    for folder in sorted(root.glob("*/live")):
+        isa = folder.parent.name
+        accuracy = folder / "live_accuracy.json"
+        if accuracy.is_file():
+            report = json.loads(accuracy.read_text())
+            out += ["", f"### {isa}: generated scenes scored by `deen score`", "",
+                    f"Machine: {report['machine']['description']}. Model: the DEEN trained on "
+                    "generated people (`benchmarks/live_model.py`), as deen run deploys it "
+                    f"(`{Path(report['model']).name}`). Command: `python "
+                    "benchmarks/live_accuracy.py --seeds 1,2,3 --out "
+                    f"benchmarks/results/{isa}/live`"
+                    + (f" (deen run options: `{report['run_args']}`)"
+                       if report.get("run_args") else "") + ".", "",
+                    "Targets: exact boxes: match precision ≥ 95%, match recall ≥ 80%, IDF1 ≥ "
+                    "90% per stream, ≤ 1.5 matches per true pair; default detector: match "
+                    "precision ≥ 90%.", "",
+                    "| seed | detector | match precision | match recall | matches per true "
+                    "pair | IDF1 rgb / ir | HOTA rgb / ir |", "|---|---|---|---|---|---|---|"]
+            for r in report["scenes"]:
+                churn = "n/a" if r["matches_per_true_pair"] is None else \
+                    f"{r['matches_per_true_pair']:.2f}"
+                out.append(f"| {r['seed']} | {r['detector']} | {_pct(r['match_precision'])} | "
+                           f"{_pct(r['match_recall'])} | {churn} | {_pct(r['idf1']['rgb'])} / "
+                           f"{_pct(r['idf1']['ir'])} | {_pct(r['hota']['rgb'])} / "
+                           f"{_pct(r['hota']['ir'])} |")
+        coverage = folder / "coverage.json"
+        if coverage.is_file():
+            c = json.loads(coverage.read_text())
+            out += ["", f"### {isa}: real footage, people covered by the default detector's "
+                    "tracks (counted by hand)", "",
+                    f"{c['frames']} sampled frames of {c.get('footage', 'real footage')}: "
+                    f"{_pct(c['mean_coverage'])} of the people in view covered on average "
+                    "(target ≥ 60%); " + ", ".join(
+                        f"{s}: {v['covered']} of {v['people_in_view']}"
+                        for s, v in c["per_stream"].items()) + "."]
+        soak = folder / "runtime_soak_real.json"
+        if soak.is_file():
+            k = json.loads(soak.read_text())
+            streams = ", ".join(f"{s} {100 * v['processed_share']:.1f}%"
+                                for s, v in k["streams"].items())
+            out += ["", f"### {isa}: real time on real footage", "",
+                    f"Machine: {k['machine']}. `{k['command']}`: {k['engine']} embedder, "
+                    f"{k['detector']} detector, {k['frame_size'][0]}×{k['frame_size'][1]} at "
+                    f"{k['fps']:g} fps, {k['minutes']:g} minutes. Frames processed: {streams} "
+                    f"(target ≥ 90%); capture→event p95 {k['latency_p95_ms']:.0f} ms (≤ 300); "
+                    f"peak RSS {k['peak_rss_mib']:.0f} MiB (≤ 800); per round (ms): "
+                    + ", ".join(f"{a} {b}" for a, b in k["stage_ms_per_round"].items()) + "."]
+    return ["", "## Live runtime", *out] if out else []
+
+
 def collect(root: Path) -> list[tuple[str, Path, dict]]:
     """Every ``root/<instruction sets>/<run>/bench.json``, sorted by class then run."""
     runs = []
@@ -211,7 +270,7 @@ def main() -> int:
     args = parser.parse_args()
     runs = collect(args.results)
     with atomic_path(args.out) as tmp:
-        tmp.write_text(render(runs))
+        tmp.write_text(render(runs) + "".join(f"{line}\n" for line in live(args.results)))
     print(f"wrote {args.out} from {len(runs)} runs")
     return 0
 

@@ -238,7 +238,7 @@ def _live_options(args: argparse.Namespace):
                            confirm_rounds=args.confirm_rounds, break_rounds=args.break_rounds,
                            gallery_threshold=args.gallery_threshold,
                            fail_after_s=args.fail_after, match_margin=args.match_margin,
-                           match_hold=args.match_hold,
+                           match_hold=args.match_hold, relink=not args.no_relink,
                            clean_crops=args.clean_crops)
 
 
@@ -446,6 +446,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--match-margin", type=float, default=PipelineOptions.match_margin,
                      help="a visible/infrared pair must beat each one's next most similar "
                           f"track by this much (default {PipelineOptions.match_margin:g})")
+    run.add_argument("--no-relink", action="store_true",
+                     help="give a person who leaves a stream and comes back a new id (default: "
+                          "keep their id when their appearance clearly matches someone who "
+                          "left; the threshold is calibrated on people seen together)")
     run.add_argument("--match-hold", type=float, default=PipelineOptions.match_hold,
                      help="hysteresis: a confirmed match is favoured by this much and kept "
                           "while its similarity stays above the threshold minus this "
@@ -503,8 +507,9 @@ def _add_scene_parser(data_commands: argparse._SubParsersAction) -> None:
                     "visible.mp4, infrared.mp4, rgb/ and ir/ in MOTChallenge layout, "
                     "identities.csv and boxes.jsonl (exact boxes for deen run --detector).")
     scene.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new folder")
-    helps = {"seed": "", "people": "people who walk through", "seconds": "length",
-             "fps": "", "width": "frame width", "height": "frame height",
+    helps = {"seed": "seed of the people and their walks", "people": "people who walk through",
+             "seconds": "length in seconds",
+             "fps": "frames per second", "width": "frame width", "height": "frame height",
              "min_in_view": "fewest people walking at once",
              "max_in_view": "most people walking at once",
              "min_height": "height in pixels of the farthest people",
