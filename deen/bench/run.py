@@ -277,15 +277,19 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
     built: dict[str, Embedder] = {}
     builder = BackendBuilder(model, config, source, input_size, workdir, calib, device)
     sample, codes = people_batch(1, input_size)
-    for name in names:
-        log(f"building {name} ...")
+    began = time.perf_counter()
+    for number, name in enumerate(names, 1):
+        log(f"building {name} ({number}/{len(names)}, {time.perf_counter() - began:.0f} s "
+            "so far) ...")
         rss_before, start = rss_mib(), time.perf_counter()
         try:
             embedder = builder.build(name)
             embedder.run(sample, codes)
         except DeenError as exc:
             report.skipped[name] = str(exc)
+            log(f"  skipped: {exc}")
             continue
+        log(f"  built in {time.perf_counter() - start:.1f} s")
         report.backends.append(BackendInfo(name, 1000 * (time.perf_counter() - start),
                                            rss_mib() - rss_before))
         built[name] = embedder
