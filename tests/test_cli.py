@@ -176,3 +176,10 @@ def test_one_similarity_scale_for_users():
     assert similarity.shape == (3, 4) and np.abs(similarity).max() <= 1 + 1e-12
     np.testing.assert_allclose(similarity[1, 2], unit(a[1]) @ unit(b[2]))
     np.testing.assert_allclose(cosine_similarity(a[0], a[0]), [[1.0]])
+
+
+@pytest.mark.parametrize("size", ["100x37", "0x0", "384x"])
+def test_an_input_size_deen_cannot_run_at_is_one_line_before_any_work(size):
+    result = _deen("bench", "--input-size", size)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "argument --input-size: " in result.stderr.strip().splitlines()[-1]

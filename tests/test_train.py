@@ -194,3 +194,50 @@ def test_eval_ranks_show_each_query_with_its_top_gallery_images(synthetic_sysu, 
         rank1 = sum(r["first_true_rank"] == "1" for r in rows) / len(rows)
         assert rank1 == pytest.approx(metrics.rank(1))
         assert np.mean([float(r["ap"]) for r in rows]) == pytest.approx(metrics.mAP, abs=1e-3)
+
+
+def test_training_under_a_terminal_shows_progress_and_stops_on_ctrl_c(synthetic_sysu,
+                                                                       tmp_path):
+    """A real pseudo-terminal: the run says what it trains on and shows a live bar, and
+    Ctrl-C typed at the terminal ends it promptly with last.pt saved."""
+    import os
+    import pty
+    import select
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "deen", "train", "--dataset", "sysu", "--root",
+               str(synthetic_sysu), "--out", str(out), *[f"--set={s}" for s in SMALL],
+               "--set=epochs=50", "--set=val_identities=0"]
+    started = time.monotonic()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: deen train with the pty as its controlling terminal
+        os.execv(sys.executable, command)
+    seen, progress_at, interrupted, stopped_in = b"", None, None, None
+    try:
+        while time.monotonic() - started < 120 and stopped_in is None:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            try:
+                seen += os.read(fd, 4096) if ready else b""
+            except OSError:  # the terminal closed: the run has ended
+                os.waitpid(pid, 0)
+                stopped_in = time.monotonic() - (interrupted or started)
+                break
+            if progress_at is None and b"steps" in seen and b"training DEEN" in seen:
+                progress_at = time.monotonic() - started
+                time.sleep(1.0)
+                os.write(fd, b"\x03")  # Ctrl-C, typed at the terminal
+                interrupted = time.monotonic()
+            if interrupted is not None and os.waitpid(pid, os.WNOHANG)[0]:
+                stopped_in = time.monotonic() - interrupted
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    text = seen.decode(errors="replace")
+    print(f"progress {progress_at} s after start; stopped {stopped_in} s after Ctrl-C")
+    assert progress_at is not None and "stopping: saving last.pt" in text
+    assert stopped_in < 10, stopped_in
+    assert (out / "last.pt").is_file() and "resume with: deen train --resume" in text

@@ -92,14 +92,21 @@ def read_resume_state(path: Path) -> dict[str, Any]:
 
 @contextmanager
 def interrupt_flag() -> Iterator[dict[str, bool]]:
-    """SIGINT/SIGTERM set a flag; the loop saves a resumable checkpoint and stops."""
-    flag = {"stop": False}
+    """SIGINT/SIGTERM set a flag; the loop saves a resumable checkpoint and stops. While a
+    step computes its forward and backward passes (``flag["abortable"]``), the signal
+    abandons that step at once: the weights and optimiser state are still those of the last
+    completed step, which is what ``last.pt`` records, so a long step never delays the stop
+    (a resumed run repeats the abandoned step)."""
+    flag = {"stop": False, "abortable": False}
 
     def handler(signum: int, frame: object) -> None:
-        if not flag["stop"] and int(os.environ.get("RANK", 0)) == 0:
-            print("\nstopping after this step; saving last.pt ...", file=sys.stderr,
-                  flush=True)
+        first = not flag["stop"]
         flag["stop"] = True
+        if first and int(os.environ.get("RANK", 0)) == 0:
+            print("\nstopping: saving last.pt ...", file=sys.stderr, flush=True)
+        if flag["abortable"]:  # forward/backward: drop the step, keep the last one done
+            flag["abortable"] = False
+            raise KeyboardInterrupt
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -278,7 +285,16 @@ class Trainer:
                 if progress is not None:
                     progress.__enter__()
                 for images, labels, modality in self.loader:
-                    terms = self._step(images, labels, modality)
+                    try:
+                        terms = self._step(images, labels, modality, flag)
+                    except KeyboardInterrupt:  # abandoned mid-step: save the last done
+                        if lead:
+                            progress.__exit__(None, None, None)
+                            last = self.save("last.pt")
+                            print(f"stopped at epoch {self.epoch} step {self.step_in_epoch}; "
+                                  f"resume with: deen train --resume {last}", file=sys.stderr)
+                            handle.close()
+                        return last
                     self.step_in_epoch += 1
                     self.global_step += 1
                     steps += 1
@@ -332,15 +348,23 @@ class Trainer:
             dist.destroy_process_group()
         return last
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor,
-              modality: torch.Tensor) -> dict[str, float]:
-        images, labels = images.to(self.device), labels.to(self.device)
-        modality = modality.to(self.device)
-        with torch.autocast(self.device.type, enabled=self.use_amp):
-            output = self.network(images, modality)
-            loss, terms = self.criterion(output, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, modality: torch.Tensor,
+              flag: dict[str, bool] | None = None) -> dict[str, float]:
+        """One optimisation step. Until the optimiser updates the weights, an interrupt may
+        abandon it (``flag["abortable"]``); the update itself is never cut in half."""
+        if flag is not None and not flag["stop"]:
+            flag["abortable"] = True
+        try:
+            images, labels = images.to(self.device), labels.to(self.device)
+            modality = modality.to(self.device)
+            with torch.autocast(self.device.type, enabled=self.use_amp):
+                output = self.network(images, modality)
+                loss, terms = self.criterion(output, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        finally:
+            if flag is not None:
+                flag["abortable"] = False
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return terms
