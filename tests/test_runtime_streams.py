@@ -263,11 +263,11 @@ def test_deen_run_on_a_generated_pair_produces_events_and_video(scene, small_mod
     # One annotated frame per round. How many rounds there are depends on how the two
     # streams' frames interleave (a round takes whichever frames are ready), so the video is
     # checked against the run's own count, not against the scene's length.
-    # Rounds before both streams have delivered a frame are not written.
+    # The files declare their sizes, so the layout is fixed from the start: one frame a round.
     rounds = int(re.search(r"\[deen run\] (\d+) rounds", result.stderr).group(1))
     capture = cv2.VideoCapture(str(video))
-    assert capture.isOpened() and rounds - 2 <= capture.get(cv2.CAP_PROP_FRAME_COUNT) <= rounds
-    assert rounds > 0 and not list(tmp_path.glob(".*partial*"))
+    assert capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) == rounds > 0
+    assert not list(tmp_path.glob(".*partial*"))
 
 
 @pytest.mark.parametrize("sizes", [((480, 640), (480, 640)), ((576, 768), (288, 384)),
@@ -281,15 +281,23 @@ def test_annotated_video_keeps_every_round_whatever_the_cameras_aspect(sizes, tm
     snapshot = SimpleNamespace(tracks={Modality.VISIBLE: (), Modality.INFRARED: ()})
     frames = {m: SimpleNamespace(image=np.full((*size, 3), 90, np.uint8))
               for m, size in zip((Modality.VISIBLE, Modality.INFRARED), sizes, strict=True)}
-    video = AnnotatedVideo(tmp_path / "run.mp4", fps=10)
-    video(snapshot, {Modality.VISIBLE: frames[Modality.VISIBLE], Modality.INFRARED: None})
-    for round_ in range(10):  # rounds holding one stream's frame, or both
-        held = [Modality.VISIBLE, Modality.INFRARED] if round_ % 3 else [Modality.INFRARED]
-        video(snapshot, {m: frames[m] if m in held else None for m in frames})
-    video.close()
-    capture = cv2.VideoCapture(str(tmp_path / "run.mp4"))
-    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 10
-    assert capture.get(cv2.CAP_PROP_FRAME_HEIGHT) == 360
+    declared = {m: (f.image.shape[1], f.image.shape[0]) for m, f in frames.items()}
+    for known in (declared, None):  # sizes the sources declare, or none (live streams)
+        path = tmp_path / f"run-{known is None}.mp4"
+        video = AnnotatedVideo(path, fps=10, frame_sizes=known)
+        for _ in range(3):  # the infrared stream starts late
+            video(snapshot, {Modality.VISIBLE: frames[Modality.VISIBLE],
+                             Modality.INFRARED: None})
+        for round_ in range(10):  # then rounds holding one stream's frame, or both
+            held = [Modality.VISIBLE, Modality.INFRARED] if round_ % 3 else [Modality.INFRARED]
+            video(snapshot, {m: frames[m] if m in held else None for m in frames})
+        video.close()
+        capture = cv2.VideoCapture(str(path))
+        # Declared sizes: every round; otherwise from the round the late stream arrives.
+        assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == (13 if known else 10)
+        assert capture.get(cv2.CAP_PROP_FRAME_HEIGHT) == 360
+        width = sum(round(w * 360 / h) + round(w * 360 / h) % 2 for w, h in declared.values())
+        assert capture.get(cv2.CAP_PROP_FRAME_WIDTH) == width
 
 
 def test_ctrl_c_stops_cleanly_and_flushes_outputs(scene, small_model, tmp_path):

@@ -90,29 +90,39 @@ class AnnotatedVideo(RenderedOutput):
 
     name = "video"
 
-    def __init__(self, path: Path, fps: float, height: int = 360) -> None:
+    def __init__(self, path: Path, fps: float, height: int = 360,
+                 frame_sizes: Mapping[Modality, tuple[int, int] | None] | None = None) -> None:
+        """``frame_sizes``: each stream's (width, height) as its source declares it; when
+        both are known the layout is fixed now and every round is written, a stream with
+        no frame yet drawn as a black panel of its size."""
         super().__init__()
         self.path, self.fps, self.height = Path(path), fps, height
         self.panels: dict[Modality, tuple[int, int]] | None = None
         self.size: tuple[int, int] | None = None
         self.partial = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
         self.writer: cv2.VideoWriter | None = None
+        if frame_sizes and all(frame_sizes.get(m) for m in (Modality.VISIBLE,
+                                                             Modality.INFRARED)):
+            self.panels = {m: self._panel(*frame_sizes[m]) for m in frame_sizes}
+
+    def _panel(self, width: int, height: int) -> tuple[int, int]:
+        scaled = round(width * self.height / height)
+        return scaled + scaled % 2, self.height  # codecs want even sizes
 
     def __call__(self, snapshot: PipelineSnapshot,
                  frames: Mapping[Modality, Frame | None]) -> None:
-        """The video's layout is fixed by the first frame of each stream: rounds before
-        both streams have delivered one are not written, and every later picture is drawn
-        at that layout (a stream that changes resolution is scaled into its panel)."""
+        """The video's layout is fixed by the sources' declared sizes, or else by the first
+        frame of each stream (rounds before both have delivered one are then not written);
+        every picture is drawn at that layout (a stream that changes resolution is scaled
+        into its panel)."""
         for modality, frame in frames.items():
             if frame is not None:
                 self.latest[modality] = frame.image
         if self.panels is None:
             if any(self.latest.get(m) is None for m in (Modality.VISIBLE, Modality.INFRARED)):
                 return
-            self.panels = {}
-            for modality, image in self.latest.items():
-                width = round(image.shape[1] * self.height / image.shape[0])
-                self.panels[modality] = (width + width % 2, self.height)  # codecs want even
+            self.panels = {m: self._panel(image.shape[1], image.shape[0])
+                           for m, image in self.latest.items()}
         self.show(render(snapshot, self.latest, panels=self.panels))
 
     def show(self, image: np.ndarray) -> None:

@@ -94,7 +94,8 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
                                             settings.timeout_s, ready)
         if settings.video_out is not None:
             fps = sources[Modality.VISIBLE].frame_rate or 10.0
-            outputs.append(AnnotatedVideo(settings.video_out, fps))
+            outputs.append(AnnotatedVideo(settings.video_out, fps, frame_sizes={
+                m: source.frame_size for m, source in sources.items()}))
         if settings.show:
             outputs.append(LiveWindow())
         if settings.tracks_out is not None:

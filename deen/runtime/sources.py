@@ -207,6 +207,20 @@ class FrameSource:
         self._reader.close()
 
     @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of the stream's frames as it declares them once open (a file or
+        camera says; a folder's first image), None when it does not."""
+        reader = self._reader
+        if reader.capture is not None:
+            width = int(reader.capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+            height = int(reader.capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+            return (width, height) if width > 0 and height > 0 else None
+        if reader.files:
+            image = cv2.imread(str(reader.files[0]), cv2.IMREAD_COLOR)
+            return None if image is None else (image.shape[1], image.shape[0])
+        return None
+
+    @property
     def frame_rate(self) -> float:
         """Frames per second of a file or folder (0 when a live stream does not say)."""
         return self._reader.fps
