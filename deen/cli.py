@@ -573,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the exported model here (default: a temporary folder)")
     demo.add_argument("--train", action="store_true",
                       help="without --checkpoint: train a DEEN on generated people first when "
-                           "none is cached (about 16 CPU-minutes; cached in "
+                           "none is cached (about 45 minutes on 2 cores; cached in "
                            "$DEEN_LIVE_MODEL_CACHE, default ~/.cache/deen/live-model)")
     _add_embedding_options(demo)
     demo.set_defaults(handler=_cmd_demo)
