@@ -183,3 +183,23 @@ def test_an_input_size_deen_cannot_run_at_is_one_line_before_any_work(size):
     result = _deen("bench", "--input-size", size)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "argument --input-size: " in result.stderr.strip().splitlines()[-1]
+
+
+def test_run_refuses_a_video_out_that_is_not_mp4_before_loading_anything(tmp_path):
+    result = _deen("run", "--rgb", "a.mp4", "--ir", "b.mp4", "--model", "none.onnx",
+                   "--video-out", str(tmp_path / "out.avi"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith("out.avi: must end in .mp4 (the annotated view is "
+                                          "written as MPEG-4)")
+
+
+def test_an_unbounded_tolerance_is_said_in_words():
+    from types import SimpleNamespace
+
+    from deen.export.verify import VerificationReport
+    from deen.formats import Tolerance
+
+    case = SimpleNamespace(max_abs_diff=0.3, min_cosine=0.995, passed=True)
+    report = VerificationReport("pytorch", "openvino-int8", Tolerance(float("inf"), 0.99),
+                                (case,))
+    assert "not bounded" in report.summary() and "inf" not in report.summary()
