@@ -69,9 +69,10 @@ def test_demo_uses_the_cached_generated_people_model_when_there_is_one(tmp_path,
 
     monkeypatch.setenv("DEEN_LIVE_MODEL_CACHE", str(tmp_path))
     assert generated_model.cached_model() is None
-    (tmp_path / "run").mkdir()
+    final = generated_model.cache_dir() / "scenes-run" / "final.pt"
+    final.parent.mkdir()
     model, _ = random_model("sysu", 0)
-    save_checkpoint(model, tmp_path / "run" / "final.pt")
+    save_checkpoint(model, final)
     seen = {}
 
     def stop(checkpoint, variant=None):
@@ -81,7 +82,7 @@ def test_demo_uses_the_cached_generated_people_model_when_there_is_one(tmp_path,
     monkeypatch.setattr(demo, "load_checkpoint", stop)
     with pytest.raises(SystemExit):
         demo.run_demo(None, None, 2, 0, EmbeddingConfig(), None)
-    assert seen["checkpoint"] == tmp_path / "run" / "final.pt"
+    assert seen["checkpoint"] == final == generated_model.cached_model()
     assert "trained here on generated people" in capsys.readouterr().out
 
 
