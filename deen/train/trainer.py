@@ -288,13 +288,7 @@ class Trainer:
                     try:
                         terms = self._step(images, labels, modality, flag)
                     except KeyboardInterrupt:  # abandoned mid-step: save the last done
-                        if lead:
-                            progress.__exit__(None, None, None)
-                            last = self.save("last.pt")
-                            print(f"stopped at epoch {self.epoch} step {self.step_in_epoch}; "
-                                  f"resume with: deen train --resume {last}", file=sys.stderr)
-                            handle.close()
-                        return last
+                        return self._stop(progress, handle) if lead else last
                     self.step_in_epoch += 1
                     self.global_step += 1
                     steps += 1
@@ -310,13 +304,7 @@ class Trainer:
                     stop_now = self.config.stop_after_steps and \
                         self.global_step >= self.config.stop_after_steps
                     if flag["stop"] or stop_now:
-                        if lead:
-                            progress.__exit__(None, None, None)
-                            last = self.save("last.pt")
-                            print(f"\nstopped at epoch {self.epoch} step {self.step_in_epoch}; "
-                                  f"resume with: deen train --resume {last}", file=sys.stderr)
-                            handle.close()
-                        return last
+                        return self._stop(progress, handle) if lead else last
                 if progress is not None:
                     progress.__exit__(None, None, None)
                 self.scheduler.step()
@@ -346,6 +334,15 @@ class Trainer:
         if self.world_size > 1:
             dist.barrier()
             dist.destroy_process_group()
+        return last
+
+    def _stop(self, progress: Progress, handle: Any) -> Path:
+        """End the run early: close the bar and the log, save a resumable ``last.pt``."""
+        progress.__exit__(None, None, None)
+        last = self.save("last.pt")
+        print(f"\nstopped at epoch {self.epoch} step {self.step_in_epoch}; "
+              f"resume with: deen train --resume {last}", file=sys.stderr)
+        handle.close()
         return last
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor, modality: torch.Tensor,
