@@ -244,7 +244,7 @@ def _live_options(args: argparse.Namespace):
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from deen.backends import open_embedder
-    from deen.runtime.live import LiveSettings, run_live
+    from deen.runtime.live import LiveSettings, open_events, run_live
     from deen.runtime.sources import quiet_video_backends
     from deen.runtime.web import ServeAddress
 
@@ -253,15 +253,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Settings are checked (and a bad address refused) before the model loads.
     settings = LiveSettings(
         rgb=args.rgb, ir=args.ir, detector=args.detector,
-        events=None if args.events == "none" else args.events, video_out=args.video_out,
+        events=tuple(t for t in args.events or ["-"] if t != "none"),
+        site_name=args.site_name, video_out=args.video_out,
         show=args.show, gallery=args.gallery, loop=args.loop, duration_s=args.duration,
         status_every_s=args.status_every, realtime=not args.no_realtime,
         timeout_s=args.timeout, fps=args.fps, serve=args.serve, tracks_out=args.tracks_out)
     if args.serve is not None:
         ServeAddress.parse(args.serve)
-    embedder = open_embedder(args.model, config=_model_embedding_config(args),
-                             device=args.device)
-    summary = run_live(embedder, args.model, settings, _live_options(args))
+    events = open_events(settings)  # a broker that cannot be reached fails before the model
+    try:
+        embedder = open_embedder(args.model, config=_model_embedding_config(args),
+                                 device=args.device)
+    except BaseException:
+        events.close()
+        raise
+    try:
+        summary = run_live(embedder, args.model, settings, _live_options(args), events=events)
+    finally:
+        events.close()  # already closed unless the run failed before it started
     if summary.failure is not None:  # outputs are flushed; the reason is the one line
         raise DeenError(summary.failure)
     for line in summary.lines():
@@ -406,9 +415,14 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                           "detector exported to .onnx or OpenVINO .xml (YOLOv5, v8, 11 or "
                           "end-to-end outputs; COCO class 0 is the person), or a .jsonl file "
                           "of boxes")
-    run.add_argument("--events", default="-", metavar="FILE",
-                     help="JSON-lines events: a file (appended), '-' for stdout (default) or "
-                          "'none'")
+    run.add_argument("--events", action="append", metavar="TARGET",
+                     help="where events go; repeat for several, each getting every event: a "
+                          "JSON-lines file (appended), '-' for stdout (the default), 'none', or "
+                          "an MQTT broker mqtt[s]://[USER[:PASS]@]HOST[:PORT]/TOPIC-PREFIX "
+                          "(QoS 1, topics PREFIX/BOX/EVENT; TLS options ?ca=FILE&cert=FILE&"
+                          "key=FILE&insecure=1; a password may come from $DEEN_MQTT_PASSWORD)")
+    run.add_argument("--site-name", default=None, metavar="BOX",
+                     help="this box's name in broker topics (default: the host name)")
     run.add_argument("--video-out", type=Path, default=None, metavar="FILE.mp4",
                      help="write the annotated side-by-side view")
     run.add_argument("--show", action="store_true", help="show the annotated view live")

@@ -36,14 +36,20 @@ if ! "$venv/bin/python" -c "import trackeval" >/dev/null 2>&1; then
   echo "setup: installing trackeval (metrics only, without its GUI OpenCV)"
   "${pip[@]}" --no-deps "trackeval==1.3.0"
 fi
-# The web view's browser test loads the page in Debian's Chromium (tests skip without it).
-if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
-    && [ "$(id -u)" = "0" ]; then
-  echo "setup: installing chromium (headless browser for the web view test)"
-  { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null 2>&1 &&
-      apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; } ||
-    echo "setup: warning: chromium did not install; the browser test will skip" >&2
+# Real programs the tests start (each test skips with the reason when its program is
+# absent): Debian's Chromium for the web view's browser test, Mosquitto for events on a
+# message broker.
+if [ "${1:-}" = "--dev" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    { apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 &&
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; }; } ||
+      echo "setup: warning: ${missing[*]} did not install; their tests will skip" >&2
+  fi
 fi
 # The native operator library (cpp_ext/: fused DEE kernel, ONNX Runtime custom op). Optional:
 # without a C++ compiler everything else works and the custom-op tests skip with the reason.

@@ -9,28 +9,27 @@ confirmed), ``unmatch`` (broken), ``recognised`` (a track named from the gallery
 ``stream`` (a stream changed state: lost, reconnected, ended) and ``error`` (the first
 failure of one kind: ``kind``, ``message``, ``count``; see :mod:`deen.runtime.faults`).
 
-A write that fails (a full disk, a reader that closed the pipe) never ends the run: the
-event stays in :attr:`EventLog.recent` and its listeners get it, the failure goes to
-``on_write_error``. A closed pipe is final (later events are not written); a full disk is
-retried with every event.
+Where events go is up to the sinks (:mod:`deen.runtime.event_sinks`). A write that fails
+(a full disk, a reader that closed the pipe) never ends the run: the event stays in
+:attr:`EventLog.recent` and its listeners get it, the failure goes to ``on_write_error``.
+A remote sink never blocks or raises: its outages and drops come out of
+:meth:`EventLog.take_faults`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import math
-import os
-import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+
+from deen.runtime.event_sinks import EventSink, JsonLinesSink
 
 #: How many recent latencies the percentiles cover (a bounded window: memory stays flat).
 LATENCY_WINDOW = 100_000
@@ -69,19 +68,18 @@ def _clean(value: Any) -> Any:
 
 
 class EventLog:
-    """Writes events to a file (appending) or to stdout with ``-``; keeps latency stats."""
+    """Sends every event to its sinks (:mod:`deen.runtime.event_sinks`: a JSON-lines file
+    or stdout, an MQTT broker, …); keeps the recent events and latency stats."""
 
-    def __init__(self, target: Path | str | None, keep: int = 50) -> None:
-        """``keep``: how many recent events stay readable in :attr:`recent`."""
-        self._handle: IO[str] | None
-        self._owned = False
+    def __init__(self, target: Path | str | Sequence[EventSink] | None, keep: int = 50) -> None:
+        """``target``: the sinks, or one file (``-``: stdout; None: no sink).
+        ``keep``: how many recent events stay readable in :attr:`recent`."""
         if target is None:
-            self._handle = None
-        elif str(target) == "-":
-            self._handle = sys.stdout
+            self.sinks: list[EventSink] = []
+        elif isinstance(target, (str, Path)):
+            self.sinks = [JsonLinesSink(target)]
         else:
-            self._handle = open(target, "a", encoding="utf-8")  # noqa: SIM115 (run-long)
-            self._owned = True
+            self.sinks = list(target)
         self.counts: dict[str, int] = {}
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
@@ -89,9 +87,10 @@ class EventLog:
         self.on_write_error: Callable[[OSError], None] | None = None
         #: Called with every event record (e.g. the web view's event stream); must not block.
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._closed_faults: list[tuple[str, str, int]] = []
 
     def emit(self, event: EventKind, frame_time: float | None = None, **fields: Any) -> None:
-        """Write one event of kind ``event`` with ``fields`` (see ``event_schema.json``);
+        """Send one event of kind ``event`` with ``fields`` (see ``event_schema.json``);
         ``frame_time`` is the capture time (``time.monotonic()``) of the frame it came from,
         if any. The record's ``event`` is the kind's plain string value."""
         kind = EventKind(event).value
@@ -106,21 +105,20 @@ class EventLog:
         self.recent.append(record)
         for listener in self.listeners:
             listener(record)
-        if self._handle is not None:
-            try:
-                self._handle.write(json.dumps(record) + "\n")
-                self._handle.flush()
-            except OSError as exc:
-                self._write_failed(exc)
+        if self.sinks:
+            line = json.dumps(record)
+            for sink in self.sinks:
+                try:
+                    sink.write(line)
+                except OSError as exc:
+                    if self.on_write_error is None:
+                        raise
+                    self.on_write_error(exc)
 
-    def _write_failed(self, exc: OSError) -> None:
-        if exc.errno == errno.EPIPE:  # the reader is gone for good: stop writing to it
-            if self._handle is sys.stdout:  # and keep Python's exit flush from failing too
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            self._handle = None
-        if self.on_write_error is None:
-            raise exc
-        self.on_write_error(exc)
+    def take_faults(self) -> list[tuple[str, str, int]]:
+        """The sinks' faults since the last call (outages, dropped events), as
+        (kind, message, count)."""
+        return [fault for sink in self.sinks for fault in sink.take_faults()]
 
     def latency_percentiles(self) -> tuple[float, float]:
         """(p50, p95) in milliseconds over the recent window; NaN before any event."""
@@ -130,12 +128,13 @@ class EventLog:
         return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
     def close(self) -> None:
-        """Flush and close; a write that still fails here was already reported."""
-        handle, self._handle = self._handle, None
-        if handle is None:
-            return
-        with contextlib.suppress(OSError):
-            handle.flush()
-        if self._owned:
-            with contextlib.suppress(OSError):
-                handle.close()
+        """Close every sink (a broker's outbox drains first, for a few seconds at most);
+        a write that still fails here was already reported."""
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            sink.close()
+        self._closed_faults = [fault for sink in sinks for fault in sink.take_faults()]
+
+    def faults_at_close(self) -> list[tuple[str, str, int]]:
+        """What the sinks reported while closing (e.g. events a broker never received)."""
+        return self._closed_faults

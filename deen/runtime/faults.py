@@ -59,7 +59,8 @@ class Faults:
 
     def dropped(self, kind: str, message: str, count: int) -> None:
         """Count ``count`` items dropped (e.g. non-finite rows of a call that otherwise
-        worked): reported like a failure, but never ends the run."""
+        worked, events dropped from a full outbox) or an outage of a remote server that the
+        run rides out: reported like a failure, but never ends the run."""
         self.counts[kind] = self.counts.get(kind, 0) + count
         self.messages[kind] = message
         if self.counts[kind] == count:

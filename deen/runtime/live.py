@@ -16,6 +16,7 @@ from deen.fileio import IMAGE_SUFFIXES, sha256_file
 from deen.modality import Modality
 from deen.runtime.annotate import AnnotatedVideo, LiveWindow, display_available
 from deen.runtime.detect import Detector, open_detector
+from deen.runtime.event_sinks import MqttTarget, SinkKind, open_event_sinks, sink_format
 from deen.runtime.events import EventLog
 from deen.runtime.gallery import Gallery
 from deen.runtime.outputs import Output
@@ -38,7 +39,10 @@ class LiveSettings:
     rgb: str
     ir: str
     detector: str = "motion"
-    events: str | None = "-"  # a file, "-" for stdout, None for none
+    # Where events go: files, "-" (stdout), broker URLs (deen.runtime.event_sinks); a single
+    # target may be given as a string, None for none.
+    events: tuple[str, ...] | str | None = ("-",)
+    site_name: str | None = None  # the box's name in broker topics (default: the host name)
     video_out: Path | None = None
     show: bool = False
     gallery: Path | None = None
@@ -53,6 +57,12 @@ class LiveSettings:
 
     def __post_init__(self) -> None:
         """What can be checked before any stream or model opens."""
+        events = self.events
+        targets = () if events is None else (events,) if isinstance(events, str) else events
+        object.__setattr__(self, "events", tuple(str(t) for t in targets))
+        for target in self.events:
+            if sink_format(target).kind is SinkKind.MQTT:
+                MqttTarget.parse(target)
         if self.video_out is not None and Path(self.video_out).suffix.lower() != ".mp4":
             raise ParameterError("video_out", self.video_out,
                                  "must end in .mp4 (the annotated view is written as MPEG-4)")
@@ -82,7 +92,7 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
     address = ServeAddress.parse(settings.serve) if settings.serve is not None else None
     ready = threading.Event()
     sources: dict[Modality, FrameSource] = {}
-    events = events or EventLog(settings.events)
+    events = events or open_events(settings)
     outputs: list[Output] = []
     server: WebServer | None = None
     pipeline: Pipeline | None = None
@@ -125,6 +135,9 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
         for output in outputs:
             output.close()
         outputs.clear()
+        events.close()  # a broker's outbox drains here; what it could not send is counted
+        for kind, _, count in events.faults_at_close():
+            summary.faults[kind] = summary.faults.get(kind, 0) + count
         return summary
     finally:
         if pipeline is not None:
@@ -138,6 +151,12 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
         events.close()
         if gallery is not None:
             gallery.close()
+
+
+def open_events(settings: LiveSettings) -> EventLog:
+    """The run's event log with every target of ``settings.events`` open (brokers
+    connected): an unreachable one fails here, in one line."""
+    return EventLog(open_event_sinks(settings.events, settings.site_name))
 
 
 def check_embedder(embedder: Embedder, model_path: Path) -> None:

@@ -159,6 +159,12 @@ class Pipeline:
         self.worker = (EmbedWorker(embedder, options.embed_batch)
                        if options.embed_in_background else None)
 
+    def collect_sink_faults(self) -> None:
+        """Count what the event sinks reported (a broker's outage, events dropped from a
+        full outbox): faults that never end the run."""
+        for kind, message, count in self.events.take_faults():
+            self.faults.dropped(kind, message, count)
+
     def close(self) -> None:
         """Stop the embedding worker (a call in flight finishes first)."""
         if self.worker is not None:
@@ -431,6 +437,7 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
                 rounds += 1
                 if on_round is not None:
                     on_round(pipeline, frames)
+            pipeline.collect_sink_faults()
             pipeline.faults.check()
         except PersistentFailure as exc:
             failure = str(exc)
@@ -452,6 +459,7 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
     for modality in sources:
         if modality not in ended:
             pipeline.end_stream(modality)
+    pipeline.collect_sink_faults()
     p50, p95 = pipeline.events.latency_percentiles()
     return RunSummary(
         rounds, time.monotonic() - started,
