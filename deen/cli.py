@@ -283,7 +283,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from deen.backends import open_embedder
     from deen.modality import parse_modality
-    from deen.runtime.gallery import Gallery
+    from deen.runtime.gallery import Gallery, redact
     from deen.runtime.live import enrol
 
     if args.gallery_command == "add":
@@ -291,7 +291,8 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
                              device=args.device)
         count = enrol(args.gallery, args.name, args.images, parse_modality(args.modality),
                       embedder, args.model)
-        print(f"added {count} {args.modality} images of {args.name} to {args.gallery}")
+        print(f"added {count} {args.modality} images of {args.name} to "
+              f"{redact(args.gallery)}")
     elif args.gallery_command == "list":
         with Gallery.open_existing(args.gallery) as gallery:
             print(f"{'name':<24} {'visible':>8} {'infrared':>9}")
@@ -301,7 +302,7 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
         with Gallery.open_existing(args.gallery) as gallery:
             removed = gallery.remove(args.name)
             if not removed:
-                raise DeenError(f"{args.gallery}: no identity named {args.name!r}")
+                raise DeenError(f"{gallery.location}: no identity named {args.name!r}")
             print(f"removed {removed} images of {args.name}")
     return 0
 
@@ -434,8 +435,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                      help="serve a web view while the run lasts: / (page), /video.mjpg, "
                           "/status.json, /events (Server-Sent Events); a bare :PORT or PORT "
                           "listens on loopback only (default: off)")
-    run.add_argument("--gallery", type=Path, default=None, metavar="DB",
-                     help="name tracks from this gallery (see deen gallery add)")
+    run.add_argument("--gallery", default=None, metavar="DB",
+                     help="name tracks from this gallery (see deen gallery add): a SQLite "
+                          "file, or postgresql://USER[:PASS]@HOST[:PORT]/DB shared by a site's "
+                          "boxes; enrolments made elsewhere are picked up within a second")
     run.add_argument("--loop", action="store_true", help="restart video files at their end")
     run.add_argument("--duration", type=float, default=0.0, metavar="S",
                      help="stop after S seconds (default: when the streams end, or Ctrl-C)")
@@ -504,8 +507,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     remove = tools.add_parser("remove", help="remove a name and its images")
     remove.add_argument("name")
     for parser in (add, listing, remove):
-        parser.add_argument("--gallery", type=Path, default=Path("gallery.db"), metavar="DB",
-                            help="the gallery file (default gallery.db)")
+        parser.add_argument("--gallery", default="gallery.db", metavar="DB",
+                            help="the gallery: a SQLite file or postgresql://USER[:PASS]@"
+                                 "HOST[:PORT]/DB (a password may also come from $PGPASSWORD "
+                                 "or ~/.pgpass; default gallery.db)")
     gallery.set_defaults(handler=_cmd_gallery)
 
 

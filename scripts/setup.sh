@@ -38,11 +38,12 @@ if ! "$venv/bin/python" -c "import trackeval" >/dev/null 2>&1; then
 fi
 # Real programs the tests start (each test skips with the reason when its program is
 # absent): Debian's Chromium for the web view's browser test, Mosquitto for events on a
-# message broker.
+# message broker, PostgreSQL for the shared gallery.
 if [ "${1:-}" = "--dev" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
   missing=()
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
     { apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||

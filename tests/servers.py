@@ -88,3 +88,84 @@ class Mosquitto:
 
     def __exit__(self, *exc) -> None:
         self.stop(signal.SIGKILL)
+
+
+def _postgres_bin(program: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{program}"))
+    if found:
+        return str(found[-1])
+    return require(program, "postgresql")
+
+
+class Postgres:
+    """A PostgreSQL server made by ``initdb`` in a temporary folder, on a loopback port.
+
+    Its superuser ``deen`` has ``password``, which loopback TCP connections must give
+    (SCRAM). As root the server runs as Debian's ``postgres`` user, which owns the folder
+    (PostgreSQL refuses to run as root)."""
+
+    def __init__(self, password: str = "deen-test") -> None:
+        import tempfile
+
+        self.initdb, self.program = _postgres_bin("initdb"), _postgres_bin("postgres")
+        self.password, self.port = password, free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="deen-pg-"))
+        self.user_prefix: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.skip("running as root and there is no postgres user to run the server")
+            self.user_prefix = ["runuser", "-u", "postgres", "--"]
+            os.chown(self.folder, owner.pw_uid, owner.pw_gid)
+        secret = self.folder / "pwfile"
+        secret.write_text(password + "\n")
+        if self.user_prefix:
+            os.chown(secret, owner.pw_uid, owner.pw_gid)
+        self.data = self.folder / "data"
+        subprocess.run([*self.user_prefix, self.initdb, "-D", str(self.data), "-U", "deen",
+                        f"--pwfile={secret}", "--auth-local=trust",
+                        "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"],
+                       check=True, capture_output=True)
+        self.process: subprocess.Popen | None = None
+
+    def url(self, password: str | None = None, database: str = "postgres") -> str:
+        password = self.password if password is None else password
+        return f"postgresql://deen:{password}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> Postgres:
+        self.process = subprocess.Popen(
+            [*self.user_prefix, self.program, "-D", str(self.data), "-p", str(self.port),
+             "-h", "127.0.0.1", "-k", str(self.folder), "-c", "fsync=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, 20)
+        import psycopg
+
+        deadline = time.monotonic() + 20
+        while True:  # the port opens before the server accepts sessions
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return self
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        """SIGINT: PostgreSQL's fast shutdown (clients are disconnected)."""
+        if self.process is not None and self.process.poll() is None:
+            pid_file = self.data / "postmaster.pid"  # the server itself, not runuser
+            pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else \
+                self.process.pid
+            os.kill(pid, sig)
+            self.process.wait(timeout=20)
+        self.process = None
+
+    def __enter__(self) -> Postgres:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -175,7 +175,7 @@ def test_gallery_loses_no_committed_rows_when_the_process_is_killed(tmp_path):
     process.wait()
     with Gallery.open_existing(path) as gallery:
         counts = {name: v for name, v, _ in gallery.identities()}
-        assert gallery.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert gallery.store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert all(f"person{i}" in counts for i in range(reported + 1))
     assert set(counts.values()) == {3}  # all of an enrolment, or none of it
     with sqlite3.connect(path) as db:

@@ -18,7 +18,7 @@ from deen.runtime.annotate import AnnotatedVideo, LiveWindow, display_available
 from deen.runtime.detect import Detector, open_detector
 from deen.runtime.event_sinks import MqttTarget, SinkKind, open_event_sinks, sink_format
 from deen.runtime.events import EventLog
-from deen.runtime.gallery import Gallery
+from deen.runtime.gallery import Gallery, StoreKind, store_format
 from deen.runtime.outputs import Output
 from deen.runtime.pipeline import Pipeline, PipelineOptions, RunSummary, run, stop_on_signals
 from deen.runtime.sources import Frame, FrameSource, open_source
@@ -45,7 +45,7 @@ class LiveSettings:
     site_name: str | None = None  # the box's name in broker topics (default: the host name)
     video_out: Path | None = None
     show: bool = False
-    gallery: Path | None = None
+    gallery: Path | str | None = None  # a SQLite file or a postgresql:// URL
     loop: bool = False
     duration_s: float = 0.0
     status_every_s: float = 5.0
@@ -66,9 +66,11 @@ class LiveSettings:
         if self.video_out is not None and Path(self.video_out).suffix.lower() != ".mp4":
             raise ParameterError("video_out", self.video_out,
                                  "must end in .mp4 (the annotated view is written as MPEG-4)")
-        if self.gallery is not None and not Path(self.gallery).is_file():
-            raise ParameterError("gallery", self.gallery,
-                                 "no such gallery file (deen gallery add creates one)")
+        if self.gallery is not None:
+            kind = store_format(self.gallery).kind
+            if kind is StoreKind.SQLITE and not Path(self.gallery).is_file():
+                raise ParameterError("gallery", self.gallery,
+                                     "no such gallery file (deen gallery add creates one)")
 
 
 def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
@@ -172,7 +174,7 @@ def check_embedder(embedder: Embedder, model_path: Path) -> None:
                         "of the run would be dropped")
 
 
-def enrol(gallery_path: Path, name: str, images: Path, modality: Modality,
+def enrol(gallery_path: Path | str, name: str, images: Path, modality: Modality,
           embedder: Embedder, model_path: Path) -> int:
     """Embed every image in the folder ``images`` and add them to the gallery under ``name``."""
     if not images.is_dir():

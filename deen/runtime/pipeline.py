@@ -25,6 +25,7 @@ from types import MappingProxyType
 import numpy as np
 
 from deen.backends.base import Embedder
+from deen.errors import DeenError
 from deen.modality import Modality
 from deen.runtime.detect import Detections, Detector
 from deen.runtime.embedding_worker import EmbedJob, EmbedResult, EmbedWorker, embed_now
@@ -68,6 +69,7 @@ class PipelineOptions:
     relink: bool = True  # one person id per person in a stream across leaving and returning
     fail_after_s: float = DEFAULT_FAIL_AFTER_S  # a kind failing this long ends the run
     embed_in_background: bool = False  # embed on a worker thread (real-time runs)
+    gallery_refresh_s: float = 1.0  # how often the gallery is checked for others' enrolments
 
 
 @dataclass
@@ -145,6 +147,8 @@ class Pipeline:
                                           options.break_rounds, options.match_margin,
                                           options.match_hold)
         self.names: dict[TrackKey, str] = {}
+        self._gallery_checked = time.monotonic()
+        self._gallery_down = False
         self.relinker = Relinker() if options.relink else None
         self.clock = 0.0  # the newest frame's capture time (what the relinker's window counts)
         self.timer = StageTimer()
@@ -206,7 +210,25 @@ class Pipeline:
     def _report_fault(self, kind: str, message: str, count: int) -> None:
         self.events.emit(EventKind.ERROR, kind=kind, message=message, count=count)
 
+    def refresh_gallery(self) -> None:
+        """Pick up enrolments made elsewhere (other boxes, deen gallery add). A store that
+        cannot be read is one counted outage (the names already loaded keep working) until
+        it answers again."""
+        if self.gallery is None:
+            return
+        self._gallery_checked = time.monotonic()
+        try:
+            self.gallery.refresh()
+        except DeenError as exc:
+            if not self._gallery_down:
+                self._gallery_down = True
+                self.faults.dropped("gallery outage", str(exc), 1)
+        else:
+            self._gallery_down = False
+
     def process(self, frames: dict[Modality, Frame | None]) -> None:
+        if time.monotonic() - self._gallery_checked >= self.options.gallery_refresh_s:
+            self.refresh_gallery()
         present = {m: f for m, f in frames.items() if f is not None}
         if len(present) == 2:  # the newest frame of each stream: a pair if close enough
             skew = abs(present[Modality.VISIBLE].timestamp - present[Modality.INFRARED].timestamp)
