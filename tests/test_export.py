@@ -132,12 +132,15 @@ def test_run_contract_is_checked_for_every_backend(sysu_export):
 def test_regdb_export_with_settings(reference_checkpoint, tmp_path):
     loaded = load_checkpoint(reference_checkpoint("regdb"))
     config = EmbeddingConfig(flip=False, a=0.1)
+    # The settings are what is tested, so a small input keeps it quick.
     result = export_onnx(loaded.model, tmp_path / "regdb.onnx", config=config,
-                         source=loaded.source)
+                         source=loaded.source, input_size=(64, 24))
     embedder = open_embedder(result.model_path)
     assert embedder.config == config and embedder.variant == "regdb" and embedder.dim == 6 * 1024
+    assert embedder.input_size == (64, 24)
     images = person_images([IR, VIS, VIS], seed=1)
-    expected = TorchEmbedder(loaded.model, config, device="cpu").embed(images, [IR, VIS, VIS])
+    expected = TorchEmbedder(loaded.model, config, device="cpu",
+                             input_size=(64, 24)).embed(images, [IR, VIS, VIS])
     assert np.abs(embedder.embed(images, [IR, VIS, VIS]) - expected).max() <= 1e-4
 
 
@@ -146,5 +149,5 @@ def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
     model, source = random_model("regdb", seed=0)
     out = tmp_path / "out" / "model.onnx"
     with pytest.raises(DeenError, match="failed verification"):
-        export_onnx(model, out, config=EmbeddingConfig(), source=source)
+        export_onnx(model, out, config=EmbeddingConfig(), source=source, input_size=(64, 24))
     assert list(out.parent.iterdir()) == []

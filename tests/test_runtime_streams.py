@@ -344,6 +344,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.serial  # asserts timing: runs alone (scripts/test.sh)
 def test_rtsp_stream_killed_and_restarted_is_picked_up_again(scene, small_model, tmp_path):
     ffmpeg = _ffmpeg()
     port = _free_port()

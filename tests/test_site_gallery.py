@@ -136,6 +136,7 @@ def _started(log: Path) -> bool:
     return log.exists() and '"track_started"' in log.read_text()
 
 
+@pytest.mark.serial  # asserts timing: runs alone (scripts/test.sh)
 def test_two_live_runs_recognise_a_person_enrolled_elsewhere_and_ride_out_an_outage(
         postgres, database, scene, small_model, tmp_path) -> None:
     embedder = open_embedder(small_model, device="cpu")

@@ -126,6 +126,7 @@ def test_a_bad_url_an_unreachable_broker_and_wrong_credentials_end_the_run_at_st
 
 
 # -- delivery --------------------------------------------------------------------------
+@pytest.mark.serial  # asserts timing: runs alone (scripts/test.sh)
 def test_every_event_reaches_the_subscriber_in_order_across_a_broker_restart(
         scene, small_model, tmp_path) -> None:
     broker = Mosquitto(tmp_path / "broker").start()

@@ -196,6 +196,7 @@ def test_eval_ranks_show_each_query_with_its_top_gallery_images(synthetic_sysu, 
         assert np.mean([float(r["ap"]) for r in rows]) == pytest.approx(metrics.mAP, abs=1e-3)
 
 
+@pytest.mark.serial  # asserts timing: runs alone (scripts/test.sh)
 def test_training_under_a_terminal_shows_progress_and_stops_on_ctrl_c(synthetic_sysu,
                                                                        tmp_path):
     """A real pseudo-terminal: the run says what it trains on and shows a live bar, and
