@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# A site on one machine: a message broker (Mosquitto) and a shared gallery (PostgreSQL) on
+# loopback, and two boxes (two `deen run` processes), each on its own generated camera pair.
+# One person is enrolled once, while both boxes run; both recognise them, and every event
+# of both boxes arrives on the broker. Usage: scripts/site-demo.sh [WORK-DIR]
+#
+# Needs the set-up of `scripts/setup.sh --dev` (it installs Mosquitto and PostgreSQL). The
+# model is the one `deen demo --train` trains on generated people when it is cached, else a
+# random DEEN, whose names mean nothing (the script says which). Everything runs as this
+# user except PostgreSQL, which refuses root and then runs as Debian's postgres user.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+py="$root/.venv/bin/python"
+[ -x "$py" ] || { echo "site-demo: run scripts/setup.sh --dev first" >&2; exit 1; }
+work="$(realpath -m "${1:-$(mktemp -d /tmp/deen-site-XXXXXX)}")"
+mkdir -p "$work"
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -f "$work/pg/data/postmaster.pid" ] && kill -INT "$(head -1 "$work/pg/data/postmaster.pid")" \
+    2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+port() { "$py" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "site-demo: nothing listens on port $1" >&2
+  exit 1
+}
+
+echo "== broker: Mosquitto on loopback"
+mqtt_port="$(port)"
+mosquitto="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+{ echo "listener $mqtt_port 127.0.0.1"; echo "allow_anonymous true"
+  [ "$(id -u)" = 0 ] && echo "user root"; } > "$work/mosquitto.conf"
+"$mosquitto" -c "$work/mosquitto.conf" 2> "$work/mosquitto.log" &
+pids+=($!)
+wait_port "$mqtt_port"
+mosquitto_sub -h 127.0.0.1 -p "$mqtt_port" -t 'deen/#' -v > "$work/broker.log" &
+pids+=($!)
+
+echo "== gallery: PostgreSQL on loopback"
+pg_port="$(port)"
+bin="$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | tail -1)")"
+as_pg=()
+mkdir -p "$work/pg"
+if [ "$(id -u)" = 0 ]; then
+  as_pg=(runuser -u postgres --)
+  chown postgres "$work/pg"
+fi
+"${as_pg[@]}" "$bin/initdb" -D "$work/pg/data" -U deen --auth=trust -E UTF8 --no-sync > /dev/null
+"${as_pg[@]}" "$bin/postgres" -D "$work/pg/data" -p "$pg_port" -h 127.0.0.1 -k "$work/pg" \
+  > "$work/pg/log" 2>&1 &
+wait_port "$pg_port"
+sleep 1
+gallery="postgresql://deen@127.0.0.1:$pg_port/postgres"
+
+echo "== model and two camera pairs"
+model="$("$py" -c "from deen.train.generated_model import cached_model; print(cached_model() or '')")"
+if [ -z "$model" ]; then
+  model="$work/random.pt"
+  "$py" -c "
+from deen.models.checkpoint import random_model, save_checkpoint
+save_checkpoint(random_model('sysu', 0)[0], '$model', {'input_size': [128, 48]})"
+  echo "   a RANDOM DEEN: the boxes will run, but the names they give mean nothing"
+  echo "   (deen demo --train trains one on generated people and caches it)"
+  threshold=(--gallery-threshold 0.99)
+else
+  echo "   $model (trained on generated people)"
+  threshold=()
+fi
+for box in a b; do
+  "$py" -m deen data scene --out "$work/pair-$box" --people 4 --seconds 20 --seed 7 > /dev/null
+done
+# The person to enrol: five clear crops of one person from box a's visible truth. Both
+# boxes watch the same generated corridor (seed 7), so the same people pass both.
+"$py" - "$work" <<'EOF'
+import sys
+from pathlib import Path
+import cv2
+work = Path(sys.argv[1])
+pair, out = work / "pair-a", work / "alice"
+out.mkdir()
+# MOTChallenge rows: frame, id, left, top, width, height, mark, class, visibility.
+rows = [list(map(float, line.split(",")))
+        for line in (pair / "rgb" / "gt" / "gt.txt").read_text().splitlines()]
+clear = [r for r in rows if r[5] >= 80 and r[8] >= 0.9 and r[2] >= 0 and r[2] + r[4] <= 768]
+person = max({r[1] for r in clear}, key=lambda i: sum(r[1] == i for r in clear))
+rows = [r[:6] for r in clear if r[1] == person][::8][:5]
+video = cv2.VideoCapture(str(pair / "visible.mp4"))
+frames = {}
+index = 1
+while True:
+    ok, image = video.read()
+    if not ok:
+        break
+    frames[index] = image
+    index += 1
+for n, (frame, _, x, y, w, h) in enumerate(rows):
+    image = frames[int(frame)]
+    cv2.imwrite(str(out / f"{n}.png"), image[int(y):int(y + h), int(x):int(x + w)])
+print(f"   enrolling {len(rows)} crops of one person from box a's visible stream")
+EOF
+"$py" -m deen gallery add nobody --images "$work/alice" --modality visible --model "$model" \
+  --gallery "$gallery" > /dev/null  # creates the gallery, tied to the model
+"$py" -m deen gallery remove nobody --gallery "$gallery" > /dev/null
+
+echo "== two boxes, events to the broker and to a file each"
+for box in a b; do
+  "$py" -m deen run --rgb "$work/pair-$box/visible.mp4" --ir "$work/pair-$box/infrared.mp4" \
+    --detector "$work/pair-$box/boxes.jsonl" --model "$model" --gallery "$gallery" \
+    "${threshold[@]}" --events "$work/box-$box.jsonl" \
+    --events "mqtt://127.0.0.1:$mqtt_port/deen" --site-name "box-$box" --duration 25 \
+    --status-every 0 2> "$work/box-$box.log" &
+  pids+=($!)
+done
+for box in a b; do
+  for _ in $(seq 600); do
+    grep -q track_started "$work/box-$box.jsonl" 2>/dev/null && break
+    sleep 0.1
+  done
+done
+echo "== enrolling alice once, while both boxes run"
+"$py" -m deen gallery add alice --images "$work/alice" --modality visible --model "$model" \
+  --gallery "$gallery"
+sleep 8
+echo "== what the broker received"
+for box in a b; do
+  total="$(grep -c "^deen/box-$box/" "$work/broker.log" || true)"
+  named="$(grep "^deen/box-$box/recognised " "$work/broker.log" | grep -c '"name": "alice"' || true)"
+  echo "   box-$box: $total events on deen/box-$box/#, $named recognitions of alice"
+done
+grep -m 2 '/recognised ' "$work/broker.log" | sed 's/^/   /' || true
+wait "${pids[@]:2}" 2>/dev/null || true
+echo "== done; everything is in $work"
