@@ -47,6 +47,11 @@ def _add_model_options(parser: argparse.ArgumentParser, checkpoint_required: boo
                              "the same network, regdb differs)")
 
 
+def _model_arg(text: str) -> Path | str:
+    """A model file, or a served model's triton://HOST:PORT/NAME kept as written."""
+    return text if text.lower().startswith("triton://") else Path(text)
+
+
 def _embedding_config(args: argparse.Namespace) -> EmbeddingConfig:
     return EmbeddingConfig(flip=args.flip, a=args.a)
 
@@ -406,7 +411,7 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                     "seconds on stderr. Ctrl-C stops cleanly.")
     run.add_argument("--rgb", required=True, metavar="SOURCE", help="the visible stream")
     run.add_argument("--ir", required=True, metavar="SOURCE", help="the infrared stream")
-    run.add_argument("--model", type=Path, required=True,
+    run.add_argument("--model", type=_model_arg, required=True,
                      help="a checkpoint (.t/.pth/.pt) or an exported .onnx, .xml (OpenVINO) "
                           "or .engine")
     run.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
@@ -498,7 +503,7 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                      help="a folder of crops of this one person")
     add.add_argument("--modality", required=True, choices=["visible", "infrared"],
                      help="the camera the crops come from")
-    add.add_argument("--model", type=Path, required=True,
+    add.add_argument("--model", type=_model_arg, required=True,
                      help="the model the gallery is built with: a checkpoint or an export "
                           "(.onnx, .xml, .engine); a gallery keeps to one model")
     add.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
@@ -681,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a checkpoint (.t/.pth/.pt) or an ONNX export on a dataset's "
                     "test protocol (all trials, both modes or directions): CMC R1/5/10/20, "
                     "mAP, mINP, as a table and optionally JSON.")
-    evaluate.add_argument("--model", type=Path, required=True,
+    evaluate.add_argument("--model", type=_model_arg, required=True,
                           help="a checkpoint (.t/.pth/.pt) or an export (.onnx, .xml "
                                "(OpenVINO), .engine (TensorRT))")
     evaluate.add_argument("--dataset", required=True, choices=datasets.names(),
@@ -752,7 +757,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run_parser(commands)
     _add_bench_parser(commands)
+    _add_serve_parser(commands)
     return parser
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve", help="serve an exported model to many boxes (Triton Inference Server)",
+        description="Serve an exported ONNX model (deen export --engine onnx) with Triton "
+                    "Inference Server and dynamic batching, so that several deen run, eval, "
+                    "gallery or bench processes share one model: they name it "
+                    "--model triton://HOST:PORT/NAME. Prints one line once it answers; "
+                    "serves until Ctrl-C or SIGTERM.")
+    serve.add_argument("model", type=Path, metavar="MODEL.onnx", help="the exported model")
+    serve.add_argument("--listen", default="127.0.0.1:8000", metavar="HOST:PORT",
+                       help="the HTTP address to serve on (default 127.0.0.1:8000)")
+    serve.add_argument("--name", default="deen", help="the model's name (default deen)")
+    serve.add_argument("--max-batch", type=_positive_int, default=32,
+                       help="most images in one batched call (default 32)")
+    serve.add_argument("--queue-delay-us", type=int, default=2000, metavar="US",
+                       help="how long a request may wait for others to batch with, in "
+                            "microseconds (default 2000)")
+    serve.set_defaults(handler=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from deen.serve.server import Listen, ModelServer
+
+    listen = Listen.parse(args.listen)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with ModelServer(args.model, listen, args.name, args.max_batch,
+                     args.queue_delay_us) as server:
+        print(f"[deen serve] serving {args.model} as {server.url} (Triton Inference Server, "
+              "dynamic batching); Ctrl-C stops", flush=True)
+        while not stop.wait(0.5):
+            if server.process.poll() is not None:
+                raise DeenError(f"{args.model}: the model server ended "
+                                f"(exit {server.process.returncode})")
+    return 0
 
 
 #: Library parameters set by a flag of another name.

@@ -52,6 +52,18 @@ if [ "${1:-}" = "--dev" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" 
       echo "setup: warning: ${missing[*]} did not install; their tests will skip" >&2
   fi
 fi
+# The model server's own environment (deen serve): PyTriton's Triton Inference Server needs
+# NumPy 1.x, deen needs 2.x, so the server gets its own venv with ONNX Runtime beside it.
+if [ "${1:-}" = "--dev" ] || [ "${1:-}" = "--serve" ]; then
+  serve_venv="$root/.venv-serve"
+  if ! "$serve_venv/bin/python" -c "import pytriton, onnxruntime" >/dev/null 2>&1; then
+    echo "setup: installing the model server (PyTriton's Triton Inference Server) in $serve_venv"
+    [ -x "$serve_venv/bin/python" ] || "$python" -m venv "$serve_venv"
+    "$serve_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "nvidia-pytriton>=0.5" onnxruntime ||
+      echo "setup: warning: the model server did not install; deen serve and its tests are unavailable" >&2
+  fi
+fi
 # The native operator library (cpp_ext/: fused DEE kernel, ONNX Runtime custom op). Optional:
 # without a C++ compiler everything else works and the custom-op tests skip with the reason.
 if ! "$venv/bin/python" -m deen build-ops; then

@@ -38,6 +38,11 @@ class Embedder(abc.ABC):
         settings and variant baked in, so they take only ``device``; checkpoints take all."""
         return cls(path, device=device)  # type: ignore[call-arg]
 
+    def fingerprint(self) -> str | None:
+        """The model's identity where it is not a local file (a served model); None when
+        the file's own hash identifies it."""
+        return None
+
     @abc.abstractmethod
     def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
         """N×3×H×W float32 (see :mod:`deen.preprocess`) and N int64 codes → N×dim float32."""

@@ -18,13 +18,14 @@ def model_suffixes() -> tuple[str, ...]:
 
 
 def open_embedder(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str],  # a file, or triton://HOST:PORT/NAME
     *,
     config: EmbeddingConfig | None = None,
     variant: str | None = None,
     device: str | None = None,
 ) -> Embedder:
-    """Open a model file with the embedder its format row names (by suffix).
+    """Open a model file with the embedder its format row names (by suffix), or a model
+    served by ``deen serve`` (``triton://HOST:PORT/NAME``, :mod:`deen.backends.triton_backend`).
 
     Checkpoints (``.t``/``.pth``/``.pt`` → PyTorch) take ``config`` and ``variant``;
     ``device`` defaults to CUDA when present. Exported files (``.onnx`` → ONNX Runtime,
@@ -32,6 +33,14 @@ def open_embedder(
     ``CPU``; ``.engine``/``.plan`` → TensorRT) have flip and layout baked in, and a
     ``config`` that disagrees with the manifest is an error.
     """
+    from deen.backends.triton_backend import TritonEmbedder, is_triton_url
+
+    if is_triton_url(path):  # a served model (deen serve), not a file
+        embedder: Embedder = TritonEmbedder(str(path), device=device)
+        if config is not None and config != embedder.config:
+            raise DeenError(f"{path}: serves a model exported with {embedder.config}, not "
+                            f"{config}")
+        return embedder
     path = Path(path)
     row = formats.for_path(path)
     assert row.embedder is not None  # for_path only returns rows that have one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import threading
 from dataclasses import dataclass, replace
@@ -28,10 +29,13 @@ from deen.runtime.web import LiveView, ServeAddress, WebServer
 from deen.synthetic import make_people, render_person
 
 
-def model_id(path: Path, embedder: Embedder) -> str:
-    """What a gallery's embeddings depend on: the model file and the embedding settings."""
-    return (f"{sha256_file(path)[:16]}:{embedder.variant}:flip={embedder.config.flip}:"
-            f"a={embedder.config.a}")
+def model_id(path: Path | str, embedder: Embedder) -> str:
+    """What a gallery's embeddings depend on: the model file (for a served model, the
+    identity its manifest gives) and the embedding settings."""
+    fingerprint = embedder.fingerprint()
+    digest = (hashlib.sha256(fingerprint.encode()).hexdigest() if fingerprint is not None
+              else sha256_file(path))
+    return f"{digest[:16]}:{embedder.variant}:flip={embedder.config.flip}:a={embedder.config.a}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,78 @@
+"""The model server's own process: serves one exported ONNX model through Triton Inference
+Server (PyTriton's ``tritonserver`` and its Python backend), with dynamic batching.
+
+It runs in the server environment (``.venv-serve``: PyTriton, which needs NumPy 1.x, and
+ONNX Runtime), not in deen's, so it imports nothing from deen: :mod:`deen.serve.server`
+starts it with the model, its manifest and the ports, and reads its one ``ready`` line.
+
+Two models are served: ``NAME`` (inputs ``images`` N×3×H×W float32 and ``modality`` N×1
+int64, output ``embedding`` N×D float32, the exported graph's own contract) and
+``NAME_manifest`` (the export manifest as JSON, so a client can check that the served model
+is the one it expects before using it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from pytriton.decorators import batch
+from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+from pytriton.triton import Triton, TritonConfig
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("manifest")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--grpc-port", type=int, required=True)
+    parser.add_argument("--metrics-port", type=int, required=True)
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--queue-delay-us", type=int, default=2000)
+    args = parser.parse_args()
+
+    manifest = json.loads(Path(args.manifest).read_text(encoding="utf-8"))
+    session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+    height, width = manifest["inputs"]["images"]["shape"][2:]
+    dim = int(manifest["output"]["embedding"]["shape"][1])
+    manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
+
+    @batch
+    def embed(images: np.ndarray, modality: np.ndarray) -> dict[str, np.ndarray]:
+        out = session.run(["embedding"], {"images": images.astype(np.float32),
+                                          "modality": modality.reshape(-1).astype(np.int64)})
+        return {"embedding": out[0].astype(np.float32)}
+
+    @batch
+    def describe(request: np.ndarray) -> dict[str, np.ndarray]:
+        return {"manifest": np.array([[manifest_bytes]] * len(request), dtype=object)}
+
+    config = TritonConfig(http_address=args.host, http_port=args.http_port,
+                          grpc_address=args.host, grpc_port=args.grpc_port,
+                          metrics_port=args.metrics_port, exit_timeout_secs=5,
+                          log_verbose=0)
+    with Triton(config=config) as triton:
+        triton.bind(model_name=args.name, infer_func=embed,
+                    inputs=[Tensor(name="images", dtype=np.float32, shape=(3, height, width)),
+                            Tensor(name="modality", dtype=np.int64, shape=(1,))],
+                    outputs=[Tensor(name="embedding", dtype=np.float32, shape=(dim,))],
+                    config=ModelConfig(max_batch_size=args.max_batch, batcher=DynamicBatcher(
+                        max_queue_delay_microseconds=args.queue_delay_us)))
+        triton.bind(model_name=f"{args.name}_manifest", infer_func=describe,
+                    inputs=[Tensor(name="request", dtype=np.uint8, shape=(1,))],
+                    outputs=[Tensor(name="manifest", dtype=bytes, shape=(1,))],
+                    config=ModelConfig(max_batch_size=8))
+        print("ready", flush=True)
+        triton.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

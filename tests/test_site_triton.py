@@ -1,0 +1,106 @@
+"""A model served by a real Triton Inference Server (``deen serve``, PyTriton's server in
+its own environment): embeddings through ``triton://`` are the local model's; ``deen run``
+works on a served model; the server prints one line when ready and stops on SIGTERM; a
+server that is not there, a model it does not serve and a malformed URL get one line."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from servers import free_port
+
+from deen.backends import open_embedder
+from deen.embedding import EmbeddingConfig
+from deen.errors import DeenError
+from deen.export.onnx_export import export_onnx
+from deen.models.checkpoint import random_model
+from deen.runtime.scene import write_stream_pair
+from deen.serve.server import Listen, ModelServer, server_python
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = (64, 24)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    try:
+        server_python()
+    except DeenError as exc:
+        pytest.skip(str(exc))
+    model, source = random_model("sysu", 0)
+    return export_onnx(model, tmp_path_factory.mktemp("served") / "deen.onnx",
+                       config=EmbeddingConfig(flip=False), source=source,
+                       input_size=SIZE).model_path
+
+
+@pytest.fixture(scope="module")
+def served(exported):
+    with ModelServer(exported, Listen("127.0.0.1", free_port()), "deen") as server:
+        yield server
+
+
+def _deen(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deen", *args], capture_output=True,
+                          text=True, cwd=REPO, **kwargs)
+
+
+def test_served_embeddings_are_the_local_models(served, exported) -> None:
+    remote, local = open_embedder(served.url), open_embedder(exported)
+    assert (remote.backend, remote.variant, remote.dim, remote.input_size) == (
+        "triton", local.variant, local.dim, local.input_size)
+    assert remote.config == local.config and remote.fingerprint() is not None
+    images = np.random.default_rng(0).standard_normal((6, 3, *SIZE)).astype(np.float32)
+    modality = np.array([0, 1, 0, 1, 1, 0])
+    a, b = remote.run(images, modality), local.run(images, modality)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() >= 0.9999
+    config = remote.client.get_model_config("deen")
+    assert config["max_batch_size"] == 32 and "dynamic_batching" in config
+
+
+def test_deen_run_uses_a_served_model(served, tmp_path) -> None:
+    scene = write_stream_pair(tmp_path / "pair", people=3, seconds=4, fps=10, seed=2)
+    events = tmp_path / "events.jsonl"
+    done = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared), "--model",
+                 served.url, "--detector", str(scene.boxes), "--no-realtime",
+                 "--events", str(events), "--status-every", "0", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert '"track_started"' in events.read_text() and "faults: none" in done.stderr
+
+
+def test_bad_served_model_urls_get_one_line(served, tmp_path) -> None:
+    port = served.listen.port
+    for url, problem in ((f"triton://127.0.0.1:{free_port()}/deen", "cannot reach"),
+                         (f"triton://127.0.0.1:{port}/other", "no ready model 'other'"),
+                         ("triton://127.0.0.1/deen", "expected triton://HOST:PORT/NAME")):
+        done = _deen("run", "--rgb", "x.mp4", "--ir", "y.mp4", "--model", url,
+                     "--events", "none", timeout=60)
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert problem in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_deen_serve_says_when_it_is_ready_and_stops_on_sigterm(exported) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deen", "serve", str(exported), "--listen", f"127.0.0.1:{port}",
+         "--name", "box_model"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        line = process.stdout.readline()
+        assert f"triton://127.0.0.1:{port}/box_model" in line, process.stderr.read()
+        assert open_embedder(f"triton://127.0.0.1:{port}/box_model").dim == 6 * 2048
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert process.wait(timeout=30) == 0
+        assert time.monotonic() - started < 30
+    finally:
+        process.kill()
+    time.sleep(0.5)
+    with pytest.raises(DeenError, match="cannot reach"):
+        open_embedder(f"triton://127.0.0.1:{port}/box_model")
