@@ -38,8 +38,9 @@ def server_python() -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise DeenError("no model-server environment (.venv-serve with PyTriton): run "
-                    "scripts/setup.sh --serve, or set DEEN_SERVE_PYTHON")
+    raise DeenError("no model-server environment: .venv-serve with PyTriton, which the "
+                    "project's set-up script makes (its serve option), or DEEN_SERVE_PYTHON "
+                    "naming a Python that has PyTriton and ONNX Runtime")
 
 
 def free_port(host: str) -> int:
@@ -70,8 +71,8 @@ class ModelServer:
 
         model = Path(model)
         if model.suffix.lower() != ".onnx":
-            raise ParameterError("model", model, "deen serve takes an exported .onnx (deen "
-                                 "export --engine onnx makes one from a checkpoint)")
+            raise ParameterError("model", model, "the server takes an exported .onnx (an "
+                                 "ONNX export of the checkpoint)")
         if not name.replace("_", "").replace("-", "").isalnum():
             raise ParameterError("name", name, "letters, digits, - and _ only")
         embedder = OnnxRuntimeEmbedder(model, device="cpu")  # refuses what is not a deen export
