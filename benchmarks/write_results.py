@@ -248,6 +248,33 @@ def live(root: Path) -> list[str]:
     return ["", "## Live runtime", *out] if out else []
 
 
+def site(root: Path) -> list[str]:
+    """One served model against a model per box (``<class>/site/site_serving.json``, from
+    benchmarks/site_serving.py)."""
+    out: list[str] = []
+    for path in sorted(root.glob("*/site/site_serving.json")):
+        report = json.loads(path.read_text())
+        machine = report["machine"]
+        h, w = report["input_size"]
+        out += ["", f"### {path.parent.parent.name}: boxes sharing one served model", "",
+                f"Machine: {machine.get('cpu', '?')}, {machine.get('cpus', '?')} cores "
+                f"({instruction_sets(machine)}). `{report['command']}`: every box is a `deen "
+                f"run` on a {report['pair']}, for {report['seconds']:g} s, with a random DEEN "
+                f"at {h}×{w} exported to ONNX; 'own': each box loads it (ONNX Runtime); "
+                "'served': all use one `deen serve` (Triton Inference Server, dynamic "
+                "batching, ONNX Runtime inside). Memory is the peak of the total over every "
+                "process, the server's included.", "",
+                "| model | boxes | frames/s (all boxes) | crops embedded/s (all boxes) | "
+                "least share of frames processed | worst capture→event p95 | total RSS |",
+                "|---|---|---|---|---|---|---|"]
+        for row in report["rows"]:
+            out.append(f"| {row['model']} | {row['boxes']} | {row['frames_per_s']:.1f} | "
+                       f"{row['crops_embedded_per_s']:.1f} | "
+                       f"{_pct(row['processed_share_min'])} | "
+                       f"{row['latency_p95_ms_max']:.0f} ms | {row['peak_rss_mib']:.0f} MiB |")
+    return ["", "## A site: one served model", *out] if out else []
+
+
 def collect(root: Path) -> list[tuple[str, Path, dict]]:
     """Every ``root/<instruction sets>/<run>/bench.json``, sorted by class then run."""
     runs = []
@@ -270,7 +297,8 @@ def main() -> int:
     args = parser.parse_args()
     runs = collect(args.results)
     with atomic_path(args.out) as tmp:
-        tmp.write_text(render(runs) + "".join(f"{line}\n" for line in live(args.results)))
+        tmp.write_text(render(runs) + "".join(
+            f"{line}\n" for line in live(args.results) + site(args.results)))
     print(f"wrote {args.out} from {len(runs)} runs")
     return 0
 

@@ -153,6 +153,7 @@ class Pipeline:
         self.clock = 0.0  # the newest frame's capture time (what the relinker's window counts)
         self.timer = StageTimer()
         self.processed = dict.fromkeys(STREAMS, 0)
+        self.embedded = 0  # crops embedded since the run started
         self.pending = 0  # tracks that wanted an embedding this round but did not get one
         self.last_active: dict[Modality, list[Track]] = {m: [] for m in STREAMS}
         # The newest crop not yet embedded of each live track, and its frame (the candidates).
@@ -340,6 +341,7 @@ class Pipeline:
             self.faults.failed("embed", f"all {len(finite)} embeddings were not finite")
             return
         self.faults.succeeded("embed")
+        self.embedded += int(finite.sum())
         if not finite.all():
             bad = int((~finite).sum())
             self.faults.dropped("non-finite embedding", f"{bad} of {len(finite)} crops gave "
@@ -399,6 +401,7 @@ class RunSummary:
     latency_p95_ms: float
     faults: dict[str, int] = field(default_factory=dict)
     failure: str | None = None  # why the run ended early (a persistent failure), if it did
+    embedded: int = 0  # crops embedded
 
     def lines(self) -> list[str]:
         per = ", ".join(f"{s}: {self.processed[s]} processed of {self.captured[s]} captured, "
@@ -406,7 +409,8 @@ class RunSummary:
                         for s in self.processed)
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.events.items())) or "none"
         faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
-        return [f"{self.rounds} rounds in {self.seconds:.1f} s; {per}",
+        return [f"{self.rounds} rounds in {self.seconds:.1f} s; {per}; "
+                f"{self.embedded} crops embedded",
                 f"events: {counts}; latency capture→event p50 {self.latency_p50_ms:.0f} ms, "
                 f"p95 {self.latency_p95_ms:.0f} ms; faults: {faults}"]
 
@@ -489,7 +493,8 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
         {STREAMS[m]: s.stats.captured for m, s in sources.items()},
         {STREAMS[m]: s.stats.dropped for m, s in sources.items()},
         {STREAMS[m]: s.stats.reconnects for m, s in sources.items()},
-        dict(pipeline.events.counts), p50, p95, dict(pipeline.faults.counts), failure)
+        dict(pipeline.events.counts), p50, p95, dict(pipeline.faults.counts), failure,
+        pipeline.embedded)
 
 
 def status_line(snapshot: PipelineSnapshot, sources: dict[Modality, FrameSource],

@@ -25,6 +25,7 @@ from pathlib import Path
 from deen.errors import DeenError, ParameterError
 
 WORKER = Path(__file__).with_name("triton_worker.py")
+READY = "deen-serve-ready"  # the worker's ready line (triton_worker.READY)
 #: Seconds the server may take to load the model and answer.
 READY_TIMEOUT_S = 120.0
 
@@ -100,17 +101,18 @@ class ModelServer:
         ready = threading.Event()
         threading.Thread(target=self._wait_ready, args=(ready,), daemon=True).start()
         if not ready.wait(READY_TIMEOUT_S) or not self._ready:
-            self.process.wait(timeout=5) if self.process.poll() is None else None
-            lines = self.log_path.read_text(errors="replace").splitlines()
             self.stop()
+            lines = self.log_path.read_text(errors="replace").splitlines() \
+                if self.log_path.exists() else []
             # The last exception line says why (Triton's own lines are prefixed E/W/I).
             errors = [line for line in lines if re.match(r"\w*(Error|Exception)\b", line)]
+            self._scratch.cleanup()
             raise DeenError(f"{model}: the model server did not start "
                             f"({(errors or lines or ['no output'])[-1].strip()})")
 
     def _wait_ready(self, ready: threading.Event) -> None:
         for line in self.process.stdout:
-            if line.strip() == "ready":
+            if READY in line:
                 self._ready = True
                 ready.set()
         ready.set()  # the process ended before it was ready: the caller reports why
@@ -136,7 +138,8 @@ class ModelServer:
         with contextlib.suppress(ProcessLookupError):  # nothing of the server outlives it
             os.killpg(self.process.pid, 9)
         self._log_file.close()
-        self._scratch.cleanup()
+        if self._ready:  # else the caller reads the log first, then cleans up
+            self._scratch.cleanup()
 
     def __enter__(self) -> ModelServer:
         return self

@@ -3,7 +3,7 @@ Server (PyTriton's ``tritonserver`` and its Python backend), with dynamic batchi
 
 It runs in the server environment (``.venv-serve``: PyTriton, which needs NumPy 1.x, and
 ONNX Runtime), not in deen's, so it imports nothing from deen: :mod:`deen.serve.server`
-starts it with the model, its manifest and the ports, and reads its one ``ready`` line.
+starts it with the model, its manifest and the ports, and waits for its ready line.
 
 Two models are served: ``NAME`` (inputs ``images`` N×3×H×W float32 and ``modality`` N×1
 int64, output ``embedding`` N×D float32, the exported graph's own contract) and
@@ -23,6 +23,9 @@ import onnxruntime as ort
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
+
+#: What the worker prints once the server answers (deen.serve.server waits for it).
+READY = "deen-serve-ready"
 
 
 def main() -> int:
@@ -69,7 +72,9 @@ def main() -> int:
                     inputs=[Tensor(name="request", dtype=np.uint8, shape=(1,))],
                     outputs=[Tensor(name="manifest", dtype=bytes, shape=(1,))],
                     config=ModelConfig(max_batch_size=8))
-        print("ready", flush=True)
+        # On a line of its own: the server's libraries may have written to stdout without
+        # ending their line.
+        print(f"\n{READY}", flush=True)
         triton.serve()
     return 0
 
