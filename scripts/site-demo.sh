@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A site on one machine: a message broker (Mosquitto) and a shared gallery (PostgreSQL) on
-# loopback, and two boxes (two `deen run` processes), each on its own generated camera pair.
+# A site on one machine: a message broker (Mosquitto), a shared gallery (PostgreSQL) and a
+# model server (deen serve: Triton Inference Server) on loopback, and two boxes (two `deen
+# run` processes using the served model), each on its own generated camera pair.
 # One person is enrolled once, while both boxes run; both recognise them, and every event
 # of both boxes arrives on the broker. Usage: scripts/site-demo.sh [WORK-DIR]
 #
@@ -74,6 +75,19 @@ else
   echo "   $model (trained on generated people)"
   threshold=()
 fi
+echo "== model server: deen serve (Triton Inference Server) on loopback"
+"$py" -m deen export --engine onnx --checkpoint "$model" --out "$work/deen.onnx" > /dev/null
+serve_port="$(port)"
+"$py" -m deen serve "$work/deen.onnx" --listen "127.0.0.1:$serve_port" --name deen \
+  > "$work/serve.log" 2> "$work/serve.err" &
+pids+=($!)
+for _ in $(seq 1200); do
+  grep -q "serving" "$work/serve.log" 2>/dev/null && break
+  sleep 0.1
+done
+grep -q "serving" "$work/serve.log" || { echo "site-demo: the model server did not start: $(tail -1 "$work/serve.err")" >&2; exit 1; }
+sed 's/^/   /' "$work/serve.log"
+served="triton://127.0.0.1:$serve_port/deen"
 for box in a b; do
   "$py" -m deen data scene --out "$work/pair-$box" --people 4 --seconds 20 --seed 7 > /dev/null
 done
@@ -106,18 +120,20 @@ for n, (frame, _, x, y, w, h) in enumerate(rows):
     cv2.imwrite(str(out / f"{n}.png"), image[int(y):int(y + h), int(x):int(x + w)])
 print(f"   enrolling {len(rows)} crops of one person from box a's visible stream")
 EOF
-"$py" -m deen gallery add nobody --images "$work/alice" --modality visible --model "$model" \
+"$py" -m deen gallery add nobody --images "$work/alice" --modality visible --model "$served" \
   --gallery "$gallery" > /dev/null  # creates the gallery, tied to the model
 "$py" -m deen gallery remove nobody --gallery "$gallery" > /dev/null
 
 echo "== two boxes, events to the broker and to a file each"
+boxes=()
 for box in a b; do
   "$py" -m deen run --rgb "$work/pair-$box/visible.mp4" --ir "$work/pair-$box/infrared.mp4" \
-    --detector "$work/pair-$box/boxes.jsonl" --model "$model" --gallery "$gallery" \
+    --detector "$work/pair-$box/boxes.jsonl" --model "$served" --gallery "$gallery" \
     "${threshold[@]}" --events "$work/box-$box.jsonl" \
     --events "mqtt://127.0.0.1:$mqtt_port/deen" --site-name "box-$box" --duration 25 \
     --status-every 0 2> "$work/box-$box.log" &
   pids+=($!)
+  boxes+=($!)
 done
 for box in a b; do
   for _ in $(seq 600); do
@@ -126,7 +142,7 @@ for box in a b; do
   done
 done
 echo "== enrolling alice once, while both boxes run"
-"$py" -m deen gallery add alice --images "$work/alice" --modality visible --model "$model" \
+"$py" -m deen gallery add alice --images "$work/alice" --modality visible --model "$served" \
   --gallery "$gallery"
 sleep 8
 echo "== what the broker received"
@@ -136,5 +152,5 @@ for box in a b; do
   echo "   box-$box: $total events on deen/box-$box/#, $named recognitions of alice"
 done
 grep -m 2 '/recognised ' "$work/broker.log" | sed 's/^/   /' || true
-wait "${pids[@]:2}" 2>/dev/null || true
+wait "${boxes[@]}" 2>/dev/null || true
 echo "== done; everything is in $work"

@@ -5,6 +5,8 @@ server that is not there, a model it does not serve and a malformed URL get one 
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import subprocess
 import sys
@@ -104,3 +106,36 @@ def test_deen_serve_says_when_it_is_ready_and_stops_on_sigterm(exported) -> None
     time.sleep(0.5)
     with pytest.raises(DeenError, match="cannot reach"):
         open_embedder(f"triton://127.0.0.1:{port}/box_model")
+
+
+@pytest.mark.serial  # asserts timing: runs alone (scripts/test.sh)
+def test_a_run_rides_out_a_model_server_outage(exported, tmp_path) -> None:
+    """The server goes away mid-run and comes back on the same port: the run counts the
+    failed calls, does not end, and embeds again (new matches after the restart)."""
+    scene = write_stream_pair(tmp_path / "pair", people=3, seconds=4, fps=10, seed=2)
+    listen = Listen("127.0.0.1", free_port())
+    events = tmp_path / "events.jsonl"
+    server = ModelServer(exported, listen, "deen")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
+         str(scene.infrared), "--loop", "--model", f"triton://{listen.host}:{listen.port}/deen",
+         "--detector", str(scene.boxes), "--duration", "25", "--match-threshold", "-1",
+         "--events", str(events), "--status-every", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and '"match"' not in (
+                events.read_text() if events.exists() else ""):
+            time.sleep(0.2)
+        server.stop()  # the model server goes away …
+        time.sleep(3)
+        server = ModelServer(exported, listen, "deen")  # … and comes back
+        back = time.time()
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        run.kill()
+        server.stop()
+    assert run.returncode == 0, stderr
+    assert re.search(r"faults: .*embed \d+", stderr), stderr
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert any(r["event"] == "match" and r["time"] > back for r in records), stderr
