@@ -287,8 +287,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from deen.backends import open_embedder
+    from deen.errors import redact_url
     from deen.modality import parse_modality
-    from deen.runtime.gallery import Gallery, redact
+    from deen.runtime.gallery import Gallery
     from deen.runtime.live import enrol
 
     if args.gallery_command == "add":
@@ -297,7 +298,7 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
         count = enrol(args.gallery, args.name, args.images, parse_modality(args.modality),
                       embedder, args.model)
         print(f"added {count} {args.modality} images of {args.name} to "
-              f"{redact(args.gallery)}")
+              f"{redact_url(args.gallery)}")
     elif args.gallery_command == "list":
         with Gallery.open_existing(args.gallery) as gallery:
             print(f"{'name':<24} {'visible':>8} {'infrared':>9}")
@@ -787,7 +788,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from deen.serve.server import Listen, ModelServer
 
-    listen = Listen.parse(args.listen)
+    listen = Listen.parse(args.listen, "listen")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,5 +1,6 @@
 """The exception types that the command line turns into a one-line message."""
 
+import re
 from collections.abc import Callable
 
 
@@ -20,6 +21,11 @@ def first_line(exc: BaseException) -> str:
     meaningful = [line for line in lines
                   if not line.startswith(("Exception from ", "Check '"))]
     return (meaningful or lines or [type(exc).__name__])[0]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (``scheme://user:PASSWORD@host``) starred, for messages."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 class ParameterError(DeenError):

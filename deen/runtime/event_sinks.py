@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from deen.errors import DeenError, ParameterError
+from deen.errors import DeenError, ParameterError, redact_url
 
 #: Events the MQTT outbox holds while the broker is away (about 100 bytes to 1 kB each).
 DEFAULT_OUTBOX = 10_000
@@ -134,7 +134,7 @@ class MqttTarget:
     @classmethod
     def parse(cls, text: str, parameter: str = "events") -> MqttTarget:
         def bad(problem: str) -> ParameterError:
-            return ParameterError(parameter, _redact(text), problem)
+            return ParameterError(parameter, redact_url(text), problem)
 
         try:
             url = urlsplit(text)
@@ -176,10 +176,6 @@ class MqttTarget:
         """The address without the password."""
         user = f"{self.user}@" if self.user else ""
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}/{self.prefix}"
-
-
-def _redact(text: str) -> str:
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", text)
 
 
 def topic_part(name: str) -> str:
@@ -287,10 +283,9 @@ class MqttSink:
             if len(self._outbox) >= self._capacity:
                 self._outbox.popleft()
                 self.dropped += 1
-                previous = self._faults.get("events:mqtt dropped", (0, ""))[0]
-                self._faults["events:mqtt dropped"] = (
-                    previous + 1, f"{self.target}: outbox of {self._capacity} events full "
-                    "while the broker is away; the oldest were dropped")
+                self._count("events:mqtt dropped", f"{self.target}: outbox of "
+                            f"{self._capacity} events full while the broker is away; the "
+                            "oldest were dropped")
             self._outbox.append((f"{self.target.prefix}/{self.box}/{kind}", line))
             self._lock.notify_all()
 
@@ -413,7 +408,7 @@ def sink_format(text: str) -> SinkFormat:
             return row
     if scheme:
         known = ", ".join(f"{s}://" for row in EVENT_SINKS for s in row.schemes)
-        raise ParameterError("events", _redact(text), f"unknown scheme {scheme}:// ({known} "
+        raise ParameterError("events", redact_url(text), f"unknown scheme {scheme}:// ({known} "
                              "or a file)")
     return EVENT_SINKS[0]
 

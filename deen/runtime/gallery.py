@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from deen.errors import DeenError, first_line
+from deen.errors import DeenError, first_line, redact_url
 from deen.modality import Modality
 
 DEFAULT_GALLERY_THRESHOLD = 0.6
@@ -176,18 +176,13 @@ CREATE INDEX IF NOT EXISTS deen_gallery_name ON deen_gallery(name);
 _SCHEMA_LOCK = 0x6465656E  # "deen"
 
 
-def redact(url: str) -> str:
-    """A URL without its password."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-
-
 class PostgresStore:
     """A gallery in a PostgreSQL database (tables ``deen_gallery`` and
     ``deen_gallery_meta``), through psycopg 3. The connection is remade after the server
     went away; the call that found it gone raises :class:`DeenError`."""
 
     def __init__(self, url: str, create: bool = True) -> None:
-        self.url, self.location = url, redact(url)
+        self.url, self.location = url, redact_url(url)
         self._db: Any = None
         self._connect()
         if create:
@@ -316,7 +311,7 @@ def store_format(location: str | Path) -> StoreFormat:
         if scheme in row.schemes:
             return row
     if scheme:
-        raise DeenError(f"{redact(text)}: unknown gallery scheme {scheme}:// "
+        raise DeenError(f"{redact_url(text)}: unknown gallery scheme {scheme}:// "
                         "(postgresql:// or a file)")
     return GALLERY_STORES[0]
 

@@ -59,12 +59,13 @@ class ServeAddress:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> ServeAddress:
-        """``HOST:PORT``, ``:PORT`` or ``PORT`` (loopback); port 0 picks a free one."""
+    def parse(cls, text: str, parameter: str = "serve") -> ServeAddress:
+        """``HOST:PORT``, ``:PORT`` or ``PORT`` (loopback); port 0 picks a free one.
+        ``parameter`` names the setting in the error."""
         host, _, port = text.rpartition(":")
         host = host.strip("[]") or DEFAULT_HOST
         if not port.isdigit() or int(port) > 65535:
-            raise ParameterError("serve", text, "expected HOST:PORT, :PORT or PORT "
+            raise ParameterError(parameter, text, "expected HOST:PORT, :PORT or PORT "
                                  "(e.g. 127.0.0.1:8080)")
         return cls(host, int(port))
 

@@ -19,10 +19,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from deen.errors import DeenError, ParameterError
+from deen.runtime.web import ServeAddress as Listen  # the address a server listens on
 
 WORKER = Path(__file__).with_name("triton_worker.py")
 READY = "deen-serve-ready"  # the worker's ready line (triton_worker.READY)
@@ -50,19 +50,6 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-@dataclass(frozen=True)
-class Listen:
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> Listen:
-        host, _, port = text.rpartition(":")
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ParameterError("listen", text, "expected HOST:PORT, e.g. 127.0.0.1:8000")
-        return cls(host or "127.0.0.1", int(port))
-
-
 class ModelServer:
     """A running server; :meth:`stop` (or leaving the ``with``) ends it."""
 
@@ -74,6 +61,8 @@ class ModelServer:
         if model.suffix.lower() != ".onnx":
             raise ParameterError("model", model, "the server takes an exported .onnx (an "
                                  "ONNX export of the checkpoint)")
+        if listen.port == 0:  # clients must be told where to connect
+            raise ParameterError("listen", f"{listen.host}:0", "needs a fixed port")
         if not name.replace("_", "").replace("-", "").isalnum():
             raise ParameterError("name", name, "letters, digits, - and _ only")
         embedder = OnnxRuntimeEmbedder(model, device="cpu")  # refuses what is not a deen export
