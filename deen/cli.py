@@ -340,7 +340,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                            _embedding_config(args), args.runs, args.warmup, Path(scratch),
                            calib=args.calib,
                            dataset=(args.dataset, args.root) if args.dataset else None,
-                           device=args.device)
+                           device=args.device, models=args.model)
     print(table(report))
     for path in write_all(report, args.out_dir):
         print(f"wrote {path}")
@@ -374,6 +374,12 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
                        default=formats.default_bench_backends(),
                        help=f"comma-separated, from {', '.join(formats.bench_backends())} "
                             f"(default: {','.join(formats.default_bench_backends())})")
+    bench.add_argument("--model", type=_model_arg, action="append", default=[],
+                       metavar="MODEL",
+                       help="also time this export of the same model, made elsewhere: a file "
+                            "(.onnx, .xml, .engine) or a served model (triton://HOST:PORT/NAME, "
+                            "see deen serve), whose times include the trip to the server; "
+                            "may be given more than once")
     bench.add_argument("--batches", type=_int_list, default=[1, 8, 32],
                        help="batch sizes (default 1,8,32)")
     bench.add_argument("--runs", type=_positive_int, default=20, help="timed runs per batch")

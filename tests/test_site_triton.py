@@ -139,3 +139,73 @@ def test_a_run_rides_out_a_model_server_outage(exported, tmp_path) -> None:
     assert re.search(r"faults: .*embed \d+", stderr), stderr
     records = [json.loads(line) for line in events.read_text().splitlines()]
     assert any(r["event"] == "match" and r["time"] > back for r in records), stderr
+
+
+def test_deen_eval_on_a_served_model_scores_as_the_file_does(served, exported,
+                                                             tmp_path) -> None:
+    from deen.datasets.synth import write_synthetic_dataset
+
+    root = tmp_path / "sysu"
+    write_synthetic_dataset(root, "sysu", identities=6, per_camera=2, size=(64, 32), seed=0)
+    scores = []
+    for model in (served.url, str(exported)):
+        done = _deen("eval", "--model", model, "--dataset", "sysu", "--root", str(root),
+                     "--trials", "1", timeout=300)
+        assert done.returncode == 0, done.stderr
+        scores.append(re.findall(r"\d+\.\d+", done.stdout.split("mAP", 1)[1]))
+    assert scores[0] and scores[0] == scores[1], scores
+
+
+def test_deen_bench_times_a_served_model_beside_the_built_ones(served, tmp_path) -> None:
+    out = tmp_path / "bench"
+    done = _deen("bench", "--backends", "pytorch-fp32", "--model", served.url, "--no-flip",
+                 "--input-size", "64x24", "--batches", "1,40", "--runs", "2", "--warmup", "1",
+                 "--out-dir", str(out), timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "bench.json").read_text())
+    accuracy = {a["backend"]: a for a in report["accuracy"]}
+    assert accuracy["served:deen"]["min_cosine"] >= 0.9999
+    batches = sorted(t["batch"] for t in report["timings"] if t["backend"] == "served:deen")
+    assert batches == [1, 40]  # 40 is over the server's 32: sent in two requests
+    assert "served:deen" in done.stdout
+
+
+def test_deen_bench_refuses_a_served_model_of_another_model_or_size(served) -> None:
+    for args, problem in ((["--variant", "regdb", "--input-size", "64x24", "--no-flip"],
+                           "variant"),
+                          (["--input-size", "128x48", "--no-flip"], "takes 64x24 images"),
+                          (["--input-size", "64x24"], "exported with")):
+        done = _deen("bench", "--backends", "pytorch-fp32", "--model", served.url,
+                     "--runs", "1", *args, timeout=300)
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert problem in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_client_expecting_other_settings_is_refused(served) -> None:
+    with pytest.raises(DeenError, match="serves a model exported with"):
+        open_embedder(served.url, config=EmbeddingConfig(flip=True))
+    with pytest.raises(DeenError, match="serves a sysu model, not regdb"):
+        open_embedder(served.url, variant="regdb")
+
+
+def test_a_killed_deen_serve_takes_its_server_with_it(exported) -> None:
+    """SIGKILL cannot be passed on: the server notices its deen serve is gone and stops, so
+    the port is free again (a model server must not outlive the command that started it)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deen", "serve", str(exported), "--listen", f"127.0.0.1:{port}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert f"127.0.0.1:{port}" in process.stdout.readline()
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            open_embedder(f"triton://127.0.0.1:{port}/deen")
+        except DeenError:
+            break
+        time.sleep(0.5)
+    with pytest.raises(DeenError, match="cannot reach"):
+        open_embedder(f"triton://127.0.0.1:{port}/deen")

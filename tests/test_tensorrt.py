@@ -3,6 +3,8 @@ the TensorRT paths run wherever ``tensorrt`` and a CUDA GPU exist and skip elsew
 
 from __future__ import annotations
 
+import hashlib
+import json
 import py_compile
 import re
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from deen.backends.artifact import METADATA_KEY
 from deen.backends.tensorrt_env import check_engine_manifest, require_tensorrt, split_batches
 from deen.errors import DeenError
 from deen.export.tensorrt_build import (
@@ -37,42 +40,28 @@ needs_trt = pytest.mark.skipif(TRT_MISSING is not None, reason=str(TRT_MISSING))
 
 
 def parse_pbtxt(text: str) -> dict:
-    """A small reader of protobuf text format (what Triton's config.pbtxt is): repeated
-    fields become lists, so the test checks the files a server would read, not our strings."""
-    tokens = re.findall(r'"[^"]*"|[{}\[\]:,]|[^\s{}\[\]:,"]+', text)
-    position = 0
+    """``config.pbtxt`` read with Triton's own ``ModelConfig`` schema (the protobuf module
+    tritonclient ships, loaded by file: its package needs gRPC), as a dict whose integer
+    fields stay integers; the test checks what a server would read, not our strings."""
+    import importlib.util
 
-    def value():
-        nonlocal position
-        token = tokens[position]
-        position += 1
-        if token == "{":
-            return message("}")
-        if token == "[":
-            items = []
-            while tokens[position] != "]":
-                items.append(value())
-                if tokens[position] == ",":
-                    position += 1
-            position += 1
-            return items
-        if token.startswith('"'):
-            return token[1:-1]
-        return int(token) if re.fullmatch(r"-?\d+", token) else token
+    import tritonclient
+    from google.protobuf import json_format, text_format
 
-    def message(end: str | None) -> dict:
-        nonlocal position
-        fields: dict = {}
-        while position < len(tokens) and tokens[position] != end:
-            name = tokens[position]
-            position += 1
-            if tokens[position] == ":":
-                position += 1
-            fields[name] = value()
-        position += 1
-        return fields
+    path = Path(tritonclient.__file__).parent / "grpc" / "model_config_pb2.py"
+    spec = importlib.util.spec_from_file_location("triton_model_config_pb2", path)
+    schema = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(schema)
+    config = json_format.MessageToDict(text_format.Parse(text, schema.ModelConfig()),
+                                       preserving_proto_field_name=True)
 
-    return message(None)
+    def ints(value):  # protobuf's JSON writes int64 as strings
+        if isinstance(value, dict):
+            return {k: ints(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [ints(v) for v in value]
+        return int(value) if isinstance(value, str) and re.fullmatch(r"-?\d+", value) else value
+    return ints(config)
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +188,12 @@ def test_triton_repository_configs_parse_and_match_the_onnx_model(checkpoint, tm
     assert {o["name"]: (o["dims"], o["data_type"]) for o in config["output"]} == \
         graph_io(model.graph.output)
     assert config["instance_group"][0]["kind"] == "KIND_CPU"
+    carried = json.loads(config["parameters"]["deen_manifest"]["string_value"])
+    served = {p.key: p.value for p in model.metadata_props}
+    embedded = json.loads(served[METADATA_KEY])  # the export's own manifest, and its hash
+    assert {key: carried[key] for key in embedded} == embedded
+    assert carried["sha256"] == hashlib.sha256(
+        (repo / "deen_onnx" / "1" / "model.onnx").read_bytes()).hexdigest()
     assert not (repo / "deen_trt").exists()
     py_compile.compile(str(repo / "client.py"), doraise=True)
     again = _deen("export", "--engine", "triton", "--checkpoint", str(checkpoint), "--out",

@@ -32,6 +32,8 @@ METADATA_KEY = "deen.manifest"
 INPUT_IMAGES = "images"
 INPUT_MODALITY = "modality"
 OUTPUT_EMBEDDING = "embedding"
+#: The Triton model-config parameter holding the export manifest (JSON) in a repository.
+MANIFEST_PARAMETER = "deen_manifest"
 
 
 def manifest_path_for(model_path: str | Path) -> Path:

@@ -40,6 +40,8 @@ def open_embedder(
         if config is not None and config != embedder.config:
             raise DeenError(f"{path}: serves a model exported with {embedder.config}, not "
                             f"{config}")
+        if variant is not None and variant != embedder.variant:
+            raise DeenError(f"{path}: serves a {embedder.variant} model, not {variant}")
         return embedder
     path = Path(path)
     row = formats.for_path(path)

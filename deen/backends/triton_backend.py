@@ -1,7 +1,9 @@
-"""A model served by Triton Inference Server (``deen serve``): ``triton://HOST:PORT/NAME``.
+"""A model served by Triton Inference Server: ``triton://HOST:PORT/NAME``.
 
-On connect the client reads the served model's export manifest (the ``NAME_manifest``
-model) and takes the input size, embedding size, variant and embedding settings from it,
+The server is ``deen serve`` or any Triton serving a ``deen export --engine triton``
+repository. On connect the client reads the served model's export manifest (from the model
+config's ``deen_manifest`` parameter, else from the ``NAME_manifest`` model ``deen serve``
+adds) and takes the input size, embedding size, variant and embedding settings from it,
 as it would from a file's manifest; a model that is not a deen export is refused in one
 line. Requests go over HTTP (tritonclient); the server batches concurrent requests from
 many boxes (dynamic batching).
@@ -17,6 +19,7 @@ import numpy as np
 from deen.backends.artifact import (
     INPUT_IMAGES,
     INPUT_MODALITY,
+    MANIFEST_PARAMETER,
     OUTPUT_EMBEDDING,
     embedding_config_from,
     parse_manifest,
@@ -60,21 +63,30 @@ class TritonEmbedder(Embedder):
                             f"({first_line(exc)})") from None
         if not live:
             raise DeenError(f"{self.url}: the model server is not live")
-        for model in (name, f"{name}_manifest"):
-            if not self.client.is_model_ready(model):
-                raise DeenError(f"{self.url}: the server has no ready model {model!r} "
-                                "(is it a deen serve server?)")
-        self.manifest = self._read_manifest()
+        if not self.client.is_model_ready(name):
+            raise DeenError(f"{self.url}: the server has no ready model {name!r}")
+        model_config = self.client.get_model_config(name)
+        self.manifest = self._read_manifest(model_config)
         self.config = embedding_config_from(self.manifest)
         self.variant = self.manifest["variant"]
         self.dim = int(self.manifest["output"][OUTPUT_EMBEDDING]["shape"][1])
         self.input_size = tuple(self.manifest["inputs"][INPUT_IMAGES]["shape"][2:])
+        #: The server refuses larger requests; bigger batches are sent in parts.
+        self.max_batch = int(model_config.get("max_batch_size") or 0)
 
     @classmethod
     def open(cls, path, *, config=None, variant=None, device=None) -> TritonEmbedder:
         return cls(str(path), device=device)
 
-    def _read_manifest(self) -> dict:
+    def _read_manifest(self, model_config: dict) -> dict:
+        """From the model's config (a ``deen export --engine triton`` repository carries it
+        as a parameter) or else from the ``NAME_manifest`` model ``deen serve`` adds."""
+        carried = model_config.get("parameters", {}).get(MANIFEST_PARAMETER)
+        if carried:
+            return parse_manifest(carried["string_value"], self.url)
+        if not self.client.is_model_ready(f"{self.name}_manifest"):
+            raise DeenError(f"{self.url}: the served model carries no deen export manifest "
+                            "(neither a deen serve model nor a deen Triton repository's)")
         ask = self._http.InferInput("request", [1, 1], "UINT8")
         ask.set_data_from_numpy(np.zeros((1, 1), np.uint8))
         try:
@@ -88,6 +100,13 @@ class TritonEmbedder(Embedder):
 
     def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
         images, modality = validated_batch(images, modality, self.input_size)
+        step = self.max_batch or len(images)
+        if len(images) > step:
+            return np.concatenate([self._infer(images[i:i + step], modality[i:i + step])
+                                   for i in range(0, len(images), step)])
+        return self._infer(images, modality)
+
+    def _infer(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
         inputs = [self._http.InferInput(INPUT_IMAGES, list(images.shape), "FP32"),
                   self._http.InferInput(INPUT_MODALITY, [len(modality), 1], "INT64")]
         inputs[0].set_data_from_numpy(images)

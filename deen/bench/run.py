@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ from deen.bench.harness import (
     time_backends,
 )
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError, ParameterError
+from deen.errors import DeenError, ParameterError, redact_url
 from deen.eval.evaluate import protocol_settings
 from deen.export.base import ExportSettings
 from deen.modality import Modality
@@ -206,6 +208,46 @@ class BackendBuilder:
         path = self.exported(row, backend.precision)
         return embedder_type.open(path, device="cpu" if on_cpu else None)
 
+    def open_given(self, location: str | Path) -> tuple[str, Embedder]:
+        """A model made elsewhere (an exported file or ``triton://HOST:PORT/NAME``), checked
+        to be an export of the benchmarked model at the benchmarked size and settings, so
+        its accuracy columns compare like with like. Returns its report label and embedder.
+        """
+        from deen.backends import open_embedder
+        from deen.backends.triton_backend import is_triton_url
+
+        where = redact_url(str(location))
+        label = (f"served:{urlsplit(where).path.strip('/')}" if is_triton_url(location)
+                 else f"file:{Path(location).name}")
+        embedder = open_embedder(location)
+        manifest = getattr(embedder, "manifest", None)
+        if manifest is None:
+            raise DeenError(f"{where}: not an exported model (it has no manifest to check "
+                            "against the benchmarked model)")
+        made_from = manifest.get("source", {})
+        wanted = asdict(self.source)
+        if any(made_from.get(key) != wanted[key] for key in ("kind", "sha256", "seed")):
+            raise DeenError(f"{where}: exported from {_describe(made_from)}, not from the "
+                            f"benchmarked {_describe(wanted)}")
+        if embedder.variant != self.model.variant.name:
+            raise DeenError(f"{where}: a {embedder.variant} variant model; the bench measures "
+                            f"a {self.model.variant.name} one")
+        if tuple(embedder.input_size) != tuple(self.input_size):
+            size = embedder.input_size
+            raise DeenError(f"{where}: takes {size[0]}x{size[1]} images; the bench measures "
+                            f"at {self.input_size[0]}x{self.input_size[1]}")
+        if embedder.config != self.config:
+            raise DeenError(f"{where}: exported with {embedder.config}, the bench measures "
+                            f"{self.config}")
+        return label, embedder
+
+
+def _describe(source: dict) -> str:
+    """A model source as a reader knows it: the checkpoint, or the random seed."""
+    if source.get("kind") == "random-init":
+        return f"random model (seed {source.get('seed')})"
+    return f"{source.get('checkpoint') or 'checkpoint'} (sha256 {str(source.get('sha256'))[:12]})"
+
 
 def bench_backend(name: str) -> tuple[formats.Format, formats.BenchBackend]:
     """A backend's row and its entry there."""
@@ -248,10 +290,15 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
               backends: list[str], batches: list[int], config: EmbeddingConfig,
               runs: int, warmup: int, workdir: Path, calib: Path | None = None,
               people: int = 24, dataset: tuple[str, Path] | None = None,
-              device: str = "cpu", log: Callable[[str], None] = print) -> BenchReport:
+              device: str = "cpu", models: Sequence[str | Path] = (),
+              log: Callable[[str], None] = print) -> BenchReport:
     """Build ``backends`` from ``model``, measure their accuracy against PyTorch fp32 (on
     ``dataset``'s test protocol, e.g. ``("sysu", root)``, else on ``people`` generated
-    people), then time them interleaved at each batch size."""
+    people), then time them interleaved at each batch size.
+
+    ``models`` are exports of the same model made elsewhere, timed beside the built
+    backends: files (an ``.onnx``, an OpenVINO ``.xml``, a TensorRT engine) or served
+    models (``triton://HOST:PORT/NAME``), whose times include the trip to the server."""
     check_backends(backends)
     if device == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device", device, "no CUDA GPU is visible to PyTorch")
@@ -277,6 +324,16 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
     built: dict[str, Embedder] = {}
     builder = BackendBuilder(model, config, source, input_size, workdir, calib, device)
     sample, codes = people_batch(1, input_size)
+    given: dict[str, Embedder] = {}
+    given_info = []
+    for location in models:  # first, so a bad one fails before the long builds
+        log(f"opening {redact_url(str(location))} ...")
+        rss_before, start = rss_mib(), time.perf_counter()
+        name, embedder = builder.open_given(location)
+        embedder.run(sample, codes)
+        given_info.append(BackendInfo(name, 1000 * (time.perf_counter() - start),
+                                      rss_mib() - rss_before))
+        given[name] = embedder
     began = time.perf_counter()
     for number, name in enumerate(names, 1):
         log(f"building {name} ({number}/{len(names)}, {time.perf_counter() - began:.0f} s "
@@ -293,6 +350,9 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
         report.backends.append(BackendInfo(name, 1000 * (time.perf_counter() - start),
                                            rss_mib() - rss_before))
         built[name] = embedder
+    for info in given_info:
+        report.backends.append(info)
+    built.update(given)
     if split is not None:
         log(f"accuracy on {report.settings['accuracy_on']} ...")
         report.accuracy = protocol_accuracy(built, REFERENCE, split)
@@ -303,7 +363,8 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
                                             people, name) for name, embedder in built.items()]
     log(f"timing {', '.join(built)} at batches {batches} ({runs} interleaved runs each) ...")
     on_gpu = device == "cuda" or any(
-        bench_backend(name)[0].device is formats.Device.GPU for name in built)
+        bench_backend(name)[0].device is formats.Device.GPU for name in built
+        if name in formats.bench_backends())
     report.timings = time_backends(built, batches, input_size, runs, warmup,
                                    synchronize=torch.cuda.synchronize if on_gpu else None,
                                    reference=REFERENCE)

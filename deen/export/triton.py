@@ -16,13 +16,19 @@ Layout::
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deen.backends.artifact import INPUT_IMAGES, INPUT_MODALITY, OUTPUT_EMBEDDING
+from deen.backends.artifact import (
+    INPUT_IMAGES,
+    INPUT_MODALITY,
+    MANIFEST_PARAMETER,
+    OUTPUT_EMBEDDING,
+)
 from deen.errors import DeenError, ParameterError
 from deen.export.base import ExportResult, ExportSettings
 from deen.export.tensorrt_build import TrtBuildOptions
@@ -134,6 +140,10 @@ def model_config(name: str, backend: str, manifest: dict[str, Any], options: Ser
 
     preferred = ", ".join(str(b) for b in options.preferred_batches)
     kind = "KIND_GPU" if gpu else "KIND_CPU"
+    # The export manifest rides in the config (protobuf text string: ASCII JSON with its
+    # backslashes and quotes escaped), so a triton:// client checks what it is served.
+    text = json.dumps(manifest, ensure_ascii=True, sort_keys=True)
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f"""name: "{name}"
 backend: "{backend}"
 max_batch_size: {options.max_batch}
@@ -167,6 +177,10 @@ instance_group [
     kind: {kind}
   }}
 ]
+parameters {{
+  key: "{MANIFEST_PARAMETER}"
+  value: {{ string_value: "{escaped}" }}
+}}
 """
 
 

@@ -84,7 +84,8 @@ class ModelServer:
              "--host", listen.host, "--http-port", str(listen.port),
              "--grpc-port", str(free_port(listen.host)),
              "--metrics-port", str(free_port(listen.host)),
-             "--max-batch", str(max_batch), "--queue-delay-us", str(queue_delay_us)],
+             "--max-batch", str(max_batch), "--queue-delay-us", str(queue_delay_us),
+             "--workspace", str(Path(self._scratch.name) / "triton")],
             stdout=subprocess.PIPE, stderr=self._log_file, text=True, env=env,
             start_new_session=True)
         ready = threading.Event()

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,26 @@ from pytriton.triton import Triton, TritonConfig
 
 #: What the worker prints once the server answers (deen.serve.server waits for it).
 READY = "deen-serve-ready"
+
+
+def stop_when_orphaned(poll_s: float = 0.5) -> None:
+    """Stop the server (as Ctrl-C does, so Triton and its workspace are cleaned up) when the
+    deen process that started this one dies, even by SIGKILL, which it cannot pass on: a
+    served model must not outlive its ``deen serve`` and hold the port."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops the server as Ctrl-C does: PyTriton's serve loop then stops Triton
+    and the worker removes its workspace (Python's default SIGTERM would skip both)."""
+    raise KeyboardInterrupt
 
 
 def main() -> int:
@@ -39,7 +64,11 @@ def main() -> int:
     parser.add_argument("--metrics-port", type=int, required=True)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--queue-delay-us", type=int, default=2000)
+    parser.add_argument("--workspace", required=True,
+                        help="a new folder for Triton's sockets and files, removed at the end")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, interrupt)
+    stop_when_orphaned()
 
     manifest = json.loads(Path(args.manifest).read_text(encoding="utf-8"))
     session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
@@ -61,7 +90,17 @@ def main() -> int:
                           grpc_address=args.host, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, exit_timeout_secs=5,
                           log_verbose=0)
-    with Triton(config=config) as triton:
+    try:
+        serve(args, config, embed, describe, height, width, dim)
+    finally:  # PyTriton leaves its workspace (a copy of the server, 20+ MB) behind
+        shutil.rmtree(args.workspace, ignore_errors=True)
+    return 0
+
+
+def serve(args: argparse.Namespace, config: TritonConfig, embed, describe, height: int,
+          width: int, dim: int) -> None:
+    """Bind the two models and serve until SIGTERM/SIGINT."""
+    with Triton(config=config, workspace=args.workspace) as triton:
         triton.bind(model_name=args.name, infer_func=embed,
                     inputs=[Tensor(name="images", dtype=np.float32, shape=(3, height, width)),
                             Tensor(name="modality", dtype=np.int64, shape=(1,))],
@@ -76,7 +115,6 @@ def main() -> int:
         # ending their line.
         print(f"\n{READY}", flush=True)
         triton.serve()
-    return 0
 
 
 if __name__ == "__main__":
