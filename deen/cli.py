@@ -244,7 +244,9 @@ def _live_options(args: argparse.Namespace):
                            gallery_threshold=args.gallery_threshold,
                            fail_after_s=args.fail_after, match_margin=args.match_margin,
                            match_hold=args.match_hold, relink=not args.no_relink,
-                           clean_crops=args.clean_crops)
+                           partner_relink=args.partner_relink,
+                           clean_crops=args.clean_crops, view_map=not args.no_view_map,
+                           match_gate=args.match_gate, placed_threshold=args.placed_threshold)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -479,10 +481,28 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                      help="give a person who leaves a stream and comes back a new id (default: "
                           "keep their id when their appearance clearly matches someone who "
                           "left; the threshold is calibrated on people seen together)")
+    run.add_argument("--partner-relink", action="store_true",
+                     help="when a returning person is recognised in one stream, their match "
+                          "in the other stream takes the id of the person they were matched "
+                          "with before (default: each stream relinks on its own; this raises "
+                          "IDF1 and costs match precision, benchmarks/README.md)")
     run.add_argument("--match-hold", type=float, default=PipelineOptions.match_hold,
                      help="hysteresis: a confirmed match is favoured by this much and kept "
                           "while its similarity stays above the threshold minus this "
                           f"(default {PipelineOptions.match_hold:g})")
+    run.add_argument("--no-view-map", action="store_true",
+                     help="match by appearance alone (default: learn where the visible "
+                          "view lies in the infrared one from the people both see, as with "
+                          "two cameras on one pole, and match only people at corresponding "
+                          "places; cameras that see different places never get a map)")
+    run.add_argument("--match-gate", type=float, default=PipelineOptions.match_gate,
+                     help="with a view map: the farthest apart, in person heights, that a "
+                          f"pair may be (default {PipelineOptions.match_gate:g})")
+    run.add_argument("--placed-threshold", type=float,
+                     default=PipelineOptions.placed_threshold,
+                     help="with a view map: least cosine similarity of a pair at "
+                          "corresponding places, instead of --match-threshold (default "
+                          f"{PipelineOptions.placed_threshold:g})")
     run.add_argument("--clean-crops", action="store_true",
                      help="once a track has an appearance, add only crops clear of the "
                           "frame's edge and of other people (default: every crop)")

@@ -216,3 +216,53 @@ def test_the_relink_threshold_is_calibrated_on_people_seen_together():
     vectors = np.stack([book.entries[V, t].vector for t in range(4)])
     pairs = (vectors @ vectors.T)[np.triu_indices(4, 1)]
     assert relinker.threshold(V) == pytest.approx(pairs.max())
+
+
+def test_a_returning_person_recognised_in_one_stream_brings_their_partner_back():
+    """Alice was visible track 1 matched to infrared track 2. She comes back as visible 7
+    (recognised: alike) and infrared 9, whose infrared look alone is not clear (half way
+    between her and Bob); once 7 and 9 are matched, 9 is Alice's infrared person, 2."""
+    from deen.runtime.relink import Relinker
+
+    relinker = Relinker(min_embeddings=1, default=0.8, margin=0.05)
+    alice, bob = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    book = AppearanceBook()
+    for key, vector in (((V, 1), alice), ((R, 2), alice), ((R, 3), bob)):
+        book.add(key, vector, 0.0)
+    relinker.observe(book, {V: [1], R: [2, 3]}, now=0.0)
+    relinker.paired([(1, 2)])
+    for key in ((V, 1), (R, 2), (R, 3)):
+        relinker.end(key, book, now=1.0)
+        book.drop(key)
+    book.add((V, 7), np.array([0.98, 0.1]), 2.0)
+    book.add((R, 9), np.array([0.7, 0.7]), 2.0)
+    relinker.observe(book, {V: [7], R: [9]}, now=2.0)
+    assert relinker.person_of((V, 7)) == 1 and relinker.person_of((R, 9)) == 9
+    assert relinker.paired([(7, 9)]) == [((R, 9), 2)]
+    assert relinker.person_of((R, 9)) == 2
+    # Bob (infrared person 3) was never matched: nobody brings him back.
+    assert (R, 3) not in relinker.partners
+
+
+def test_a_person_remembered_twice_does_not_veto_their_own_return():
+    """Alice left twice as two ids (the second visit was missed); Bob was seen beside her.
+    Alice's return is alike to both her copies: only Bob, certainly someone else, counts as
+    the runner-up, so she is linked."""
+    from deen.runtime.relink import Relinker
+
+    relinker = Relinker(min_embeddings=1, default=0.8, margin=0.05)
+    book = AppearanceBook()
+    book.add((V, 1), np.array([1.0, 0.0, 0.0]), 0.0)
+    book.add((V, 2), np.array([0.0, 1.0, 0.0]), 0.0)  # Bob, beside Alice's first visit
+    relinker.observe(book, {V: [1, 2]}, now=0.0)
+    for key in ((V, 1), (V, 2)):
+        relinker.end(key, book, now=1.0)
+        book.drop(key)
+    book.add((V, 3), np.array([0.75, 0.0, 0.66]), 2.0)  # Alice again, not recognised
+    relinker.observe(book, {V: [3]}, now=2.0)
+    assert relinker.person_of((V, 3)) == 3
+    relinker.end((V, 3), book, now=3.0)
+    book.drop((V, 3))
+    book.add((V, 4), np.array([0.936, 0.0, 0.353]), 4.0)  # as alike to both copies
+    relinker.observe(book, {V: [4]}, now=4.0)
+    assert relinker.person_of((V, 4)) in (1, 3)

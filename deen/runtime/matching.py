@@ -10,6 +10,7 @@ after it has held for ``confirm_rounds`` rounds in a row; it is broken after
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,8 @@ from deen.modality import Modality
 from deen.runtime.events import EventKind
 
 TrackKey = tuple[Modality, int]  # (stream modality, track id)
+#: (visible ids, infrared ids) → their mapped distances in person heights (NaN: unknown).
+Distances = Callable[[list[int], list[int]], np.ndarray]
 
 #: Documented defaults (README, ``deen run --help``).
 DEFAULT_MATCH_THRESHOLD = 0.5
@@ -104,16 +107,32 @@ class CrossCameraMatcher:
     margin: float = 0.0  # an assigned pair must beat each one's runner-up by this much
     hold: float = 0.0  # hysteresis: a confirmed pair is favoured by this much and kept down
     #                    to threshold - hold, so that small wobbles do not break it
+    # With the cameras' view map (deen.runtime.registration): only pairs whose mapped boxes
+    # are within ``gate`` person heights of each other may match, and then from
+    # ``placed_threshold`` on: where they are is most of the evidence.
+    gate: float = 0.5
+    placed_threshold: float = 0.0
     streaks: dict[tuple[int, int], int] = field(default_factory=dict)  # candidate pair → rounds
     confirmed: dict[tuple[int, int], int] = field(default_factory=dict)  # pair → rounds missing
 
-    def assign(self, book: AppearanceBook) -> dict[tuple[int, int], float]:
-        """This round's one-to-one assignment: (visible id, infrared id) → similarity."""
+    def assign(self, book: AppearanceBook, distances: Distances | None = None
+               ) -> dict[tuple[int, int], float]:
+        """This round's one-to-one assignment: (visible id, infrared id) → similarity.
+
+        ``distances`` (when the cameras' view map is known) gives each pair's mapped
+        distance in person heights, NaN for pairs never seen together."""
         v_ids, v = book.vectors(Modality.VISIBLE)
         r_ids, r = book.vectors(Modality.INFRARED)
         if not v_ids or not r_ids:
             return {}
-        similarity = v @ r.T
+        similarity = raw = v @ r.T
+        threshold = self.threshold
+        if distances is not None:
+            apart = distances(v_ids, r_ids)
+            placed = np.nan_to_num(apart, nan=np.inf) <= self.gate
+            # Far-apart pairs cannot win; among the others, nearer is better.
+            similarity = np.where(placed, similarity - np.nan_to_num(apart, nan=0.0), -10.0)
+            threshold = self.placed_threshold
         favoured = np.zeros_like(similarity)
         if self.hold > 0:
             v_index = {t: i for i, t in enumerate(v_ids)}
@@ -124,25 +143,25 @@ class CrossCameraMatcher:
         rows, cols = linear_sum_assignment(-(similarity + favoured))
         out = {}
         for i, j in zip(rows, cols, strict=True):
-            if similarity[i, j] + favoured[i, j] < self.threshold:
+            if similarity[i, j] + favoured[i, j] < threshold:
                 continue
             if self.margin > 0 and not favoured[i, j]:
                 rivals = np.concatenate([np.delete(similarity[i], j),
                                          np.delete(similarity[:, j], i)])
                 if len(rivals) and similarity[i, j] - rivals.max() < self.margin:
                     continue
-            out[(v_ids[i], r_ids[j])] = float(similarity[i, j])
+            out[(v_ids[i], r_ids[j])] = float(raw[i, j])
         return out
 
-    def update(self, book: AppearanceBook, ended: set[TrackKey] = frozenset()
-               ) -> list[MatchEvent]:
+    def update(self, book: AppearanceBook, ended: set[TrackKey] = frozenset(),
+               distances: Distances | None = None) -> list[MatchEvent]:
         """One round: break matches of ended tracks, then assign and count streaks."""
         events: list[MatchEvent] = []
         for pair in list(self.confirmed):
             if (Modality.VISIBLE, pair[0]) in ended or (Modality.INFRARED, pair[1]) in ended:
                 del self.confirmed[pair]
                 events.append(MatchEvent(EventKind.UNMATCH, *pair, float("nan"), "track ended"))
-        current = self.assign(book)
+        current = self.assign(book, distances)
         self.streaks = {pair: self.streaks.get(pair, 0) + 1 for pair in current}
         for pair, similarity in current.items():
             if pair in self.confirmed:

@@ -40,9 +40,11 @@ from deen.runtime.matching import (
     DEFAULT_MATCH_THRESHOLD,
     AppearanceBook,
     CrossCameraMatcher,
+    Distances,
     TrackKey,
     choose_tracks,
 )
+from deen.runtime.registration import CameraRegistration, PairGeometry
 from deen.runtime.relink import Relinker
 from deen.runtime.sources import Frame, FrameSource
 from deen.runtime.streams import STREAMS
@@ -67,6 +69,15 @@ class PipelineOptions:
     match_margin: float = 0.0  # a pair must beat each one's runner-up by this much
     match_hold: float = 0.0  # hysteresis of confirmed matches (CrossCameraMatcher.hold)
     relink: bool = True  # one person id per person in a stream across leaving and returning
+    # A returning person's link in one stream brings the other's (off: on the live score it
+    # raised IDF1 and cost match precision).
+    partner_relink: bool = False
+    # Learn where the visible view lies in the infrared one (cameras on one pole) and match
+    # only people at corresponding places (deen.runtime.registration); cameras whose views
+    # do not overlap never get a map and are matched by appearance alone.
+    view_map: bool = True
+    match_gate: float = CrossCameraMatcher.gate  # with a view map: farthest a pair may be
+    placed_threshold: float = CrossCameraMatcher.placed_threshold  # … and its least similarity
     fail_after_s: float = DEFAULT_FAIL_AFTER_S  # a kind failing this long ends the run
     embed_in_background: bool = False  # embed on a worker thread (real-time runs)
     gallery_refresh_s: float = 1.0  # how often the gallery is checked for others' enrolments
@@ -145,11 +156,14 @@ class Pipeline:
         self.book = AppearanceBook()
         self.matcher = CrossCameraMatcher(options.match_threshold, options.confirm_rounds,
                                           options.break_rounds, options.match_margin,
-                                          options.match_hold)
+                                          options.match_hold, options.match_gate,
+                                          options.placed_threshold)
         self.names: dict[TrackKey, str] = {}
         self._gallery_checked = time.monotonic()
         self._gallery_down = False
         self.relinker = Relinker() if options.relink else None
+        self.registration = CameraRegistration() if options.view_map else None
+        self.pair_geometry = PairGeometry()
         self.clock = 0.0  # the newest frame's capture time (what the relinker's window counts)
         self.timer = StageTimer()
         self.processed = dict.fromkeys(STREAMS, 0)
@@ -231,9 +245,11 @@ class Pipeline:
         if time.monotonic() - self._gallery_checked >= self.options.gallery_refresh_s:
             self.refresh_gallery()
         present = {m: f for m, f in frames.items() if f is not None}
+        paired = False
         if len(present) == 2:  # the newest frame of each stream: a pair if close enough
             skew = abs(present[Modality.VISIBLE].timestamp - present[Modality.INFRARED].timestamp)
             if skew <= self.options.max_skew_s:
+                paired = True
                 self.timer.pairs += 1
                 self.timer.skew_ms += 1000 * skew
         ended: set[TrackKey] = set()
@@ -264,13 +280,15 @@ class Pipeline:
                         not _clean(boxes, index, frame.image.shape):
                     continue
                 self.latest_crops[key] = (crop, frame)
+        if paired and all(found[m] is not None for m in present):
+            self._place()
         self._embed()
         self.clock = max([self.clock, *(f.timestamp for f in present.values())])
         if self.relinker is not None:
             self.relinker.observe(self.book, {m: [t.track_id for t in self.last_active[m]]
                                               for m in STREAMS}, self.clock)
         with self.timer.time("match"):
-            for event in self.matcher.update(self.book, ended):
+            for event in self.matcher.update(self.book, ended, self._distances()):
                 fields = {"visible_track": event.visible, "infrared_track": event.infrared}
                 if event.kind == EventKind.MATCH:
                     fields["similarity"] = event.similarity
@@ -278,7 +296,25 @@ class Pipeline:
                     fields["reason"] = event.reason
                 newest = max((f.timestamp for f in present.values()), default=None)
                 self.events.emit(event.kind, newest, **fields)
+            if self.relinker is not None and self.options.partner_relink:
+                self.relinker.paired(list(self.matcher.confirmed))
         self.timer.rounds += 1
+
+    def _place(self) -> None:
+        """A paired round: teach the view map where the tracks are, and (once there is a
+        map) update how far apart each visible/infrared pair is."""
+        if self.registration is None:
+            return
+        placed = {m: [(t.track_id, t.box) for t in self.last_active[m]] for m in STREAMS}
+        self.registration.observe(placed[Modality.VISIBLE], placed[Modality.INFRARED])
+        if self.registration.current is not None:
+            self.pair_geometry.observe(self.registration.current, placed[Modality.VISIBLE],
+                                       placed[Modality.INFRARED])
+
+    def _distances(self) -> Distances | None:
+        if self.registration is None or self.registration.current is None:
+            return None
+        return self.pair_geometry.matrix
 
     def _detect(self, present: dict[Modality, Frame]) -> dict[Modality, Detections | None]:
         """Both streams' frames in one detector call (a batching detector runs them
@@ -374,6 +410,10 @@ class Pipeline:
             self.relinker.end(key, self.book, frame.timestamp if frame else self.clock)
         self.book.drop(key)
         self.latest_crops.pop(key, None)
+        if modality == Modality.VISIBLE:
+            self.pair_geometry.forget(visible=track.track_id)
+        else:
+            self.pair_geometry.forget(infrared=track.track_id)
         return key
 
     def _person(self, key: TrackKey) -> int:
@@ -382,7 +422,7 @@ class Pipeline:
     def end_stream(self, modality: Modality) -> None:
         """The stream ended: end its tracks and the matches they were in."""
         ended = {self._end(modality, t, None) for t in self.trackers[modality].close()}
-        for event in self.matcher.update(self.book, ended):
+        for event in self.matcher.update(self.book, ended, self._distances()):
             if event.kind == EventKind.UNMATCH:
                 self.events.emit(EventKind.UNMATCH, None, visible_track=event.visible,
                                  infrared_track=event.infrared, reason=event.reason)

@@ -31,6 +31,7 @@ class Departed:
     person: int
     total: np.ndarray
     left_at: float
+    seen_with: frozenset[int] = frozenset()  # persons live beside them: certainly others
 
 
 @dataclass
@@ -46,6 +47,11 @@ class Relinker:
     departed: dict[Modality, list[Departed]] = field(default_factory=dict)
     negatives: dict[Modality, deque[float]] = field(default_factory=dict)
     inherited: dict[TrackKey, np.ndarray] = field(default_factory=dict)  # old person's total
+    # A person's partner in the other stream, from confirmed cross-camera matches:
+    # (stream, person) → the other stream's person.
+    partners: dict[tuple[Modality, int], int] = field(default_factory=dict)
+    active: dict[Modality, list[int]] = field(default_factory=dict)  # last round's live tracks
+    together: dict[tuple[Modality, int], set[int]] = field(default_factory=dict)  # co-live persons
 
     def person_of(self, key: TrackKey) -> int:
         """The person id of a track: its own track id until it is linked to someone who
@@ -63,7 +69,11 @@ class Relinker:
         """One round: learn negatives from tracks live together, then link new tracks that
         are ready. Returns the (track, person) links made this round."""
         links = []
+        self.active = {m: list(ids) for m, ids in active.items()}
         for modality, ids in active.items():
+            persons = {self.person_of((modality, t)) for t in ids}
+            for person in persons:
+                self.together.setdefault((modality, person), set()).update(persons - {person})
             ready = [t for t in ids if (modality, t) in book.entries
                      and book.entries[modality, t].count >= self.min_embeddings]
             if len(ready) >= 2:
@@ -87,14 +97,55 @@ class Relinker:
                                    for d in candidates])
                 order = np.argsort(-scores)
                 best = scores[order[0]]
-                runner_up = scores[order[1]] if len(order) > 1 else -1.0
+                # The runner-up that counts is one certainly not the best's person (seen
+                # beside them): a person once missed is in memory twice, and the two
+                # copies must not veto each other.
+                first = candidates[order[0]]
+                others = [scores[k] for k in order[1:]
+                          if candidates[k].person in first.seen_with]
+                runner_up = others[0] if others else -1.0
                 if best >= self.threshold(modality) and best - runner_up >= self.margin:
                     chosen = candidates[order[0]]
                     self.person[key] = chosen.person
                     self.inherited[key] = chosen.total
+                    self.together.setdefault((modality, chosen.person), set()).update(
+                        chosen.seen_with)
                     memory.remove(chosen)
                     taken.add(chosen.person)
                     links.append((key, chosen.person))
+        return links
+
+    def paired(self, pairs: list[tuple[int, int]]) -> list[tuple[TrackKey, int]]:
+        """This round's confirmed (visible track, infrared track) matches.
+
+        A person is the same person in both streams, so when one track of a pair has been
+        linked to someone who left and that person's partner (the other stream's person
+        they were matched with) left too, the other track is that partner: within one
+        modality the model recognises a returning person more surely than across, and one
+        sure link brings the other. Then the pair's persons are remembered as partners.
+        Returns the links made."""
+        links = []
+        for visible, infrared in pairs:
+            keys = ((Modality.VISIBLE, visible), (Modality.INFRARED, infrared))
+            for known, unknown in (keys, keys[::-1]):
+                if known not in self.person or unknown in self.person:
+                    continue
+                partner = self.partners.get((known[0], self.person[known]))
+                stream = unknown[0]
+                taken = {self.person_of((stream, t)) for t in self.active.get(stream, [])}
+                chosen = next((d for d in self.departed.get(stream, [])
+                               if d.person == partner), None)
+                if chosen is None or partner in taken:
+                    continue
+                self.person[unknown] = chosen.person
+                self.inherited[unknown] = chosen.total
+                self.together.setdefault((stream, chosen.person), set()).update(
+                    chosen.seen_with)
+                self.departed[stream].remove(chosen)
+                links.append((unknown, chosen.person))
+            v, r = self.person_of(keys[0]), self.person_of(keys[1])
+            self.partners[Modality.VISIBLE, v] = r
+            self.partners[Modality.INFRARED, r] = v
         return links
 
     def end(self, key: TrackKey, book: AppearanceBook, now: float) -> None:
@@ -106,4 +157,5 @@ class Relinker:
         if entry is None:
             return
         total = entry.total + (inherited if inherited.size else 0)
-        self.departed.setdefault(key[0], []).append(Departed(person, total, now))
+        seen_with = frozenset(self.together.pop((key[0], person), set()))
+        self.departed.setdefault(key[0], []).append(Departed(person, total, now, seen_with))

@@ -1,0 +1,220 @@
+"""Where one camera's view lies in the other's, learned from the people both see.
+
+A visible and a thermal camera on one pole watch nearly the same scene, so a person seen by
+both is at corresponding places in the two frames at the same moment. When the views
+overlap, the correspondence is close to a scale and a shift (the cameras' fields of view
+and mounting offset); when they do not (cameras apart), there is none, and matching falls
+back to appearance alone.
+
+:class:`CameraRegistration` learns the map from the live tracks' boxes of paired frames,
+with no calibration step: each candidate pair (a visible box and an infrared box of the same
+moment) proposes a map from its box heights and foot points, and the proposal that carries
+the most visible boxes onto an infrared box (RANSAC) is refined by least squares on those
+inliers. A map is used only when it explains a clear share of what both cameras saw, over
+several people, so that cameras that see different places never get one by chance.
+
+:class:`PairGeometry` then says, for each visible/infrared track pair, how far apart their
+boxes are once mapped (relative to the person's height), smoothed over the rounds in which
+both were seen, so that two people crossing each other are still told apart by where they
+came from.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ViewMap:
+    """Infrared pixel = ``scale`` × visible pixel + (``dx``, ``dy``)."""
+
+    scale: float
+    dx: float
+    dy: float
+    support: int  # visible boxes the map carried onto an infrared box when it was fitted
+    share: float  # their share of the visible boxes seen while the infrared camera saw people
+
+    def apply(self, boxes: np.ndarray) -> np.ndarray:
+        """N×4 visible boxes (x1, y1, x2, y2) in infrared pixels."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        return boxes * self.scale + np.array([self.dx, self.dy, self.dx, self.dy])
+
+
+def box_distance(mapped: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """M×N distances between mapped visible boxes and infrared boxes: the larger of the
+    top-centre and foot-point distances, over the infrared box's height (so a person of
+    another size at the same place is far too)."""
+    mapped, boxes = np.asarray(mapped).reshape(-1, 4), np.asarray(boxes).reshape(-1, 4)
+
+    def points(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        centre = (b[:, 0] + b[:, 2]) / 2
+        return np.stack([centre, b[:, 1]], 1), np.stack([centre, b[:, 3]], 1)
+
+    (top_a, foot_a), (top_b, foot_b) = points(mapped), points(boxes)
+    height = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+    top = np.linalg.norm(top_a[:, None] - top_b[None], axis=2)
+    foot = np.linalg.norm(foot_a[:, None] - foot_b[None], axis=2)
+    return np.maximum(top, foot) / height[None]
+
+
+@dataclass
+class CameraRegistration:
+    """Learns the visible→infrared :class:`ViewMap` from boxes seen at the same moments."""
+
+    inlier_distance: float = 0.35  # a mapped box this close (in heights) explains a box
+    min_support: int = 60  # visible boxes the map must explain …
+    min_tracks: int = 3  # … belonging to at least this many visible tracks …
+    min_share: float = 0.4  # … and this share of the visible boxes that had a candidate
+    refit_every: int = 50  # rounds between fits
+    history: int = 600  # rounds of boxes kept
+    hypotheses: int = 300
+    seed: int = 0
+    rounds: deque = field(default_factory=deque)
+    current: ViewMap | None = None
+    _since_fit: int = 0
+
+    def observe(self, visible: list[tuple[int, np.ndarray]],
+                infrared: list[tuple[int, np.ndarray]]) -> None:
+        """One paired round's live tracks, as (track id, box) of each stream."""
+        if visible and infrared:
+            self.rounds.append(([t for t, _ in visible], np.array([b for _, b in visible],
+                                                                   np.float64),
+                                np.array([b for _, b in infrared], np.float64)))
+            while len(self.rounds) > self.history:
+                self.rounds.popleft()
+        self._since_fit += 1
+        if self._since_fit >= self.refit_every:
+            self._since_fit = 0
+            self.current = self.fit()
+
+    def fit(self) -> ViewMap | None:
+        """RANSAC over the kept rounds; None when no map explains enough."""
+        if not self.rounds:
+            return None
+        tracks = np.concatenate([np.array(ids) for ids, _, _ in self.rounds])
+        v_boxes = np.concatenate([v for _, v, _ in self.rounds])
+        # Every candidate pair (visible box, infrared box of the same round).
+        pairs_v, pairs_r, r_boxes = [], [], []
+        v_offset = r_offset = 0
+        for _, v, r in self.rounds:
+            a, b = np.meshgrid(np.arange(len(v)), np.arange(len(r)), indexing="ij")
+            pairs_v.append(a.ravel() + v_offset)
+            pairs_r.append(b.ravel() + r_offset)
+            r_boxes.append(r)
+            v_offset += len(v)
+            r_offset += len(r)
+        pv, pr = np.concatenate(pairs_v), np.concatenate(pairs_r)
+        r_boxes = np.concatenate(r_boxes)
+        if len(v_boxes) < self.min_support:
+            return None
+        rng = np.random.default_rng(self.seed)
+        picks = rng.choice(len(pv), size=min(self.hypotheses, len(pv)), replace=False)
+        best, best_inliers = None, np.zeros(len(v_boxes), bool)
+        for k in picks:
+            proposal = _from_one_pair(v_boxes[pv[k]], r_boxes[pr[k]])
+            if proposal is None:
+                continue
+            inliers = self._inliers(proposal, v_boxes, r_boxes, pv, pr)
+            if inliers.sum() > best_inliers.sum():
+                best, best_inliers = proposal, inliers
+        if best is None:
+            return None
+        for _ in range(2):  # refine on the inliers' closest pairs, then recount
+            refined = _least_squares(*self._closest_pairs(best, v_boxes, r_boxes, pv, pr,
+                                                          best_inliers))
+            if refined is None:
+                break
+            inliers = self._inliers(refined, v_boxes, r_boxes, pv, pr)
+            if inliers.sum() < best_inliers.sum():
+                break
+            best, best_inliers = refined, inliers
+        support = int(best_inliers.sum())
+        share = support / len(v_boxes)
+        if support < self.min_support or share < self.min_share or \
+                len(set(tracks[best_inliers].tolist())) < self.min_tracks:
+            return None
+        return ViewMap(*best, support=support, share=round(share, 3))
+
+    def _distances(self, proposal: tuple[float, float, float], v_boxes: np.ndarray,
+                   r_boxes: np.ndarray, pv: np.ndarray, pr: np.ndarray) -> np.ndarray:
+        scale, dx, dy = proposal
+        mapped = v_boxes[pv] * scale + np.array([dx, dy, dx, dy])
+        target = r_boxes[pr]
+        height = np.maximum(target[:, 3] - target[:, 1], 1.0)
+        centre_m, centre_t = (mapped[:, 0] + mapped[:, 2]) / 2, (target[:, 0] + target[:, 2]) / 2
+        top = np.hypot(centre_m - centre_t, mapped[:, 1] - target[:, 1])
+        foot = np.hypot(centre_m - centre_t, mapped[:, 3] - target[:, 3])
+        return np.maximum(top, foot) / height
+
+    def _inliers(self, proposal, v_boxes, r_boxes, pv, pr) -> np.ndarray:
+        near = self._distances(proposal, v_boxes, r_boxes, pv, pr) <= self.inlier_distance
+        explained = np.zeros(len(v_boxes), bool)
+        explained[pv[near]] = True
+        return explained
+
+    def _closest_pairs(self, proposal, v_boxes, r_boxes, pv, pr, inliers
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        distance = self._distances(proposal, v_boxes, r_boxes, pv, pr)
+        order = np.lexsort((distance, pv))  # by visible box, nearest first
+        first = np.ones(len(order), bool)
+        first[1:] = pv[order][1:] != pv[order][:-1]
+        chosen = order[first]
+        chosen = chosen[inliers[pv[chosen]]]
+        return v_boxes[pv[chosen]], r_boxes[pr[chosen]]
+
+
+def _from_one_pair(v: np.ndarray, r: np.ndarray) -> tuple[float, float, float] | None:
+    """The scale and shift that carry box ``v`` onto box ``r`` (heights and foot points)."""
+    hv, hr = v[3] - v[1], r[3] - r[1]
+    if hv <= 1 or hr <= 1:
+        return None
+    scale = hr / hv
+    return (scale, (r[0] + r[2]) / 2 - scale * (v[0] + v[2]) / 2, r[3] - scale * v[3])
+
+
+def _least_squares(v: np.ndarray, r: np.ndarray) -> tuple[float, float, float] | None:
+    """Scale and shift that best carry the boxes' top-centre and foot points."""
+    if len(v) < 3:
+        return None
+    cx_v, cx_r = (v[:, 0] + v[:, 2]) / 2, (r[:, 0] + r[:, 2]) / 2
+    ones, zeros = np.ones(len(v)), np.zeros(len(v))
+    rows = np.concatenate([np.stack([cx_v, ones, zeros], 1), np.stack([v[:, 1], zeros, ones], 1),
+                           np.stack([v[:, 3], zeros, ones], 1)])
+    target = np.concatenate([cx_r, r[:, 1], r[:, 3]])
+    solution, *_ = np.linalg.lstsq(rows, target, rcond=None)
+    scale, dx, dy = (float(s) for s in solution)
+    return (scale, dx, dy) if scale > 0 else None
+
+
+@dataclass
+class PairGeometry:
+    """Smoothed mapped distance of each (visible, infrared) track pair seen together."""
+
+    smoothing: float = 0.5  # weight of the newest round
+    distance: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    def observe(self, view: ViewMap, visible: list[tuple[int, np.ndarray]],
+                infrared: list[tuple[int, np.ndarray]]) -> None:
+        if not visible or not infrared:
+            return
+        now = box_distance(view.apply(np.array([b for _, b in visible])),
+                           np.array([b for _, b in infrared]))
+        for i, (v, _) in enumerate(visible):
+            for j, (r, _) in enumerate(infrared):
+                old = self.distance.get((v, r))
+                new = float(now[i, j])
+                self.distance[v, r] = new if old is None else \
+                    self.smoothing * new + (1 - self.smoothing) * old
+
+    def matrix(self, v_ids: list[int], r_ids: list[int]) -> np.ndarray:
+        """Distances of the pairs (NaN: never seen together)."""
+        return np.array([[self.distance.get((v, r), np.nan) for r in r_ids] for v in v_ids],
+                        np.float64).reshape(len(v_ids), len(r_ids))
+
+    def forget(self, visible: int | None = None, infrared: int | None = None) -> None:
+        """Drop the pairs of an ended track."""
+        self.distance = {p: d for p, d in self.distance.items()
+                         if p[0] != visible and p[1] != infrared}

@@ -1,0 +1,85 @@
+"""The cameras' view map: learned from the boxes both cameras see at the same moments of a
+generated pole (the infrared view shifted by 6% of the width), never learned from cameras
+that see different places, and used to keep matches to people at corresponding places."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deen.mot import read_boxes
+from deen.modality import Modality
+from deen.runtime.matching import AppearanceBook, CrossCameraMatcher
+from deen.runtime.registration import CameraRegistration, PairGeometry, ViewMap, box_distance
+from deen.runtime.scene import SceneSettings, write_scene
+
+SETTINGS = SceneSettings(people=6, seconds=30, fps=10, width=320, height=240, min_in_view=2,
+                         max_in_view=4, min_height=40, max_height=150, seed=5)
+
+
+@pytest.fixture(scope="module")
+def truth(tmp_path_factory):
+    """Per frame, each stream's (person, box) as a tracker with perfect boxes would give."""
+    scene = write_scene(tmp_path_factory.mktemp("reg") / "s", SETTINGS)
+    out = {}
+    for stream in ("rgb", "ir"):
+        boxes = read_boxes(scene.root / stream / "gt" / "gt.txt")
+        out[stream] = {f: [(int(i), np.array([b[0], b[1], b[0] + b[2], b[1] + b[3]]))
+                           for i, b in zip(boxes.ids[f], boxes.boxes[f], strict=True)]
+                       for f in boxes.frames()}
+    return out
+
+
+def _learn(visible: dict, infrared: dict) -> CameraRegistration:
+    registration = CameraRegistration(refit_every=10**9)
+    for frame in range(1, SETTINGS.frames + 1):
+        registration.observe(visible.get(frame, []), infrared.get(frame, []))
+    registration.current = registration.fit()
+    return registration
+
+
+def test_the_view_map_of_a_pole_is_learned_from_the_people(truth):
+    view = _learn(truth["rgb"], truth["ir"]).current
+    assert view is not None and view.share >= 0.6
+    assert view.scale == pytest.approx(1.0, abs=0.03)
+    assert view.dx == pytest.approx(-0.06 * SETTINGS.width, abs=4)
+    assert view.dy == pytest.approx(0.0, abs=4)
+
+
+def test_cameras_that_see_different_moments_get_no_map(truth):
+    """The infrared stream half a minute late: the same people, never at the same places at
+    the same time, so no map explains what both see."""
+    late = {frame + 150: boxes for frame, boxes in truth["ir"].items()}
+    late.update({frame - 150: boxes for frame, boxes in truth["ir"].items() if frame > 150})
+    assert _learn(truth["rgb"], late).current is None
+
+
+def test_pairs_are_far_apart_unless_at_corresponding_places():
+    view = ViewMap(scale=0.5, dx=10, dy=20, support=100, share=1.0)
+    visible = np.array([[100, 100, 140, 200], [300, 100, 340, 200]], float)
+    infrared = view.apply(visible)
+    distance = box_distance(view.apply(visible), infrared)
+    assert np.diag(distance) == pytest.approx([0, 0]) and distance[0, 1] > 1
+    geometry = PairGeometry()
+    geometry.observe(view, [(1, visible[0]), (2, visible[1])], [(7, infrared[0]),
+                                                                (8, infrared[1])])
+    matrix = geometry.matrix([1, 2, 3], [7, 8])
+    assert matrix[0, 0] == 0 and matrix[0, 1] > 1 and np.isnan(matrix[2]).all()
+    geometry.forget(visible=1)
+    assert np.isnan(geometry.matrix([1], [7])).all()
+
+
+def test_with_a_map_only_people_at_corresponding_places_match():
+    """Appearance alone would pair 1 with 8 (more alike); the map puts 1 where 7 is."""
+    book = AppearanceBook()
+    book.add((Modality.VISIBLE, 1), np.array([1.0, 0.2]), 0.0)
+    book.add((Modality.INFRARED, 7), np.array([0.5, 1.0]), 0.0)
+    book.add((Modality.INFRARED, 8), np.array([1.0, 0.1]), 0.0)
+    matcher = CrossCameraMatcher(threshold=0.5)
+    assert set(matcher.assign(book)) == {(1, 8)}
+
+    def distances(v_ids, r_ids):
+        return np.array([[{7: 0.1, 8: 2.0}[r] for r in r_ids] for _ in v_ids])
+
+    assert set(matcher.assign(book, distances)) == {(1, 7)}
+    assert matcher.assign(book, lambda v, r: np.full((len(v), len(r)), np.nan)) == {}
