@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deen.mot import read_boxes
 from deen.modality import Modality
+from deen.mot import read_boxes
 from deen.runtime.matching import AppearanceBook, CrossCameraMatcher
 from deen.runtime.registration import CameraRegistration, PairGeometry, ViewMap, box_distance
 from deen.runtime.scene import SceneSettings, write_scene
