@@ -39,25 +39,29 @@ class ViewMap:
 
     def apply(self, boxes: np.ndarray) -> np.ndarray:
         """N×4 visible boxes (x1, y1, x2, y2) in infrared pixels."""
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        return boxes * self.scale + np.array([self.dx, self.dy, self.dx, self.dy])
+        return _mapped(np.asarray(boxes, np.float64).reshape(-1, 4),
+                       (self.scale, self.dx, self.dy))
+
+
+def _mapped(boxes: np.ndarray, proposal: tuple[float, float, float]) -> np.ndarray:
+    scale, dx, dy = proposal
+    return boxes * scale + np.array([dx, dy, dx, dy])
+
+
+def _apart(mapped: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Distance of mapped visible boxes from infrared boxes (…×4 each, broadcast): the
+    larger of the top-centre and foot-point distances, over the infrared box's height (so a
+    person of another size at the same place is far too)."""
+    dx = (mapped[..., 0] + mapped[..., 2]) / 2 - (boxes[..., 0] + boxes[..., 2]) / 2
+    top = np.hypot(dx, mapped[..., 1] - boxes[..., 1])
+    foot = np.hypot(dx, mapped[..., 3] - boxes[..., 3])
+    return np.maximum(top, foot) / np.maximum(boxes[..., 3] - boxes[..., 1], 1.0)
 
 
 def box_distance(mapped: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """M×N distances between mapped visible boxes and infrared boxes: the larger of the
-    top-centre and foot-point distances, over the infrared box's height (so a person of
-    another size at the same place is far too)."""
+    """M×N distances (:func:`_apart`) between mapped visible boxes and infrared boxes."""
     mapped, boxes = np.asarray(mapped).reshape(-1, 4), np.asarray(boxes).reshape(-1, 4)
-
-    def points(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        centre = (b[:, 0] + b[:, 2]) / 2
-        return np.stack([centre, b[:, 1]], 1), np.stack([centre, b[:, 3]], 1)
-
-    (top_a, foot_a), (top_b, foot_b) = points(mapped), points(boxes)
-    height = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
-    top = np.linalg.norm(top_a[:, None] - top_b[None], axis=2)
-    foot = np.linalg.norm(foot_a[:, None] - foot_b[None], axis=2)
-    return np.maximum(top, foot) / height[None]
+    return _apart(mapped[:, None], boxes[None])
 
 
 @dataclass
@@ -140,14 +144,8 @@ class CameraRegistration:
 
     def _distances(self, proposal: tuple[float, float, float], v_boxes: np.ndarray,
                    r_boxes: np.ndarray, pv: np.ndarray, pr: np.ndarray) -> np.ndarray:
-        scale, dx, dy = proposal
-        mapped = v_boxes[pv] * scale + np.array([dx, dy, dx, dy])
-        target = r_boxes[pr]
-        height = np.maximum(target[:, 3] - target[:, 1], 1.0)
-        centre_m, centre_t = (mapped[:, 0] + mapped[:, 2]) / 2, (target[:, 0] + target[:, 2]) / 2
-        top = np.hypot(centre_m - centre_t, mapped[:, 1] - target[:, 1])
-        foot = np.hypot(centre_m - centre_t, mapped[:, 3] - target[:, 3])
-        return np.maximum(top, foot) / height
+        """Each candidate pair's distance under ``proposal``."""
+        return _apart(_mapped(v_boxes[pv], proposal), r_boxes[pr])
 
     def _inliers(self, proposal, v_boxes, r_boxes, pv, pr) -> np.ndarray:
         near = self._distances(proposal, v_boxes, r_boxes, pv, pr) <= self.inlier_distance

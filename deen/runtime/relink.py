@@ -105,14 +105,9 @@ class Relinker:
                           if candidates[k].person in first.seen_with]
                 runner_up = others[0] if others else -1.0
                 if best >= self.threshold(modality) and best - runner_up >= self.margin:
-                    chosen = candidates[order[0]]
-                    self.person[key] = chosen.person
-                    self.inherited[key] = chosen.total
-                    self.together.setdefault((modality, chosen.person), set()).update(
-                        chosen.seen_with)
-                    memory.remove(chosen)
-                    taken.add(chosen.person)
-                    links.append((key, chosen.person))
+                    self._link(key, first)
+                    taken.add(first.person)
+                    links.append((key, first.person))
         return links
 
     def paired(self, pairs: list[tuple[int, int]]) -> list[tuple[TrackKey, int]]:
@@ -137,16 +132,20 @@ class Relinker:
                                if d.person == partner), None)
                 if chosen is None or partner in taken:
                     continue
-                self.person[unknown] = chosen.person
-                self.inherited[unknown] = chosen.total
-                self.together.setdefault((stream, chosen.person), set()).update(
-                    chosen.seen_with)
-                self.departed[stream].remove(chosen)
+                self._link(unknown, chosen)
                 links.append((unknown, chosen.person))
             v, r = self.person_of(keys[0]), self.person_of(keys[1])
             self.partners[Modality.VISIBLE, v] = r
             self.partners[Modality.INFRARED, r] = v
         return links
+
+    def _link(self, key: TrackKey, chosen: Departed) -> None:
+        """Track ``key`` is ``chosen``, who left: it takes their id, what was seen of them
+        and who was seen beside them, and they are no longer waited for."""
+        self.person[key] = chosen.person
+        self.inherited[key] = chosen.total
+        self.together.setdefault((key[0], chosen.person), set()).update(chosen.seen_with)
+        self.departed[key[0]].remove(chosen)
 
     def end(self, key: TrackKey, book: AppearanceBook, now: float) -> None:
         """A track ended: remember its person (with everything seen of them) if it has an

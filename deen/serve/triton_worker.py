@@ -90,31 +90,25 @@ def main() -> int:
                           grpc_address=args.host, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, exit_timeout_secs=5,
                           log_verbose=0)
-    try:
-        serve(args, config, embed, describe, height, width, dim)
-    finally:  # PyTriton leaves its workspace (a copy of the server, 20+ MB) behind
+    try:  # PyTriton leaves its workspace (a copy of the server, 20+ MB) behind
+        with Triton(config=config, workspace=args.workspace) as triton:
+            triton.bind(model_name=args.name, infer_func=embed,
+                        inputs=[Tensor(name="images", dtype=np.float32, shape=(3, height, width)),
+                                Tensor(name="modality", dtype=np.int64, shape=(1,))],
+                        outputs=[Tensor(name="embedding", dtype=np.float32, shape=(dim,))],
+                        config=ModelConfig(max_batch_size=args.max_batch, batcher=DynamicBatcher(
+                            max_queue_delay_microseconds=args.queue_delay_us)))
+            triton.bind(model_name=f"{args.name}_manifest", infer_func=describe,
+                        inputs=[Tensor(name="request", dtype=np.uint8, shape=(1,))],
+                        outputs=[Tensor(name="manifest", dtype=bytes, shape=(1,))],
+                        config=ModelConfig(max_batch_size=8))
+            # On a line of its own: the server's libraries may have written to stdout without
+            # ending their line.
+            print(f"\n{READY}", flush=True)
+            triton.serve()
+    finally:
         shutil.rmtree(args.workspace, ignore_errors=True)
     return 0
-
-
-def serve(args: argparse.Namespace, config: TritonConfig, embed, describe, height: int,
-          width: int, dim: int) -> None:
-    """Bind the two models and serve until SIGTERM/SIGINT."""
-    with Triton(config=config, workspace=args.workspace) as triton:
-        triton.bind(model_name=args.name, infer_func=embed,
-                    inputs=[Tensor(name="images", dtype=np.float32, shape=(3, height, width)),
-                            Tensor(name="modality", dtype=np.int64, shape=(1,))],
-                    outputs=[Tensor(name="embedding", dtype=np.float32, shape=(dim,))],
-                    config=ModelConfig(max_batch_size=args.max_batch, batcher=DynamicBatcher(
-                        max_queue_delay_microseconds=args.queue_delay_us)))
-        triton.bind(model_name=f"{args.name}_manifest", infer_func=describe,
-                    inputs=[Tensor(name="request", dtype=np.uint8, shape=(1,))],
-                    outputs=[Tensor(name="manifest", dtype=bytes, shape=(1,))],
-                    config=ModelConfig(max_batch_size=8))
-        # On a line of its own: the server's libraries may have written to stdout without
-        # ending their line.
-        print(f"\n{READY}", flush=True)
-        triton.serve()
 
 
 if __name__ == "__main__":
