@@ -20,6 +20,7 @@ from deen import __version__, formats
 from deen.datasets import registry as datasets
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError, ParameterError
+from deen.modality import parse_modality
 from deen.variants import VARIANTS
 
 
@@ -244,7 +245,8 @@ def _live_options(args: argparse.Namespace):
                            gallery_threshold=args.gallery_threshold,
                            fail_after_s=args.fail_after, match_margin=args.match_margin,
                            match_hold=args.match_hold, relink=not args.no_relink,
-                           partner_relink=args.partner_relink,
+                           relink_lead=None if args.relink_lead == "none"
+                           else parse_modality(args.relink_lead),
                            clean_crops=args.clean_crops, view_map=not args.no_view_map,
                            match_gate=args.match_gate, placed_threshold=args.placed_threshold)
 
@@ -481,11 +483,13 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                      help="give a person who leaves a stream and comes back a new id (default: "
                           "keep their id when their appearance clearly matches someone who "
                           "left; the threshold is calibrated on people seen together)")
-    run.add_argument("--partner-relink", action="store_true",
-                     help="when a returning person is recognised in one stream, their match "
-                          "in the other stream takes the id of the person they were matched "
-                          "with before (default: each stream relinks on its own; this raises "
-                          "IDF1 and costs match precision, benchmarks/README.md)")
+    run.add_argument("--relink-lead", choices=["visible", "infrared", "none"],
+                     default="visible",
+                     help="the stream whose relinks the other follows: a track matched to a "
+                          "track recognised as someone who left takes the id of that person's "
+                          "partner, and does not relink on its own appearance (default "
+                          "visible: infrared people look much alike; none: each stream "
+                          "relinks on its own)")
     run.add_argument("--match-hold", type=float, default=PipelineOptions.match_hold,
                      help="hysteresis: a confirmed match is favoured by this much and kept "
                           "while its similarity stays above the threshold minus this "

@@ -209,3 +209,39 @@ def test_the_motion_detector_splits_people_walking_side_by_side(figures, people)
     for frame, image in enumerate(_moving_figures(figures)):
         found = detector.detect(image, "rgb", frame)
     assert len(found) == people, found.boxes
+
+
+def test_tracks_out_names_a_whole_track_by_the_person_it_was_recognised_as(tmp_path):
+    """Visible track 5 is written as 5 for two frames, then recognised as person 1 (who
+    left); its rows and its partner's match rows all name person 1. Track 6 is recognised as
+    person 2 while person 2's old track 2 was still seen at frame 1: that row keeps 6."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from deen.modality import Modality
+    from deen.runtime.pipeline import TrackView
+    from deen.runtime.sources import Frame
+    from deen.runtime.tracks_out import TracksWriter
+
+    writer = TracksWriter(tmp_path)
+    box = np.array([10.0, 20.0, 40.0, 100.0])
+    image = np.zeros((4, 4, 3), np.uint8)
+    people = {0: (5, 6, 2), 1: (5, 6, 2), 2: (1, 2, None), 3: (1, 2, None)}
+    for frame, (five, six, old) in people.items():
+        visible = [TrackView(5, box, 8, None, five, 8), TrackView(6, box + 50, None, None, six)]
+        if old is not None:
+            visible.append(TrackView(2, box + 100, None, None, old))
+        infrared = (TrackView(8, box, 5, None, 8, five),)
+        snapshot = SimpleNamespace(tracks={Modality.VISIBLE: tuple(visible),
+                                           Modality.INFRARED: infrared})
+        writer(snapshot, {m: Frame(image, 0.0, frame, frame) for m in Modality})
+    writer.close()
+    rows = [line.split(",")[:2] for line in (tmp_path / "rgb.txt").read_text().splitlines()]
+    assert [r for r in rows if r[0] in ("1", "2")] == [["1", "1"], ["1", "6"], ["1", "2"],
+                                                       ["2", "1"], ["2", "6"], ["2", "2"]]
+    assert all(row[1] in ("1", "2") for row in rows if row[0] in ("3", "4"))
+    matches = (tmp_path / "matches.txt").read_text().splitlines()
+    assert matches[:2] == ["rgb,1,1,8", "ir,1,8,1"]
+    assert json.loads((tmp_path / "matches.json").read_text()) == [
+        {"rgb": 1, "ir": 8, "first": 1, "last": 4}]

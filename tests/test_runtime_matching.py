@@ -266,3 +266,56 @@ def test_a_person_remembered_twice_does_not_veto_their_own_return():
     book.add((V, 4), np.array([0.936, 0.0, 0.353]), 4.0)  # as alike to both copies
     relinker.observe(book, {V: [4]}, now=4.0)
     assert relinker.person_of((V, 4)) in (1, 3)
+
+
+def test_a_track_matched_to_the_lead_stream_follows_it_and_not_its_own_look():
+    """Bob was infrared person 3, matched to visible person 1. A stranger comes back as
+    visible 7 (not recognised) matched to infrared 9, whose infrared look is Bob's: infrared
+    people look alike, so 9 follows its visible match and stays a new person."""
+    from deen.runtime.relink import Relinker
+
+    relinker = Relinker(min_embeddings=1, follow_after=1, default=0.8, margin=0.05)
+    bob, stranger = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    book = AppearanceBook()
+    book.add((V, 1), bob, 0.0)
+    book.add((R, 3), bob, 0.0)
+    relinker.observe(book, {V: [1], R: [3]}, now=0.0)
+    relinker.paired([(1, 3)])
+    for key in ((V, 1), (R, 3)):
+        relinker.end(key, book, now=1.0)
+        book.drop(key)
+    book.add((V, 7), stranger, 2.0)
+    relinker.paired([(7, 9)])  # matched before the infrared track was compared
+    book.add((R, 9), bob, 2.0)
+    relinker.observe(book, {V: [7], R: [9]}, now=2.0)
+    assert relinker.person_of((V, 7)) == 7 and relinker.person_of((R, 9)) == 9
+    # Each stream on its own (no lead): the infrared look alone links 9 to Bob.
+    alone = Relinker(min_embeddings=1, default=0.8, margin=0.05, lead=None)
+    alone.departed = {R: [d for d in relinker.departed[R]]}
+    assert alone.observe(book, {R: [9]}, now=2.0) == [((R, 9), 3)]
+
+
+def test_a_track_not_recognised_at_first_is_compared_again_as_its_look_firms_up():
+    """Alice's first crops after coming back are poor (half way to Bob): not clear, no link.
+    Once her embeddings have doubled and her look is hers again, she is compared again and
+    linked; between doublings she is not compared."""
+    from deen.runtime.relink import Relinker
+
+    relinker = Relinker(min_embeddings=2, default=0.8, margin=0.05)
+    alice, bob = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    book = AppearanceBook()
+    for _ in range(2):
+        book.add((V, 1), alice, 0.0)
+        book.add((V, 2), bob, 0.0)
+    relinker.observe(book, {V: [1, 2]}, now=0.0)
+    for key in ((V, 1), (V, 2)):
+        relinker.end(key, book, now=1.0)
+        book.drop(key)
+    for _ in range(2):
+        book.add((V, 5), np.array([0.7, 0.7, 0.1]), 2.0)
+    assert relinker.observe(book, {V: [5]}, now=2.0) == []
+    book.add((V, 5), alice, 3.0)  # three embeddings: not yet doubled
+    assert relinker.observe(book, {V: [5]}, now=3.0) == []
+    for _ in range(5):
+        book.add((V, 5), alice, 4.0)
+    assert relinker.observe(book, {V: [5]}, now=4.0) == [((V, 5), 1)]

@@ -51,6 +51,9 @@ from deen.runtime.streams import STREAMS
 from deen.runtime.tracking import ByteTracker, Track
 
 STAGES = ("detect", "track", "embed", "match")
+#: Longest a round of an offline (not real-time) run waits for a stream's next frame: a
+#: stream that stays silent this long is processed without its partner meanwhile.
+LOCKSTEP_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,10 @@ class PipelineOptions:
     match_margin: float = 0.0  # a pair must beat each one's runner-up by this much
     match_hold: float = 0.0  # hysteresis of confirmed matches (CrossCameraMatcher.hold)
     relink: bool = True  # one person id per person in a stream across leaving and returning
-    # A returning person's link in one stream brings the other's (off: on the live score it
-    # raised IDF1 and cost match precision).
-    partner_relink: bool = False
+    # The stream whose relinks the other follows through cross-camera matches (a matched
+    # track of the other stream takes its partner's link and does not relink on its own
+    # appearance); None: each stream relinks on its own.
+    relink_lead: Modality | None = Modality.VISIBLE
     # Learn where the visible view lies in the infrared one (cameras on one pole) and match
     # only people at corresponding places (deen.runtime.registration); cameras whose views
     # do not overlap never get a map and are matched by appearance alone.
@@ -161,7 +165,7 @@ class Pipeline:
         self.names: dict[TrackKey, str] = {}
         self._gallery_checked = time.monotonic()
         self._gallery_down = False
-        self.relinker = Relinker() if options.relink else None
+        self.relinker = Relinker(lead=options.relink_lead) if options.relink else None
         self.registration = CameraRegistration() if options.view_map else None
         self.pair_geometry = PairGeometry()
         self.clock = 0.0  # the newest frame's capture time (what the relinker's window counts)
@@ -296,7 +300,7 @@ class Pipeline:
                     fields["reason"] = event.reason
                 newest = max((f.timestamp for f in present.values()), default=None)
                 self.events.emit(event.kind, newest, **fields)
-            if self.relinker is not None and self.options.partner_relink:
+            if self.relinker is not None:
                 self.relinker.paired(list(self.matcher.confirmed))
         self.timer.rounds += 1
 
@@ -479,8 +483,12 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
     """Process rounds until both streams end, ``duration_s`` passes or ``stop`` is set.
 
     ``ready`` is the event the sources set when a frame arrives (see :class:`FrameSource`).
-    A persistent failure (:class:`PersistentFailure`) ends the loop early: the summary says
-    why in :attr:`RunSummary.failure`, and the caller still closes its outputs normally.
+    When no source is real-time (files read as fast as they are processed), each round waits
+    for every stream's next frame, so that frame n of one file is processed beside frame n
+    of the other whatever either's decoding costs: the streams stay in step (what pairs and
+    the cameras' view map need) and the run does not depend on timing. A persistent failure
+    (:class:`PersistentFailure`) ends the loop early: the summary says why in
+    :attr:`RunSummary.failure`, and the caller still closes its outputs normally.
     """
     stop = stop or threading.Event()
     started = last_status = time.monotonic()
@@ -488,11 +496,12 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
     ended: set[Modality] = set()
     rounds = 0
     failure = None
+    lockstep = not any(s.realtime for s in sources.values())
     while not stop.is_set():
         if duration_s and time.monotonic() - started >= duration_s:
             break
         ready.clear()
-        frames = {m: s.take() for m, s in sources.items()}
+        frames = {m: s.take(LOCKSTEP_WAIT_S if lockstep else 0.0) for m, s in sources.items()}
         try:
             if all(f is None for f in frames.values()):
                 if len(ended) == len(sources):

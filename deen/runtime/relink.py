@@ -4,7 +4,10 @@ The tracker ends a track when its person leaves the view (or hides behind someth
 longer than it waits), and the person comes back as a new track. :class:`Relinker` keeps
 the appearance of each person who left, and when a new track has been embedded a few times,
 gives it the person id of the one who left whose appearance it shares, if the match is
-clear: at least the threshold and ahead of the runner-up by ``margin``.
+clear: at least the threshold and ahead of the runner-up by ``margin``. A track that was not
+clear is compared again each time its embeddings have doubled, as its appearance firms up.
+The other stream follows the lead stream (visible by default): a track matched across the
+cameras to a track that was linked takes the link's partner (:meth:`Relinker.paired`).
 
 The threshold is calibrated from the model itself: two tracks live in the same stream at
 the same moment are certainly different people, so their similarities are the model's
@@ -15,7 +18,7 @@ MOTChallenge tracks of ``--tracks-out``) use these person ids; events keep track
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,17 +42,26 @@ class Relinker:
     window_s: float = 600.0  # how long a person who left is remembered (capture time)
     min_embeddings: int = 3  # a new track's embeddings before it is compared
     margin: float = 0.05
+    again: float = 2.0  # an unlinked track is compared again when its embeddings grew so much
     quantile: float = 0.99
     floor: float = 0.5
     default: float = 0.9
     min_negatives: int = 30
+    # With ``lead`` set, a track of the other stream that is matched to a ``lead`` track
+    # takes its person from that track's link (see :meth:`paired`) and never compares its
+    # own appearance; one never matched compares it from ``follow_after`` embeddings on.
+    # None: each stream relinks on its own.
+    lead: Modality | None = Modality.VISIBLE
+    follow_after: int = 8
+    followers: set[TrackKey] = field(default_factory=set)  # matched to a lead track
     person: dict[TrackKey, int] = field(default_factory=dict)  # decided tracks → person id
     departed: dict[Modality, list[Departed]] = field(default_factory=dict)
     negatives: dict[Modality, deque[float]] = field(default_factory=dict)
     inherited: dict[TrackKey, np.ndarray] = field(default_factory=dict)  # old person's total
-    # A person's partner in the other stream, from confirmed cross-camera matches:
-    # (stream, person) → the other stream's person.
-    partners: dict[tuple[Modality, int], int] = field(default_factory=dict)
+    compared: dict[TrackKey, int] = field(default_factory=dict)  # embeddings at last compare
+    # A person's partners in the other stream, from confirmed cross-camera matches:
+    # (stream, person) → the other stream's persons, counted over matched rounds.
+    partners: dict[tuple[Modality, int], Counter[int]] = field(default_factory=dict)
     active: dict[Modality, list[int]] = field(default_factory=dict)  # last round's live tracks
     together: dict[tuple[Modality, int], set[int]] = field(default_factory=dict)  # co-live persons
 
@@ -74,8 +86,11 @@ class Relinker:
             persons = {self.person_of((modality, t)) for t in ids}
             for person in persons:
                 self.together.setdefault((modality, person), set()).update(persons - {person})
+            least = self.min_embeddings if self.lead in (None, modality) else \
+                max(self.min_embeddings, self.follow_after)
             ready = [t for t in ids if (modality, t) in book.entries
-                     and book.entries[modality, t].count >= self.min_embeddings]
+                     and book.entries[modality, t].count >= least]
+            compare = [t for t in ready if (modality, t) not in self.followers]
             if len(ready) >= 2:
                 vectors = np.stack([book.entries[modality, t].vector for t in ready])
                 similarity = vectors @ vectors.T
@@ -85,12 +100,15 @@ class Relinker:
                       <= self.window_s]
             self.departed[modality] = memory
             taken = {self.person_of((modality, t)) for t in ids}
-            for track in ready:
+            for track in compare:
                 key = (modality, track)
-                if key in self.person or key in self.inherited:
+                count = book.entries[key].count
+                last = self.compared.get(key)
+                if key in self.person or (last is not None and (
+                        self.again <= 1 or count < self.again * last)):
                     continue
                 candidates = [d for d in memory if d.person not in taken]
-                self.inherited[key] = np.zeros(0)  # decided: compared once
+                self.compared[key] = count
                 if not candidates:
                     continue
                 scores = np.array([unit(d.total) @ book.entries[key].vector
@@ -113,19 +131,23 @@ class Relinker:
     def paired(self, pairs: list[tuple[int, int]]) -> list[tuple[TrackKey, int]]:
         """This round's confirmed (visible track, infrared track) matches.
 
-        A person is the same person in both streams, so when one track of a pair has been
-        linked to someone who left and that person's partner (the other stream's person
-        they were matched with) left too, the other track is that partner: within one
-        modality the model recognises a returning person more surely than across, and one
-        sure link brings the other. Then the pair's persons are remembered as partners.
-        Returns the links made."""
+        A person is the same person in both streams. When the ``lead`` stream's track of a
+        pair has been linked to someone who left, and that person's partner (the other
+        stream's person most often matched with them) left too, the other track is that
+        partner: the lead modality recognises a returning person more surely than the other
+        does alone (infrared people look much alike), and one sure link brings the other.
+        Then the pair's persons count as partners for one more round. Returns the links
+        made."""
         links = []
         for visible, infrared in pairs:
             keys = ((Modality.VISIBLE, visible), (Modality.INFRARED, infrared))
             for known, unknown in (keys, keys[::-1]):
-                if known not in self.person or unknown in self.person:
+                if known[0] != self.lead or known not in self.person or unknown in self.person:
                     continue
-                partner = self.partners.get((known[0], self.person[known]))
+                counts = self.partners.get((known[0], self.person[known]))
+                if not counts:
+                    continue
+                partner = counts.most_common(1)[0][0]
                 stream = unknown[0]
                 taken = {self.person_of((stream, t)) for t in self.active.get(stream, [])}
                 chosen = next((d for d in self.departed.get(stream, [])
@@ -134,9 +156,11 @@ class Relinker:
                     continue
                 self._link(unknown, chosen)
                 links.append((unknown, chosen.person))
+            if self.lead is not None:
+                self.followers.update(k for k in keys if k[0] != self.lead)
             v, r = self.person_of(keys[0]), self.person_of(keys[1])
-            self.partners[Modality.VISIBLE, v] = r
-            self.partners[Modality.INFRARED, r] = v
+            self.partners.setdefault((Modality.VISIBLE, v), Counter())[r] += 1
+            self.partners.setdefault((Modality.INFRARED, r), Counter())[v] += 1
         return links
 
     def _link(self, key: TrackKey, chosen: Departed) -> None:
@@ -152,6 +176,8 @@ class Relinker:
         appearance."""
         entry = book.entries.get(key)
         inherited = self.inherited.pop(key, np.zeros(0))
+        self.compared.pop(key, None)
+        self.followers.discard(key)
         person = self.person.pop(key, key[1])
         if entry is None:
             return

@@ -8,8 +8,12 @@
 - ``matches.json``: the match intervals, ``{"rgb": id, "ir": id, "first": frame, "last":
   frame}`` in visible-stream frames.
 
-The files appear when the run ends normally (nothing half-written after an error), and
-:mod:`deen.eval.live_score` scores them against a scene's truth.
+Ids are person ids (:mod:`deen.runtime.relink`): one id per person in a stream across leaving
+and coming back. A track is one person from start to end, so all its rows carry the person id
+the track was last given, also the few rows written before it was recognised as someone who
+had left (except where that person still had another track at the time: those rows keep the
+track's own id). The files appear when the run ends normally (nothing half-written after an error),
+and :mod:`deen.eval.live_score` scores them against a scene's truth.
 """
 
 from __future__ import annotations
@@ -34,10 +38,14 @@ class TracksWriter(Output):
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        self.rows: dict[str, list[str]] = {s: [] for s in STREAMS.values()}
-        self.matches: list[tuple[str, int, int, int]] = []
+        # Rows and matches name tracks; :meth:`close` names each track's person.
+        # (frame, track, person id then, box)
+        self.rows: dict[str, list[tuple[int, int, int, tuple[float, ...]]]] = {
+            s: [] for s in STREAMS.values()}
+        self.matches: list[tuple[str, int, int, int]] = []  # (stream, frame, track, partner)
         self.names: list[tuple[str, int, int, str]] = []
         self.frames: list[int] = []  # visible-stream frames processed, in order
+        self.person: dict[tuple[str, int], int] = {}  # (stream, track) → its last person id
 
     def __call__(self, snapshot: PipelineSnapshot,
                  frames: Mapping[Modality, Frame | None]) -> None:
@@ -47,23 +55,50 @@ class TracksWriter(Output):
             stream, number = STREAMS[modality], frame.position + 1
             if stream == "rgb":
                 self.frames.append(number)
+            other = "ir" if stream == "rgb" else "rgb"
             for track in snapshot.tracks.get(modality, ()):
-                person = track.person_id  # one id per person, across leaving and returning
-                self.rows[stream].append(result_line(number, person, track.box))
+                self.person[stream, track.track_id] = track.person_id
+                self.rows[stream].append((number, track.track_id, track.person_id,
+                                          tuple(track.box)))
                 if track.partner is not None:
-                    partner = track.partner if track.partner_person is None else \
-                        track.partner_person
-                    self.matches.append((stream, number, person, partner))
+                    self.matches.append((stream, number, track.track_id, track.partner))
+                    if track.partner_person is not None:
+                        self.person.setdefault((other, track.partner), track.partner_person)
                 if track.name is not None:
-                    self.names.append((stream, number, person, track.name))
+                    self.names.append((stream, number, track.track_id, track.name))
 
-    def intervals(self) -> list[dict[str, int]]:
-        """Runs of the match of one visible and one infrared track over consecutive
+    def _named(self) -> tuple[dict[str, list[str]], list[tuple[str, int, int, int]],
+                              list[tuple[str, int, int, str]]]:
+        """Rows, matches and names with each track's last person id in place of its id."""
+        then = {(s, f, t): p for s, lines in self.rows.items() for f, t, p, _ in lines}
+        used = {(s, f, p) for (s, f, _), p in then.items()}
+        named = {}
+        for (stream, frame, track), person in then.items():
+            last = self.person.get((stream, track), person)
+            named[stream, frame, track] = person if last != person and \
+                (stream, frame, last) in used else last
+
+        def person(stream: str, frame: int, track: int) -> int:
+            return named.get((stream, frame, track), self.person.get((stream, track), track))
+
+        rows = {stream: [result_line(number, person(stream, number, track), box)
+                         for number, track, _, box in lines]
+                for stream, lines in self.rows.items()}
+        matches = [(s, f, person(s, f, t), person("ir" if s == "rgb" else "rgb", f, p))
+                   for s, f, t, p in self.matches]
+        names = [(s, f, person(s, f, t), n) for s, f, t, n in self.names]
+        return rows, matches, names
+
+    def intervals(self, matches: list[tuple[str, int, int, int]] | None = None
+                  ) -> list[dict[str, int]]:
+        """Runs of the match of one visible and one infrared person over consecutive
         processed visible frames."""
+        if matches is None:
+            matches = self._named()[1]
         out: list[dict[str, int]] = []
         open_runs: dict[tuple[int, int], dict[str, int]] = {}
         previous = dict(zip(self.frames[1:], self.frames, strict=False))
-        for stream, frame, track, partner in sorted(self.matches, key=lambda m: m[1]):
+        for stream, frame, track, partner in sorted(matches, key=lambda m: m[1]):
             if stream != "rgb":
                 continue
             run = open_runs.get((track, partner))
@@ -77,10 +112,11 @@ class TracksWriter(Output):
 
     def close(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        files = {f"{stream}.txt": "".join(rows) for stream, rows in self.rows.items()}
-        files["matches.txt"] = "".join(f"{s},{f},{t},{p}\n" for s, f, t, p in self.matches)
-        files["names.txt"] = "".join(f"{s},{f},{t},{n}\n" for s, f, t, n in self.names)
-        files["matches.json"] = json.dumps(self.intervals(), indent=1) + "\n"
+        rows, matches, names = self._named()
+        files = {f"{stream}.txt": "".join(lines) for stream, lines in rows.items()}
+        files["matches.txt"] = "".join(f"{s},{f},{t},{p}\n" for s, f, t, p in matches)
+        files["names.txt"] = "".join(f"{s},{f},{t},{n}\n" for s, f, t, n in names)
+        files["matches.json"] = json.dumps(self.intervals(matches), indent=1) + "\n"
         for name, text in files.items():
             with atomic_path(self.folder / name) as tmp:
                 tmp.write_text(text)
@@ -88,3 +124,4 @@ class TracksWriter(Output):
     def discard(self) -> None:
         self.rows = {s: [] for s in STREAMS.values()}
         self.matches, self.names, self.frames = [], [], []
+        self.person = {}
