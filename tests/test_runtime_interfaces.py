@@ -125,6 +125,41 @@ def offline_run(scene, small_model, tmp_path_factory):
             "records": records, "sources": sources}
 
 
+def test_an_offline_run_keeps_the_two_files_in_step(scene, small_model, tmp_path) -> None:
+    """The infrared file decodes slower than the visible one; an offline run still processes
+    frame n of one beside frame n of the other in every round (what pairs and the cameras'
+    view map need), instead of letting the faster file run ahead."""
+    import time
+
+    embedder = open_embedder(small_model, device="cpu")
+    ready = threading.Event()
+    sources = {m: open_source(STREAMS[m], str(path), realtime=False, ready=ready)
+               for m, path in ((Modality.VISIBLE, scene.visible),
+                               (Modality.INFRARED, scene.infrared))}
+    reader = sources[Modality.INFRARED]._reader
+    read = reader.read
+
+    def slower() -> np.ndarray | None:
+        time.sleep(0.03)
+        return read()
+
+    reader.read = slower
+    events = EventLog(tmp_path / "events.jsonl")
+    pipeline = Pipeline(embedder, JsonlBoxes(scene.boxes), events, PipelineOptions())
+    rounds: list[dict[Modality, int]] = []
+    try:
+        run(pipeline, sources, ready, status_every_s=0,
+            on_round=lambda p, frames: rounds.append(
+                {m: f.position for m, f in frames.items() if f is not None}))
+    finally:
+        pipeline.close()
+        for source in sources.values():
+            source.stop()
+        events.close()
+    assert [r.get(Modality.VISIBLE) for r in rounds] == list(range(scene.frames))
+    assert all(r.get(Modality.INFRARED) == r[Modality.VISIBLE] for r in rounds)
+
+
 def test_every_event_of_a_run_follows_the_schema(offline_run) -> None:
     schema = json.loads(SCHEMA_PATH.read_text())
     records = offline_run["records"]
