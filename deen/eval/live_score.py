@@ -45,15 +45,11 @@ from deen.errors import DeenError
 from deen.fileio import atomic_path
 from deen.mot import Boxes, SequenceInfo, read_boxes, read_seqinfo
 from deen.runtime.scene import TRUTH_FILES
-from deen.runtime.streams import STREAMS
+from deen.runtime.streams import OTHER_STREAM, STREAMS
 from deen.runtime.tracking import iou_matrix
 
 STREAM_NAMES = tuple(STREAMS.values())  # ("rgb", "ir")
 MATCH_IOU = 0.5
-
-
-def _other(stream: str) -> str:
-    return STREAM_NAMES[1 - STREAM_NAMES.index(stream)]
 
 
 def _xyxy(xywh: np.ndarray) -> np.ndarray:
@@ -342,7 +338,7 @@ def score_run(truth_dir: Path, run_dir: Path) -> LiveScore:
 
     for stream, frame, track, partner in run.matches:
         who = on[stream].get((frame, track))
-        partner_votes = votes.get((_other(stream), partner))
+        partner_votes = votes.get((OTHER_STREAM[stream], partner))
         partner_is = partner_votes.most_common(1)[0][0] if partner_votes else None
         if who is not None and who == partner_is:
             right += 1

@@ -42,7 +42,8 @@ class Relinker:
     window_s: float = 600.0  # how long a person who left is remembered (capture time)
     min_embeddings: int = 3  # a new track's embeddings before it is compared
     margin: float = 0.05
-    again: float = 2.0  # an unlinked track is compared again when its embeddings grew so much
+    again: float = 2.0  # an unlinked track's embeddings grow this much: compared again
+    #                     (at most 1: compared once only)
     quantile: float = 0.99
     floor: float = 0.5
     default: float = 0.9

@@ -11,3 +11,5 @@ from deen.modality import Modality
 
 #: Stream name of each modality: ``rgb`` (visible) and ``ir`` (infrared).
 STREAMS: dict[Modality, str] = {Modality.VISIBLE: "rgb", Modality.INFRARED: "ir"}
+#: The other stream of the pair, by name: a match's partner is in it.
+OTHER_STREAM: dict[str, str] = {"rgb": "ir", "ir": "rgb"}

@@ -12,8 +12,8 @@ Ids are person ids (:mod:`deen.runtime.relink`): one id per person in a stream a
 and coming back. A track is one person from start to end, so all its rows carry the person id
 the track was last given, also the few rows written before it was recognised as someone who
 had left (except where that person still had another track at the time: those rows keep the
-track's own id). The files appear when the run ends normally (nothing half-written after an error),
-and :mod:`deen.eval.live_score` scores them against a scene's truth.
+track's own id). The files appear when the run ends normally (nothing half-written after an
+error), and :mod:`deen.eval.live_score` scores them against a scene's truth.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from deen.mot import result_line
 from deen.runtime.outputs import Output
 from deen.runtime.pipeline import PipelineSnapshot
 from deen.runtime.sources import Frame
-from deen.runtime.streams import STREAMS
+from deen.runtime.streams import OTHER_STREAM, STREAMS
 
 
 class TracksWriter(Output):
@@ -55,7 +55,6 @@ class TracksWriter(Output):
             stream, number = STREAMS[modality], frame.position + 1
             if stream == "rgb":
                 self.frames.append(number)
-            other = "ir" if stream == "rgb" else "rgb"
             for track in snapshot.tracks.get(modality, ()):
                 self.person[stream, track.track_id] = track.person_id
                 self.rows[stream].append((number, track.track_id, track.person_id,
@@ -63,7 +62,8 @@ class TracksWriter(Output):
                 if track.partner is not None:
                     self.matches.append((stream, number, track.track_id, track.partner))
                     if track.partner_person is not None:
-                        self.person.setdefault((other, track.partner), track.partner_person)
+                        self.person.setdefault((OTHER_STREAM[stream], track.partner),
+                                               track.partner_person)
                 if track.name is not None:
                     self.names.append((stream, number, track.track_id, track.name))
 
@@ -84,7 +84,7 @@ class TracksWriter(Output):
         rows = {stream: [result_line(number, person(stream, number, track), box)
                          for number, track, _, box in lines]
                 for stream, lines in self.rows.items()}
-        matches = [(s, f, person(s, f, t), person("ir" if s == "rgb" else "rgb", f, p))
+        matches = [(s, f, person(s, f, t), person(OTHER_STREAM[s], f, p))
                    for s, f, t, p in self.matches]
         names = [(s, f, person(s, f, t), n) for s, f, t, n in self.names]
         return rows, matches, names
