@@ -31,6 +31,9 @@ def test_schedules():
     assert [lr_factor("paper", e) for e in (20, 59, 60, 119, 120, 149)] == \
         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
     assert [lr_factor("reference", e) for e in (20, 79, 80, 149)] == [0.1, 0.1, 0.01, 0.01]
+    cosine = [lr_factor("cosine", e, warmup_epochs=0, epochs=10) for e in range(10)]
+    assert cosine[0] == 1.0 and cosine[5] == pytest.approx(0.5) and cosine[9] < 0.03
+    assert cosine == sorted(cosine, reverse=True)
 
 
 def test_parameter_groups(synthetic_sysu, tmp_path):

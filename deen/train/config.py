@@ -13,7 +13,7 @@ from deen.datasets import registry
 from deen.errors import DeenError, ParameterError
 from deen.preprocess import check_input_size
 
-SCHEDULES = ("paper", "reference")
+SCHEDULES = ("paper", "reference", "cosine")
 
 
 @dataclass
@@ -28,7 +28,8 @@ class TrainConfig:
     identities: int = 6  # P identities per batch
     per_identity: int = 4  # K images per identity per modality
     epochs: int = 150
-    schedule: str = "paper"  # "paper": ×0.1 at 20, ×0.01 at 60, ×0.001 at 120; "reference": 20/80
+    schedule: str = "paper"  # "paper": ×0.1 at 20, ×0.01 at 60, ×0.001 at 120; "reference": 20/80;
+    #                         "cosine": half cosine to 0 over the epochs after warm-up
     lr: float = 0.1  # BN-neck and classifier
     body_lr_scale: float = 0.1  # everything else trains at body_lr_scale·lr (reference: 0.1)
     warmup_epochs: int = 10  # linear warm-up (reference: 10)

@@ -12,6 +12,7 @@ the test set (the reference code selects by test-set rank-1).
 from __future__ import annotations
 
 import csv
+import math
 import os
 import signal
 import sys
@@ -48,10 +49,15 @@ from deen.train.losses import DEENLoss, LossWeights
 LOSS_TERMS = ("id", "tri", "cpm", "ort", "total")
 
 
-def lr_factor(schedule: str, epoch: int, warmup_epochs: int = 10) -> float:
-    """Warm-up over epochs 0–9 ((e+1)/10), then the named step schedule (spec §8)."""
+def lr_factor(schedule: str, epoch: int, warmup_epochs: int = 10, epochs: int = 150) -> float:
+    """Warm-up over epochs 0–9 ((e+1)/10), then the named schedule: the reference's steps
+    (spec §8), or ``cosine``, a half cosine from 1 towards 0 over the remaining epochs (short
+    runs, which end long before the steps' first drop, still end at a small rate)."""
     if epoch < warmup_epochs:
         return (epoch + 1) / warmup_epochs
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs)
+                                   / max(epochs - warmup_epochs, 1)))
     steps = {"paper": ((20, 0.1), (60, 0.01), (120, 0.001)),
              "reference": ((20, 0.1), (80, 0.01))}[schedule]
     factor = 1.0
@@ -185,7 +191,8 @@ class Trainer:
              {"params": head, "lr": config.lr}],
             momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda epoch: lr_factor(config.schedule, epoch, config.warmup_epochs))
+            self.optimizer, lambda epoch: lr_factor(config.schedule, epoch, config.warmup_epochs,
+                                    config.epochs))
         self.criterion = DEENLoss(config.per_identity, LossWeights(
             cpm=config.lambda_cpm, orthogonal=config.lambda_ort))
         self.use_amp = config.amp and self.device.type == "cuda"
