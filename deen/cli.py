@@ -21,6 +21,7 @@ from deen.datasets import registry as datasets
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError, ParameterError
 from deen.modality import parse_modality
+from deen.train.generated_model import MINUTES as GENERATED_MODEL_MINUTES
 from deen.variants import VARIANTS
 
 
@@ -628,8 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the exported model here (default: a temporary folder)")
     demo.add_argument("--train", action="store_true",
                       help="without --checkpoint: train a DEEN on generated people first when "
-                           "none is cached (about 45 minutes on 2 cores; cached in "
-                           "$DEEN_LIVE_MODEL_CACHE, default ~/.cache/deen/live-model)")
+                           f"none is cached (about {GENERATED_MODEL_MINUTES} minutes on 2 cores; "
+                           "cached in $DEEN_LIVE_MODEL_CACHE, default ~/.cache/deen/live-model)")
     _add_embedding_options(demo)
     demo.set_defaults(handler=_cmd_demo)
 

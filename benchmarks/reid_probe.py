@@ -1,0 +1,150 @@
+"""How well a model finds a returning person again, on the live benchmark scenes' truth.
+
+Relinking (one id per person across leaving and coming back) is what a stream's IDF1 needs
+on the generated scenes, and it rests on one thing: the model's similarity between two
+visits of the same person against two different people. This measures that alone, with
+the tracker and detector out of the way, in about a minute:
+
+- each person's visits in a stream are their runs of truth frames (a gap of more than 10
+  frames ends a visit); a visit's appearance is the normalised mean embedding of up to 12
+  of its crops spread over it (counted boxes at least 40 px tall and 60% visible);
+- ``auc``: the chance that a pair of visits of one person is more similar than a pair of
+  two people's; ``tpr_at_q99``: the share of same-person pairs above the 99th percentile
+  of the different-person pairs (the relinker's calibrated threshold is such a quantile);
+- ``rank1``: for each visit of a person seen before, whether the most similar earlier visit
+  is theirs.
+
+    python benchmarks/reid_probe.py --model M.xml [--seeds 1,2,3] [--json OUT.json]
+
+The scenes are live_accuracy.py's (``--work``, written there first when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from live_accuracy import SCENE
+
+from deen.backends.registry import open_embedder
+from deen.bench.run import machine_description
+from deen.modality import Modality
+
+GAP = 10  # frames: a longer absence ends a visit
+PER_VISIT = 12
+MIN_HEIGHT, MIN_VISIBLE = 40.0, 0.6
+STREAMS = (("rgb", "visible.mp4", Modality.VISIBLE), ("ir", "infrared.mp4", Modality.INFRARED))
+
+
+def visits(gt: Path) -> tuple[list[tuple[int, int, int, list[int]]], dict]:
+    """(person, first frame, last frame, sampled frames) per visit, and the sampled boxes."""
+    frames: dict[int, list[int]] = defaultdict(list)
+    good = {}
+    for line in gt.read_text().splitlines():
+        f, i, x, y, w, h, counted, _, visible = line.split(",")[:9]
+        frames[int(i)].append(int(f))
+        if counted.strip() == "1" and float(h) >= MIN_HEIGHT and float(visible) >= MIN_VISIBLE:
+            good[int(f), int(i)] = (float(x), float(y), float(w), float(h))
+    found = []
+    for person, seen in frames.items():
+        seen = sorted(seen)
+        cuts = [k for k in range(1, len(seen)) if seen[k] - seen[k - 1] > GAP]
+        for run in np.split(np.array(seen), cuts):
+            usable = [int(f) for f in run if (int(f), person) in good]
+            if len(usable) < 5:
+                continue
+            picks = np.linspace(0, len(usable) - 1, min(PER_VISIT, len(usable)))
+            found.append((person, int(run[0]), int(run[-1]),
+                          [usable[k] for k in picks.round().astype(int)]))
+    return found, good
+
+
+def probe(embedder, scene: Path, stream: str, video: str, modality: Modality) -> dict:
+    found, good = visits(scene / stream / "gt" / "gt.txt")
+    wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for index, (person, _, _, picks) in enumerate(found):
+        for frame in picks:
+            wanted[frame].append((index, person))
+    crops: dict[int, list[np.ndarray]] = defaultdict(list)
+    capture, frame = cv2.VideoCapture(str(scene / video)), 0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frame += 1
+        for index, person in wanted.get(frame, []):
+            x, y, w, h = good[frame, person]
+            crops[index].append(image[max(int(y), 0):int(y + h), max(int(x), 0):int(x + w)])
+    capture.release()
+    flat = [c for index in range(len(found)) for c in crops[index]]
+    vectors = np.asarray(embedder.embed(flat, [modality] * len(flat), batch_size=16), float)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    means, start = [], 0
+    for index in range(len(found)):
+        mean = vectors[start:start + len(crops[index])].mean(0)
+        start += len(crops[index])
+        means.append(mean / np.linalg.norm(mean))
+    similarity = np.stack(means) @ np.stack(means).T
+    persons = np.array([v[0] for v in found])
+    upper = np.triu_indices(len(found), 1)
+    same = (persons[:, None] == persons[None, :])[upper]
+    positives, negatives = similarity[upper][same], similarity[upper][~same]
+    q99 = float(np.quantile(negatives, 0.99))
+    hits = returning = 0
+    for index, (person, first, _, _) in enumerate(found):
+        earlier = [j for j, v in enumerate(found) if v[2] < first]
+        if any(found[j][0] == person for j in earlier):
+            returning += 1
+            hits += found[max(earlier, key=lambda j: similarity[index, j])][0] == person
+    return {"visits": len(found), "auc": float((positives[:, None] > negatives[None]).mean()),
+            "tpr_at_q99": float((positives > q99).mean()), "q99": q99,
+            "rank1": hits / max(returning, 1), "returning": returning}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--seeds", default="1,2,3",
+                        type=lambda t: [int(s) for s in t.split(",") if s.strip()])
+    parser.add_argument("--work", type=Path,
+                        default=Path.home() / ".cache" / "deen" / "live-accuracy")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    embedder = open_embedder(args.model, device="cpu")
+    rows = []
+    for seed in args.seeds:
+        scene = args.work / f"scene{seed}"
+        if not scene.is_dir():
+            subprocess.run([sys.executable, "-m", "deen", "data", "scene", "--out", str(scene),
+                            "--seed", str(seed), *SCENE], check=True)
+        for stream, video, modality in STREAMS:
+            row = {"seed": seed, "stream": stream,
+                   **probe(embedder, scene, stream, video, modality)}
+            rows.append(row)
+            print(f"scene {seed} {stream}: AUC {row['auc']:.3f}, TPR at q99 "
+                  f"{row['tpr_at_q99']:.2f} (q99 {row['q99']:.2f}), rank-1 {row['rank1']:.2f} "
+                  f"of {row['returning']} returning visits", flush=True)
+    for stream, *_ in STREAMS:
+        mine = [r for r in rows if r["stream"] == stream]
+        print(f"{stream} mean: AUC {np.mean([r['auc'] for r in mine]):.3f}, TPR at q99 "
+              f"{np.mean([r['tpr_at_q99'] for r in mine]):.2f}, rank-1 "
+              f"{np.mean([r['rank1'] for r in mine]):.2f}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"model": str(args.model),
+                                         "machine": machine_description(), "rows": rows},
+                                        indent=1))
+
+
+if __name__ == "__main__":
+    main()
