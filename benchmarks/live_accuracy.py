@@ -71,7 +71,8 @@ def main() -> None:
                         help="which runs: boxes (the scene's exact boxes), default (deen "
                              "run's default detector)")
     parser.add_argument("--run-args", default="",
-                        help="extra deen run options for every run (e.g. matching settings)")
+                        help="extra deen run options for every run, written with '=' since "
+                             "they start with a dash: --run-args='--clean-crops'")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
