@@ -56,6 +56,15 @@ def _exported(checkpoint: Path, work: Path) -> Path:
     return out
 
 
+def scene_dir(work: Path, seed: int) -> Path:
+    """The benchmark scene of ``seed`` in ``work`` (``sceneN``), written first if missing."""
+    scene = work / f"scene{seed}"
+    if not scene.is_dir():
+        print(f"scene {seed}: writing ...", file=sys.stderr)
+        _run([*DEEN, "data", "scene", "--out", str(scene), "--seed", str(seed), *SCENE])
+    return scene
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3",
@@ -80,10 +89,7 @@ def main() -> None:
                                     args.work)
     rows = []
     for seed in args.seeds:
-        scene = args.work / f"scene{seed}"
-        if not scene.is_dir():
-            print(f"scene {seed}: writing ...", file=sys.stderr)
-            _run([*DEEN, "data", "scene", "--out", str(scene), "--seed", str(seed), *SCENE])
+        scene = scene_dir(args.work, seed)
         runs = (("boxes", str(scene / "boxes.jsonl")), ("default", None))
         for label, detector in [r for r in runs if r[0] in args.detectors.split(",")]:
             run = args.work / f"run{seed}-{label}"

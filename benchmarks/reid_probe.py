@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -34,10 +33,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from live_accuracy import SCENE
+from live_accuracy import scene_dir
 
 from deen.backends.registry import open_embedder
 from deen.bench.run import machine_description
+from deen.errors import DeenError
+from deen.fileio import atomic_path
 from deen.modality import Modality
 
 GAP = 10  # frames: a longer absence ends a visit
@@ -120,13 +121,13 @@ def main() -> None:
                         default=Path.home() / ".cache" / "deen" / "live-accuracy")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    embedder = open_embedder(args.model, device="cpu")
+    try:
+        embedder = open_embedder(args.model, device="cpu")
+    except DeenError as exc:
+        sys.exit(f"reid_probe: --model {exc}")
     rows = []
     for seed in args.seeds:
-        scene = args.work / f"scene{seed}"
-        if not scene.is_dir():
-            subprocess.run([sys.executable, "-m", "deen", "data", "scene", "--out", str(scene),
-                            "--seed", str(seed), *SCENE], check=True)
+        scene = scene_dir(args.work, seed)
         for stream, video, modality in STREAMS:
             row = {"seed": seed, "stream": stream,
                    **probe(embedder, scene, stream, video, modality)}
@@ -140,10 +141,10 @@ def main() -> None:
               f"{np.mean([r['tpr_at_q99'] for r in mine]):.2f}, rank-1 "
               f"{np.mean([r['rank1'] for r in mine]):.2f}")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": str(args.model),
-                                         "machine": machine_description(), "rows": rows},
-                                        indent=1))
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"model": str(args.model),
+                                       "machine": machine_description(), "rows": rows},
+                                      indent=1))
 
 
 if __name__ == "__main__":
