@@ -267,7 +267,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         site_name=args.site_name, video_out=args.video_out,
         show=args.show, gallery=args.gallery, loop=args.loop, duration_s=args.duration,
         status_every_s=args.status_every, realtime=not args.no_realtime,
-        timeout_s=args.timeout, fps=args.fps, serve=args.serve, tracks_out=args.tracks_out)
+        timeout_s=args.timeout, fps=args.fps, serve=args.serve, tracks_out=args.tracks_out,
+        settle_tracks=not args.tracks_live_ids)
     if args.serve is not None:
         ServeAddress.parse(args.serve)
     events = open_events(settings)  # a broker that cannot be reached fails before the model
@@ -447,7 +448,12 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--tracks-out", type=Path, default=None, metavar="DIR",
                      help="write each stream's tracks (DIR/rgb.txt, DIR/ir.txt, MOTChallenge "
                           "format), the matches (matches.txt, matches.json) and gallery names "
-                          "(names.txt) when the run ends; deen score reads them")
+                          "(names.txt) when the run ends; deen score reads them. Their "
+                          "person ids are settled then, with the whole run seen")
+    run.add_argument("--tracks-live-ids", action="store_true",
+                     help="--tracks-out files carry the person ids the live run gave at the "
+                          "time, as its events did (default: ids settled when the run ends, "
+                          "from each track's whole appearance and who was seen together)")
     run.add_argument("--serve", default=None, metavar="HOST:PORT",
                      help="serve a web view while the run lasts: / (page), /video.mjpg, "
                           "/status.json, /events (Server-Sent Events); a bare :PORT or PORT "

@@ -244,6 +244,41 @@ def test_a_returning_person_recognised_in_one_stream_brings_their_partner_back()
     assert (R, 3) not in relinker.partners
 
 
+def test_settled_ids_join_each_persons_visits_and_never_two_people_seen_together():
+    """A finished run: Alice visits three times and Bob twice (visible tracks 1-5); each
+    visible track was matched to one infrared track (11-15) but track 15's own infrared
+    look is Alice's. Settling joins each person's visits, keeps Alice and Bob (seen
+    together in frames 1-10) apart, and gives each infrared track its partner's person,
+    whatever it looks like."""
+    from collections import Counter
+
+    from deen.runtime.relink import TrackRecord, settle
+
+    rng = np.random.default_rng(1)
+    alice, bob = np.eye(8)[0], np.eye(8)[1]
+    spans = {1: (1, 10), 2: (1, 10), 3: (20, 30), 4: (40, 50), 5: (45, 55)}
+    who = {1: alice, 2: bob, 3: alice, 4: alice, 5: bob}
+
+    def record(vector: np.ndarray, span: tuple[int, int]) -> TrackRecord:
+        noisy = vector + 0.15 * rng.normal(size=8)
+        return TrackRecord(5 * noisy / np.linalg.norm(noisy),
+                           frozenset(range(span[0], span[1] + 1)))
+
+    # Negatives to calibrate on: ten others seen together with everyone, far later.
+    others = {100 + k: record(np.eye(8)[2 + k % 6], (100, 110)) for k in range(10)}
+    visible = {t: record(who[t], spans[t]) for t in spans} | others
+    infrared = {10 + t: record(alice if t == 5 else who[t], spans[t]) for t in spans}
+    matched = Counter({(t, 10 + t): 9 for t in spans})
+    persons = settle({V: visible, R: infrared}, matched, quantile=0.9, min_negatives=10)
+    assert [persons[V, t] for t in spans] == [1, 2, 1, 1, 2]
+    assert [persons[R, 10 + t] for t in spans] == [11, 12, 11, 11, 12]
+    assert len({persons[V, t] for t in others}) == 10
+    # Infrared alone (no lead): tracks 14 and 15 both look like Alice, but were seen
+    # together: two people, whatever the looks say.
+    alone = settle({R: infrared}, Counter(), lead=None, default=0.5)
+    assert alone[R, 14] != alone[R, 15] and alone[R, 12] == 12
+
+
 def test_a_person_remembered_twice_does_not_veto_their_own_return():
     """Alice left twice as two ids (the second visit was missed); Bob was seen beside her.
     Alice's return is alike to both her copies: only Bob, certainly someone else, counts as

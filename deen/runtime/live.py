@@ -58,6 +58,7 @@ class LiveSettings:
     fps: float = 0.0  # pacing of files/folders; 0: the file's own rate (folders: 10)
     serve: str | None = None  # HOST:PORT of the web view (deen.runtime.web); None: off
     tracks_out: Path | None = None  # folder for tracks and matches (deen.runtime.tracks_out)
+    settle_tracks: bool = True  # tracks_out's person ids settled when the run ends
 
     def __post_init__(self) -> None:
         """What can be checked before any stream or model opens."""
@@ -115,7 +116,9 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
         if settings.show:
             outputs.append(LiveWindow())
         if settings.tracks_out is not None:
-            outputs.append(TracksWriter(settings.tracks_out))
+            outputs.append(TracksWriter(settings.tracks_out,
+                                        settle=settings.settle_tracks and options.relink,
+                                        lead=options.relink_lead))
         if address is not None:
             view = LiveView(sources)
             outputs.append(view)

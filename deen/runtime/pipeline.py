@@ -120,6 +120,9 @@ class TrackView:
     name: str | None  # its gallery name, if it has one
     person: int = -1  # its person id in this stream (deen.runtime.relink); -1: the track id
     partner_person: int | None = None  # the partner's person id in the other stream
+    # Its summed unit embeddings so far (the array is replaced, never changed, as crops are
+    # added); None until its first crop is embedded.
+    appearance: np.ndarray | None = None
 
     @property
     def person_id(self) -> int:
@@ -204,9 +207,11 @@ class Pipeline:
                 key = (modality, track.track_id)
                 partner = self.matcher.partner(key)
                 other = Modality.INFRARED if modality == Modality.VISIBLE else Modality.VISIBLE
+                entry = self.book.entries.get(key)
                 views.append(TrackView(
                     track.track_id, box, partner, self.names.get(key), self._person(key),
-                    None if partner is None else self._person((other, partner))))
+                    None if partner is None else self._person((other, partner)),
+                    None if entry is None else entry.total))
             tracks[modality] = tuple(views)
         return PipelineSnapshot(
             tracks=MappingProxyType(tracks),

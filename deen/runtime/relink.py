@@ -185,3 +185,174 @@ class Relinker:
         total = entry.total + (inherited if inherited.size else 0)
         seen_with = frozenset(self.together.pop((key[0], person), set()))
         self.departed.setdefault(key[0], []).append(Departed(person, total, now, seen_with))
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """What a finished run knows of one track: its summed unit embeddings and the frames it
+    was on."""
+
+    total: np.ndarray
+    frames: frozenset[int]
+
+
+def _threshold(similarity: np.ndarray, cannot: np.ndarray, quantile: float, floor: float,
+               default: float, min_negatives: int) -> float:
+    """The ``quantile`` of the similarities of tracks seen together (certainly different
+    people), at least ``floor``; ``default`` with fewer than ``min_negatives`` such pairs."""
+    negatives = similarity[np.triu(cannot, 1)]
+    if negatives.size < min_negatives:
+        return default
+    return max(floor, float(np.quantile(negatives, quantile)))
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One stream's tracks with an appearance, as :func:`settle` uses them."""
+
+    ids: list[int]
+    similarity: np.ndarray  # cosine similarity of the tracks' appearances
+    cannot: np.ndarray  # seen in one frame: two people
+    rows: list[int]  # frames each track was on
+
+    @classmethod
+    def of(cls, records: dict[int, TrackRecord]) -> _Stream:
+        ids = sorted(t for t, r in records.items() if np.any(r.total))
+        vectors = np.stack([unit(records[t].total) for t in ids]) if ids else np.zeros((0, 1))
+        on: dict[int, list[int]] = {}
+        for index, track in enumerate(ids):
+            for frame in records[track].frames:
+                on.setdefault(frame, []).append(index)
+        cannot = np.zeros((len(ids), len(ids)), bool)
+        for together in on.values():
+            cannot[np.ix_(together, together)] = True
+        np.fill_diagonal(cannot, False)
+        return cls(ids, vectors @ vectors.T, cannot, [len(records[t].frames) for t in ids])
+
+
+def _cluster(similarity: np.ndarray, cannot: np.ndarray, threshold: float,
+             groups: list[list[int]]) -> list[list[int]]:
+    """Constrained average-linkage clustering: starting from ``groups`` (every unit in one),
+    repeatedly merge the two clusters whose units are most similar on average, unless any
+    two of their units cannot be one person (``cannot``), until no pair reaches
+    ``threshold``. Each cluster's best partner is kept and only redone when it was one of
+    the merged two, so a merge costs one pass over the clusters, not over all pairs."""
+    k = len(groups)
+    sizes = np.array([len(units) for units in groups], float)
+    if all(len(units) == 1 for units in groups):
+        order = [units[0] for units in groups]
+        average = similarity[np.ix_(order, order)]
+        blocked = cannot[np.ix_(order, order)].copy()
+    else:
+        sums = np.stack([similarity[units].sum(0) for units in groups]) if k else \
+            np.zeros((0, len(similarity)))
+        average = np.stack([sums[:, units].sum(1) for units in groups], 1) / \
+            np.outer(sizes, sizes)
+        hits = np.stack([cannot[units].any(0) for units in groups]) if k else sums > 0
+        blocked = np.stack([hits[:, units].any(1) for units in groups], 1)
+    np.fill_diagonal(blocked, True)
+    merged = [list(units) for units in groups]
+    alive = np.ones(k, bool)
+
+    def best_of(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        open_ = np.where(blocked[rows], -np.inf, average[rows])
+        index = open_.argmax(1)
+        return open_[np.arange(len(rows)), index], index
+
+    best, partner = best_of(np.arange(k)) if k else (np.zeros(0), np.zeros(0, int))
+    while k:
+        x = int(np.argmax(best))
+        y = int(partner[x])
+        if not best[x] >= threshold:
+            break
+        nx, ny = sizes[x], sizes[y]
+        average[x] = average[:, x] = (nx * average[x] + ny * average[y]) / (nx + ny)
+        blocked[x] = blocked[:, x] = blocked[x] | blocked[y]
+        blocked[y] = blocked[:, y] = True
+        blocked[x, x] = True
+        sizes[x] += ny
+        merged[x] += merged[y]
+        alive[y] = False
+        best[y] = -np.inf
+        stale = np.flatnonzero(alive & ((partner == x) | (partner == y)))
+        stale = np.union1d(stale, [x])
+        column = np.where(blocked[:, x], -np.inf, average[:, x])
+        better = alive & (column > best)
+        best[better], partner[better] = column[better], x
+        best[stale], partner[stale] = best_of(stale)
+    return [merged[g] for g in range(k) if alive[g]]
+
+
+def settle(tracks: dict[Modality, dict[int, TrackRecord]],
+           matched: Counter[tuple[int, int]], lead: Modality | None = Modality.VISIBLE,
+           quantile: float = 0.8, floor: float = 0.3, default: float = 0.9,
+           min_negatives: int = 30, min_matched: int = 3, min_share: float = 0.4
+           ) -> dict[tuple[Modality, int], int]:
+    """Person ids for a finished run, decided with everything seen: each track's whole
+    appearance, and every pair of tracks seen in one frame (two people).
+
+    Online, :class:`Relinker` decides when a returning person has been seen for a moment
+    and never takes it back; here the tracks of a stream are clustered as a whole
+    (:func:`_cluster`): the most alike tracks first, never two tracks seen together, until
+    no two clusters are alike beyond the ``quantile`` of the similarities of tracks seen
+    together. With ``lead`` set, that stream is clustered first; a track of the other
+    stream matched across the cameras to a lead track in at least ``min_matched`` rows and
+    ``min_share`` of its own rows belongs to that track's person (the one with most rows
+    wins when two such tracks were seen together), and the rest of that stream is
+    clustered around them by its own appearance. ``matched`` counts rows per (visible
+    track, infrared track). A cluster's id is its smallest track id; tracks without an
+    appearance are left out."""
+    streams = {m: _Stream.of(records) for m, records in tracks.items()}
+    persons: dict[tuple[Modality, int], int] = {}
+    order = [lead, *(m for m in tracks if m != lead)] if lead in tracks else list(tracks)
+    lead_cluster: dict[int, int] = {}  # lead track → its cluster's person id
+    for modality in order:
+        stream = streams[modality]
+        if not stream.ids:
+            continue
+        similarity, cannot = stream.similarity, stream.cannot
+        threshold = _threshold(similarity, cannot, quantile, floor, default, min_negatives)
+        groups = [[u] for u in range(len(stream.ids))]
+        follows = lead is not None and modality != lead and bool(lead_cluster)
+        if follows:
+            groups = _anchor(stream, matched, lead, lead_cluster, max(1, min_matched),
+                             min_share)
+            anchored = {u for g in groups for u in g}
+            anchors = len(groups)
+            groups += [[u] for u in range(len(stream.ids)) if u not in anchored]
+            # Two lead persons are two people: their groups never merge.
+            cannot = cannot.copy()
+            for a in range(anchors):
+                for b in range(anchors):
+                    if a != b:
+                        cannot[np.ix_(groups[a], groups[b])] = True
+        for cluster in _cluster(similarity, cannot, threshold, groups):
+            person = min(stream.ids[u] for u in cluster)
+            for u in cluster:
+                persons[modality, stream.ids[u]] = person
+                if modality == lead:
+                    lead_cluster[stream.ids[u]] = person
+    return persons
+
+
+def _anchor(stream: _Stream, matched: Counter[tuple[int, int]], lead: Modality,
+            lead_cluster: dict[int, int], min_matched: int, min_share: float
+            ) -> list[list[int]]:
+    """The follower stream's tracks grouped by the lead person they were matched to (units
+    are indices into ``stream.ids``): a track goes with the lead person it was matched to
+    in most rows, if enough, unless a track already in that group was seen with it."""
+    index = {t: u for u, t in enumerate(stream.ids)}
+    votes: dict[int, Counter[int]] = {}
+    for (visible, infrared), times in matched.items():
+        mine, theirs = (infrared, visible) if lead == Modality.VISIBLE else (visible, infrared)
+        if mine in index and theirs in lead_cluster:
+            votes.setdefault(index[mine], Counter())[lead_cluster[theirs]] += times
+    by_person: dict[int, list[int]] = {}
+    ranked = sorted(((c.most_common(1)[0][1], u, c.most_common(1)[0][0])
+                     for u, c in votes.items()), reverse=True)
+    for count, unit_, person in ranked:
+        group = by_person.setdefault(person, [])
+        if count >= max(min_matched, min_share * stream.rows[unit_]) and \
+                not stream.cannot[unit_, group].any():
+            group.append(unit_)
+    return [g for g in by_person.values() if g]

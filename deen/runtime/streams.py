@@ -13,3 +13,5 @@ from deen.modality import Modality
 STREAMS: dict[Modality, str] = {Modality.VISIBLE: "rgb", Modality.INFRARED: "ir"}
 #: The other stream of the pair, by name: a match's partner is in it.
 OTHER_STREAM: dict[str, str] = {"rgb": "ir", "ir": "rgb"}
+#: Modality of each stream name.
+STREAM_MODALITY: dict[str, Modality] = {name: m for m, name in STREAMS.items()}

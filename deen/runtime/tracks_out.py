@@ -8,27 +8,33 @@
 - ``matches.json``: the match intervals, ``{"rgb": id, "ir": id, "first": frame, "last":
   frame}`` in visible-stream frames.
 
-Ids are person ids (:mod:`deen.runtime.relink`): one id per person in a stream across leaving
-and coming back. A track is one person from start to end, so all its rows carry the person id
-the track was last given, also the few rows written before it was recognised as someone who
-had left (except where that person still had another track at the time: those rows keep the
-track's own id). The files appear when the run ends normally (nothing half-written after an
-error), and :mod:`deen.eval.live_score` scores them against a scene's truth.
+Ids are person ids: one id per person in a stream across leaving and coming back. The files
+are a record of the whole run, written when it ends normally (nothing half-written after an
+error), so their ids are settled then with everything seen (:func:`deen.runtime.relink.settle`:
+each track's whole appearance, which tracks were seen together, which were matched across the
+cameras), not the ids the live events showed at the moment, which had only the past. With
+``settle`` off, each track's rows carry the person id the live relinker last gave it (except
+where that person still had another track at the time: those rows keep the track's own id).
+:mod:`deen.eval.live_score` scores the files against a scene's truth.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
+
+import numpy as np
 
 from deen.fileio import atomic_path
 from deen.modality import Modality
 from deen.mot import result_line
 from deen.runtime.outputs import Output
 from deen.runtime.pipeline import PipelineSnapshot
+from deen.runtime.relink import TrackRecord, settle
 from deen.runtime.sources import Frame
-from deen.runtime.streams import OTHER_STREAM, STREAMS
+from deen.runtime.streams import OTHER_STREAM, STREAM_MODALITY, STREAMS
 
 
 class TracksWriter(Output):
@@ -36,8 +42,11 @@ class TracksWriter(Output):
 
     name = "tracks"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, settle: bool = True,
+                 lead: Modality | None = Modality.VISIBLE) -> None:
         self.folder = Path(folder)
+        self.settle, self.lead = settle, lead
+        self.appearance: dict[tuple[str, int], np.ndarray] = {}  # newest summed embeddings
         # Rows and matches name tracks; :meth:`close` names each track's person.
         # (frame, track, person id then, box)
         self.rows: dict[str, list[tuple[int, int, int, tuple[float, ...]]]] = {
@@ -57,6 +66,8 @@ class TracksWriter(Output):
                 self.frames.append(number)
             for track in snapshot.tracks.get(modality, ()):
                 self.person[stream, track.track_id] = track.person_id
+                if track.appearance is not None:
+                    self.appearance[stream, track.track_id] = track.appearance
                 self.rows[stream].append((number, track.track_id, track.person_id,
                                           tuple(track.box)))
                 if track.partner is not None:
@@ -67,9 +78,24 @@ class TracksWriter(Output):
                 if track.name is not None:
                     self.names.append((stream, number, track.track_id, track.name))
 
+    def settled(self) -> dict[tuple[str, int], int]:
+        """Each track's person id decided with the whole run (:func:`settle`)."""
+        frames: dict[tuple[str, int], set[int]] = {}
+        for stream, lines in self.rows.items():
+            for number, track, _, _ in lines:
+                frames.setdefault((stream, track), set()).add(number)
+        tracks = {STREAM_MODALITY[stream]: {
+            track: TrackRecord(self.appearance[stream, track], frozenset(seen))
+            for (s, track), seen in frames.items() if s == stream
+            and (stream, track) in self.appearance} for stream in self.rows}
+        matched = Counter((t, p) for s, _, t, p in self.matches if s == "rgb")
+        return {(STREAMS[m], t): p for (m, t), p in settle(tracks, matched, self.lead).items()}
+
     def _named(self) -> tuple[dict[str, list[str]], list[tuple[str, int, int, int]],
                               list[tuple[str, int, int, str]]]:
-        """Rows, matches and names with each track's last person id in place of its id."""
+        """Rows, matches and names with each track's person id in place of its id."""
+        if self.settle:
+            self.person = self.person | self.settled()
         then = {(s, f, t): p for s, lines in self.rows.items() for f, t, p, _ in lines}
         used = {(s, f, p) for (s, f, _), p in then.items()}
         named = {}
@@ -125,3 +151,4 @@ class TracksWriter(Output):
         self.rows = {s: [] for s in STREAMS.values()}
         self.matches, self.names, self.frames = [], [], []
         self.person = {}
+        self.appearance = {}
