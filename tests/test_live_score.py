@@ -247,3 +247,41 @@ def test_tracks_out_names_a_whole_track_by_the_person_it_was_recognised_as(tmp_p
     assert matches[:2] == ["rgb,1,1,8", "ir,1,8,1"]
     assert json.loads((tmp_path / "matches.json").read_text()) == [
         {"rgb": 1, "ir": 8, "first": 1, "last": 4}]
+
+
+def test_tracks_out_settles_ids_with_the_whole_run_and_never_writes_one_id_twice(tmp_path):
+    """Visible tracks 1 (Alice) and 2 (Bob) are seen together; Alice leaves and comes back as
+    track 3, which the live run did not recognise. Settled when the run ends, track 3 is
+    person 1. Track 4, beside track 3, was never embedded: whatever id it had live, it is
+    written under its own, so no frame names one person twice."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from deen.modality import Modality
+    from deen.runtime.pipeline import TrackView
+    from deen.runtime.sources import Frame
+    from deen.runtime.tracks_out import TracksWriter
+
+    alice, bob = np.array([3.0, 0.2, 0.0]), np.array([0.1, 3.0, 0.3])
+    box = np.array([10.0, 20.0, 40.0, 100.0])
+    image = np.zeros((4, 4, 3), np.uint8)
+    writer = TracksWriter(tmp_path)
+    for frame in range(1, 8):
+        visible = [TrackView(1, box, None, None, appearance=alice),
+                   TrackView(2, box + 50, None, None, appearance=bob)] if frame <= 3 else [
+            TrackView(3, box, None, None, appearance=alice + 0.1),
+            TrackView(4, box + 50, None, None, person=1)] if frame >= 5 else []
+        snapshot = SimpleNamespace(tracks={Modality.VISIBLE: tuple(visible),
+                                           Modality.INFRARED: ()})
+        writer(snapshot, {m: Frame(image, 0.0, frame - 1, frame - 1) for m in Modality})
+    writer.close()
+    rows = [tuple(map(int, line.split(",")[:2]))
+            for line in (tmp_path / "rgb.txt").read_text().splitlines()]
+    assert sorted({i for f, i in rows if f >= 5}) == [1, 4]
+    assert len(rows) == len(set(rows))
+    live = TracksWriter(tmp_path / "live", settle=False)
+    live.rows, live.person = writer.rows, writer.person
+    live.close()
+    assert {int(line.split(",")[1]) for line in (tmp_path / "live" / "rgb.txt").read_text()
+            .splitlines() if int(line.split(",")[0]) >= 5} == {3, 1}

@@ -94,18 +94,23 @@ class TracksWriter(Output):
     def _named(self) -> tuple[dict[str, list[str]], list[tuple[str, int, int, int]],
                               list[tuple[str, int, int, str]]]:
         """Rows, matches and names with each track's person id in place of its id."""
-        if self.settle:
-            self.person = self.person | self.settled()
-        then = {(s, f, t): p for s, lines in self.rows.items() for f, t, p, _ in lines}
-        used = {(s, f, p) for (s, f, _), p in then.items()}
-        named = {}
-        for (stream, frame, track), person in then.items():
-            last = self.person.get((stream, track), person)
-            named[stream, frame, track] = person if last != person and \
-                (stream, frame, last) in used else last
+        settled = self.settled() if self.settle else {}
+        if settled:
+            # Settled persons never share a frame; a track not settled (never embedded)
+            # is its own person under its own track id, which no settled person has.
+            def person(stream: str, frame: int, track: int) -> int:
+                return settled.get((stream, track), track)
+        else:
+            then = {(s, f, t): p for s, lines in self.rows.items() for f, t, p, _ in lines}
+            used = {(s, f, p) for (s, f, _), p in then.items()}
+            named = {}
+            for (stream, frame, track), live in then.items():
+                last = self.person.get((stream, track), live)
+                named[stream, frame, track] = live if last != live and \
+                    (stream, frame, last) in used else last
 
-        def person(stream: str, frame: int, track: int) -> int:
-            return named.get((stream, frame, track), self.person.get((stream, track), track))
+            def person(stream: str, frame: int, track: int) -> int:
+                return named.get((stream, frame, track), self.person.get((stream, track), track))
 
         rows = {stream: [result_line(number, person(stream, number, track), box)
                          for number, track, _, box in lines]
