@@ -13,7 +13,8 @@ The threshold is calibrated from the model itself: two tracks live in the same s
 the same moment are certainly different people, so their similarities are the model's
 negatives for this camera; the threshold is their ``quantile`` (at least ``floor``), and
 ``default`` until ``min_negatives`` have been seen. Outputs that name people (the
-MOTChallenge tracks of ``--tracks-out``) use these person ids; events keep track ids.
+tracks files) use these person ids, settled again when the run ends by :func:`settle`,
+which sees the whole run; events keep track ids.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ import numpy as np
 
 from deen.modality import Modality
 from deen.runtime.matching import AppearanceBook, TrackKey, unit
+
+
+def calibrated(negatives: np.ndarray, quantile: float, floor: float, default: float,
+               min_negatives: int) -> float:
+    """A threshold from the similarities of tracks seen together (certainly different
+    people): their ``quantile``, at least ``floor``; ``default`` with fewer than
+    ``min_negatives`` of them."""
+    if negatives.size < min_negatives:
+        return default
+    return max(floor, float(np.quantile(negatives, quantile)))
 
 
 @dataclass
@@ -72,10 +83,9 @@ class Relinker:
         return self.person.get(key, key[1])
 
     def threshold(self, modality: Modality) -> float:
-        seen = self.negatives.get(modality)
-        if seen is None or len(seen) < self.min_negatives:
-            return self.default
-        return max(self.floor, float(np.quantile(np.fromiter(seen, float), self.quantile)))
+        seen = self.negatives.get(modality, ())
+        return calibrated(np.fromiter(seen, float), self.quantile, self.floor, self.default,
+                          self.min_negatives)
 
     def observe(self, book: AppearanceBook, active: dict[Modality, list[int]],
                 now: float) -> list[tuple[TrackKey, int]]:
@@ -196,14 +206,6 @@ class TrackRecord:
     frames: frozenset[int]
 
 
-def _threshold(similarity: np.ndarray, cannot: np.ndarray, quantile: float, floor: float,
-               default: float, min_negatives: int) -> float:
-    """The ``quantile`` of the similarities of tracks seen together (certainly different
-    people), at least ``floor``; ``default`` with fewer than ``min_negatives`` such pairs."""
-    negatives = similarity[np.triu(cannot, 1)]
-    if negatives.size < min_negatives:
-        return default
-    return max(floor, float(np.quantile(negatives, quantile)))
 
 
 @dataclass(frozen=True)
@@ -238,18 +240,13 @@ def _cluster(similarity: np.ndarray, cannot: np.ndarray, threshold: float,
     ``threshold``. Each cluster's best partner is kept and only redone when it was one of
     the merged two, so a merge costs one pass over the clusters, not over all pairs."""
     k = len(groups)
+    if not k:
+        return []
     sizes = np.array([len(units) for units in groups], float)
-    if all(len(units) == 1 for units in groups):
-        order = [units[0] for units in groups]
-        average = similarity[np.ix_(order, order)]
-        blocked = cannot[np.ix_(order, order)].copy()
-    else:
-        sums = np.stack([similarity[units].sum(0) for units in groups]) if k else \
-            np.zeros((0, len(similarity)))
-        average = np.stack([sums[:, units].sum(1) for units in groups], 1) / \
-            np.outer(sizes, sizes)
-        hits = np.stack([cannot[units].any(0) for units in groups]) if k else sums > 0
-        blocked = np.stack([hits[:, units].any(1) for units in groups], 1)
+    sums = np.stack([similarity[units].sum(0) for units in groups])
+    average = np.stack([sums[:, units].sum(1) for units in groups], 1) / np.outer(sizes, sizes)
+    hits = np.stack([cannot[units].any(0) for units in groups])
+    blocked = np.stack([hits[:, units].any(1) for units in groups], 1)
     np.fill_diagonal(blocked, True)
     merged = [list(units) for units in groups]
     alive = np.ones(k, bool)
@@ -259,8 +256,8 @@ def _cluster(similarity: np.ndarray, cannot: np.ndarray, threshold: float,
         index = open_.argmax(1)
         return open_[np.arange(len(rows)), index], index
 
-    best, partner = best_of(np.arange(k)) if k else (np.zeros(0), np.zeros(0, int))
-    while k:
+    best, partner = best_of(np.arange(k))
+    while True:
         x = int(np.argmax(best))
         y = int(partner[x])
         if not best[x] >= threshold:
@@ -311,21 +308,20 @@ def settle(tracks: dict[Modality, dict[int, TrackRecord]],
         if not stream.ids:
             continue
         similarity, cannot = stream.similarity, stream.cannot
-        threshold = _threshold(similarity, cannot, quantile, floor, default, min_negatives)
+        threshold = calibrated(similarity[np.triu(cannot, 1)], quantile, floor, default,
+                               min_negatives)
         groups = [[u] for u in range(len(stream.ids))]
         follows = lead is not None and modality != lead and bool(lead_cluster)
         if follows:
             groups = _anchor(stream, matched, lead, lead_cluster, max(1, min_matched),
                              min_share)
-            anchored = {u for g in groups for u in g}
-            anchors = len(groups)
-            groups += [[u] for u in range(len(stream.ids)) if u not in anchored]
             # Two lead persons are two people: their groups never merge.
-            cannot = cannot.copy()
-            for a in range(anchors):
-                for b in range(anchors):
-                    if a != b:
-                        cannot[np.ix_(groups[a], groups[b])] = True
+            label = np.full(len(stream.ids), -1)
+            for g, units in enumerate(groups):
+                label[units] = g
+            cannot = cannot | ((label[:, None] != label[None, :]) & (label[:, None] >= 0)
+                               & (label[None, :] >= 0))
+            groups += [[u] for u in np.flatnonzero(label < 0).tolist()]
         for cluster in _cluster(similarity, cannot, threshold, groups):
             person = min(stream.ids[u] for u in cluster)
             for u in cluster:

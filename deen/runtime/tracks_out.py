@@ -30,9 +30,9 @@ import numpy as np
 from deen.fileio import atomic_path
 from deen.modality import Modality
 from deen.mot import result_line
+from deen.runtime import relink
 from deen.runtime.outputs import Output
 from deen.runtime.pipeline import PipelineSnapshot
-from deen.runtime.relink import TrackRecord, settle
 from deen.runtime.sources import Frame
 from deen.runtime.streams import OTHER_STREAM, STREAM_MODALITY, STREAMS
 
@@ -79,17 +79,18 @@ class TracksWriter(Output):
                     self.names.append((stream, number, track.track_id, track.name))
 
     def settled(self) -> dict[tuple[str, int], int]:
-        """Each track's person id decided with the whole run (:func:`settle`)."""
+        """Each track's person id decided with the whole run (:func:`relink.settle`)."""
         frames: dict[tuple[str, int], set[int]] = {}
         for stream, lines in self.rows.items():
             for number, track, _, _ in lines:
                 frames.setdefault((stream, track), set()).add(number)
         tracks = {STREAM_MODALITY[stream]: {
-            track: TrackRecord(self.appearance[stream, track], frozenset(seen))
+            track: relink.TrackRecord(self.appearance[stream, track], frozenset(seen))
             for (s, track), seen in frames.items() if s == stream
             and (stream, track) in self.appearance} for stream in self.rows}
         matched = Counter((t, p) for s, _, t, p in self.matches if s == "rgb")
-        return {(STREAMS[m], t): p for (m, t), p in settle(tracks, matched, self.lead).items()}
+        persons = relink.settle(tracks, matched, self.lead)
+        return {(STREAMS[m], t): p for (m, t), p in persons.items()}
 
     def _named(self) -> tuple[dict[str, list[str]], list[tuple[str, int, int, int]],
                               list[tuple[str, int, int, str]]]:
