@@ -70,8 +70,15 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
              train: bool = False) -> int:
     """Without ``checkpoint``: the cached model trained on generated people when there is
     one (trained first when ``train``), else a seeded random DEEN; the demo says which."""
+    loaded = None
     if checkpoint is None:
         checkpoint = generated_model() if train else cached_model()
+        if checkpoint is not None:
+            loaded = load_checkpoint(checkpoint)
+            if variant is not None and loaded.model.variant.name != variant:
+                print(f"The DEEN trained here on generated people ({checkpoint}) is a "
+                      f"{loaded.model.variant.name} model, not {variant}: not using it.")
+                checkpoint = loaded = None
         if checkpoint is not None:
             print(f"No --checkpoint given: using the DEEN trained here on generated people "
                   f"({checkpoint}). The people below are new to it, so its matches show "
@@ -82,7 +89,7 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
         model, source = random_model(variant or "sysu", seed)
         input_size = DEFAULT_INPUT_SIZE
     else:
-        loaded = load_checkpoint(checkpoint, variant=variant)
+        loaded = loaded or load_checkpoint(checkpoint, variant=variant)
         model, source, input_size = loaded.model, loaded.source, loaded.input_size
         print(f"checkpoint: {checkpoint} ({loaded.source_format} format, "
               f"{len(loaded.ignored)} unused tensors ignored)")

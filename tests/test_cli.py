@@ -73,17 +73,25 @@ def test_demo_uses_the_cached_generated_people_model_when_there_is_one(tmp_path,
     final.parent.mkdir()
     model, _ = random_model("sysu", 0)
     save_checkpoint(model, final)
-    seen = {}
+    exported = []
 
-    def stop(checkpoint, variant=None):
-        seen["checkpoint"] = checkpoint
+    def stop(model, path, **kwargs):
+        exported.append(model.variant.name)
         raise SystemExit(0)
 
-    monkeypatch.setattr(demo, "load_checkpoint", stop)
+    monkeypatch.setattr(demo, "export_onnx", stop)
     with pytest.raises(SystemExit):
         demo.run_demo(None, None, 2, 0, EmbeddingConfig(), None)
-    assert seen["checkpoint"] == final == generated_model.cached_model()
-    assert "trained here on generated people" in capsys.readouterr().out
+    assert final == generated_model.cached_model() and exported == ["sysu"]
+    out = capsys.readouterr().out
+    assert "trained here on generated people" in out and "RANDOMLY" not in out
+    # Another variant asked for: the cached model is not it, so the demo says so and runs
+    # a random model of that variant instead of failing.
+    with pytest.raises(SystemExit):
+        demo.run_demo(None, "regdb", 2, 0, EmbeddingConfig(), None)
+    out = capsys.readouterr().out
+    assert "is a sysu model, not regdb: not using it" in out and "RANDOMLY INITIALISED" in out
+    assert exported == ["sysu", "regdb"]
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
