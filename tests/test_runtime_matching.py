@@ -135,6 +135,44 @@ def test_tracker_keeps_identity_of_a_walking_person_and_ends_lost_tracks():
     assert [t.track_id for t in update.ended] == [started[0].track_id]
 
 
+def test_a_part_or_a_merge_is_fitted_to_the_persons_learnt_size():
+    """Legs the colour of the floor leave a moving region on the upper body, and two people
+    crossing make one region as wide as both: the track keeps its person's height and width
+    at the place its prediction agrees with."""
+    tracker = ByteTracker(min_hits=1)
+    for frame in range(6):  # a whole person, 40×100 px, walking right
+        x = 100 + 5 * frame
+        update = tracker.update(Detections(np.array([[x, 50, x + 40, 150]], np.float32),
+                                           np.array([0.9], np.float32)), frame)
+    assert not update.active[0].fitted
+    # Only the upper half moves against the background: the box keeps the top and the height.
+    update = tracker.update(Detections(np.array([[130, 51, 170, 101]], np.float32),
+                                       np.array([0.9], np.float32)), 6)
+    track = update.active[0]
+    assert track.fitted and np.allclose(track.box, [130, 51, 170, 151], atol=1)
+    # A second person joins them in one region 90 px wide: the box is one person wide, where
+    # the walk predicted them (x about 135..175), not the region's centre.
+    update = tracker.update(Detections(np.array([[135, 50, 225, 150]], np.float32),
+                                       np.array([0.9], np.float32)), 7)
+    track = update.active[0]
+    assert track.fitted and track.box[2] - track.box[0] == pytest.approx(40, abs=1)
+    assert abs(track.box[0] - 135) <= 8
+    # Whole again: the detection is the box, and a slow change of size is learnt, not fitted.
+    for frame, height in zip(range(8, 20), range(102, 126, 2), strict=True):
+        x = 100 + 5 * frame
+        box = np.array([[x, 50, x + 0.4 * height, 50 + height]], np.float32)
+        update = tracker.update(Detections(box, np.array([0.9], np.float32)), frame)
+        assert not update.active[0].fitted and np.allclose(update.active[0].box, box[0])
+    # Off: the detections are the boxes.
+    plain = ByteTracker(min_hits=1, fit_boxes=False)
+    for frame in range(6):
+        plain.update(Detections(np.array([[100, 50, 140, 150]], np.float32),
+                                np.array([0.9], np.float32)), frame)
+    update = plain.update(Detections(np.array([[100, 50, 140, 100]], np.float32),
+                                     np.array([0.9], np.float32)), 6)
+    assert not update.active[0].fitted and np.allclose(update.active[0].box, [100, 50, 140, 100])
+
+
 def test_gallery_recognises_and_survives_a_restart(tmp_path):
     path = tmp_path / "gallery.db"
     with Gallery(path, "model-a", 4) as gallery:
@@ -277,6 +315,30 @@ def test_settled_ids_join_each_persons_visits_and_never_two_people_seen_together
     # together: two people, whatever the looks say.
     alone = settle({R: infrared}, Counter(), lead=None, default=0.5)
     assert alone[R, 14] != alone[R, 15] and alone[R, 12] == 12
+
+
+def test_a_burst_of_passing_tracks_does_not_calibrate_settling():
+    """A change of light makes a dozen one-frame tracks at once, all alike (background, not
+    people). They were seen together, but they are not people seen together: counted as
+    such they would set the threshold near 1 and keep every person's visits apart."""
+    from collections import Counter
+
+    from deen.runtime.relink import TrackRecord, settle
+
+    rng = np.random.default_rng(2)
+
+    def record(vector: np.ndarray, first: int, last: int, noise: float = 0.15) -> TrackRecord:
+        noisy = vector + noise * rng.normal(size=8)
+        return TrackRecord(noisy / np.linalg.norm(noisy), frozenset(range(first, last + 1)))
+
+    people = {100 + k: record(np.eye(8)[1 + k % 7], 100, 110) for k in range(10)}
+    alice = {1: record(np.eye(8)[0], 1, 10), 2: record(np.eye(8)[0], 30, 40)}
+    burst = {200 + k: record(np.ones(8), 200, 200, noise=0.01) for k in range(12)}
+    tracks = {V: alice | people | burst}
+    persons = settle(tracks, Counter(), lead=None, min_negatives=10)
+    assert persons[V, 1] == persons[V, 2]
+    counted = settle(tracks, Counter(), lead=None, min_negatives=10, min_rows=1)
+    assert counted[V, 1] != counted[V, 2]
 
 
 def test_a_person_remembered_twice_does_not_veto_their_own_return():

@@ -283,8 +283,8 @@ def _cluster(similarity: np.ndarray, cannot: np.ndarray, threshold: float,
 def settle(tracks: dict[Modality, dict[int, TrackRecord]],
            matched: Counter[tuple[int, int]], lead: Modality | None = Modality.VISIBLE,
            quantile: float = 0.8, floor: float = 0.3, default: float = 0.9,
-           min_negatives: int = 30, min_matched: int = 3, min_share: float = 0.4
-           ) -> dict[tuple[Modality, int], int]:
+           min_negatives: int = 30, min_matched: int = 3, min_share: float = 0.4,
+           min_rows: int = 5) -> dict[tuple[Modality, int], int]:
     """Person ids for a finished run, decided with everything seen: each track's whole
     appearance, and every pair of tracks seen in one frame (two people).
 
@@ -292,13 +292,14 @@ def settle(tracks: dict[Modality, dict[int, TrackRecord]],
     and never takes it back; here the tracks of a stream are clustered as a whole
     (:func:`_cluster`): the most alike tracks first, never two tracks seen together, until
     no two clusters are alike beyond the ``quantile`` of the similarities of tracks seen
-    together. With ``lead`` set, that stream is clustered first; a track of the other
-    stream matched across the cameras to a lead track in at least ``min_matched`` rows and
-    ``min_share`` of its own rows belongs to that track's person (the one with most rows
-    wins when two such tracks were seen together), and the rest of that stream is
-    clustered around them by its own appearance. ``matched`` counts rows per (visible
-    track, infrared track). A cluster's id is its smallest track id; tracks without an
-    appearance are left out."""
+    together, each on at least ``min_rows`` frames (a change of light can start a burst of
+    one-frame tracks at once, all alike and none a person). With ``lead`` set, that stream
+    is clustered first; a track of the other stream matched across the cameras to a lead
+    track in at least ``min_matched`` rows and ``min_share`` of its own rows belongs to
+    that track's person (the one with most rows wins when two such tracks were seen
+    together), and the rest of that stream is clustered around them by its own
+    appearance. ``matched`` counts rows per (visible track, infrared track). A cluster's id
+    is its smallest track id; tracks without an appearance are left out."""
     streams = {m: _Stream.of(records) for m, records in tracks.items()}
     persons: dict[tuple[Modality, int], int] = {}
     order = [lead, *(m for m in tracks if m != lead)] if lead in tracks else list(tracks)
@@ -308,8 +309,9 @@ def settle(tracks: dict[Modality, dict[int, TrackRecord]],
         if not stream.ids:
             continue
         similarity, cannot = stream.similarity, stream.cannot
-        threshold = calibrated(similarity[np.triu(cannot, 1)], quantile, floor, default,
-                               min_negatives)
+        lasting = np.array(stream.rows) >= min_rows
+        negatives = np.triu(cannot, 1) & lasting[:, None] & lasting[None, :]
+        threshold = calibrated(similarity[negatives], quantile, floor, default, min_negatives)
         groups = [[u] for u in range(len(stream.ids))]
         follows = lead is not None and modality != lead and bool(lead_cluster)
         if follows:

@@ -68,6 +68,53 @@ class BoxKalman:
         return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
 
 
+class BodySize:
+    """A track's running body height and width-to-height ratio, learnt from its whole
+    detections, to fit the boxes that are not whole.
+
+    A moving-region detector sees a person only where they differ from the background:
+    legs the colour of the floor leave a box on the upper body, and two people crossing
+    make one region as wide as both. The person's height and shape change slowly, so a
+    detection much shorter or much wider than the track's learnt size is a part or a merge;
+    the track's box is then the learnt size, placed on the detection's edge that agrees with
+    the track's predicted box (the top for missing legs; the prediction's centre for a merge).
+    """
+
+    SETTLED = 3  # whole detections before the size is trusted
+    RATE = 0.3  # weight of each new whole detection
+    SHORT = 0.75  # shorter than this share of the learnt height: a part
+    WIDE = 1.5  # wider than this many learnt widths: a merge
+
+    def __init__(self) -> None:
+        self.height, self.aspect, self.seen = 0.0, 0.0, 0
+
+    def fit(self, box: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``box`` fitted to the learnt size, and whether it was refitted; a whole box
+        updates the learnt size."""
+        w, h = float(box[2] - box[0]), float(box[3] - box[1])
+        if self.seen >= self.SETTLED:
+            width = self.aspect * self.height
+            short = h < self.SHORT * self.height
+            wide = w > self.WIDE * width and w > 0.6 * h
+            if short or wide:
+                x1, y1, x2, y2 = (float(v) for v in box)
+                if short:
+                    if abs(y1 - predicted[1]) <= abs(y2 - predicted[3]):
+                        y2 = y1 + self.height
+                    else:
+                        y1 = y2 - self.height
+                if wide:
+                    centre = float(np.clip((predicted[0] + predicted[2]) / 2, x1 + width / 2,
+                                           x2 - width / 2))
+                    x1, x2 = centre - width / 2, centre + width / 2
+                return np.array([x1, y1, x2, y2], np.float32), True
+        rate = 1.0 / (self.seen + 1) if self.seen < self.SETTLED else self.RATE
+        self.height += rate * (h - self.height)
+        self.aspect += rate * (w / max(h, 1.0) - self.aspect)
+        self.seen += 1
+        return box, False
+
+
 @dataclass
 class Track:
     track_id: int
@@ -78,6 +125,8 @@ class Track:
     hits: int = 1
     confirmed: bool = False
     kalman: BoxKalman | None = field(default=None, repr=False)
+    size: BodySize = field(default_factory=BodySize, repr=False)
+    fitted: bool = False  # the box is the learnt size fitted to a part or a merge
 
 
 @dataclass(frozen=True)
@@ -93,8 +142,10 @@ class ByteTracker:
     ``min_hits`` matches and removed after ``max_lost`` frames without one."""
 
     def __init__(self, high_threshold: float = 0.5, low_threshold: float = 0.1,
-                 match_iou: float = 0.3, min_hits: int = 2, max_lost: int = 30) -> None:
+                 match_iou: float = 0.3, min_hits: int = 2, max_lost: int = 30,
+                 fit_boxes: bool = True) -> None:
         self.high, self.low, self.match_iou = high_threshold, low_threshold, match_iou
+        self.fit_boxes = fit_boxes
         self.min_hits, self.max_lost = min_hits, max_lost
         self.tracks: list[Track] = []
         self._next_id = 1
@@ -119,6 +170,8 @@ class ByteTracker:
         started: list[Track] = []
 
         def matched(track: Track, box: np.ndarray, score: float) -> None:
+            if self.fit_boxes:
+                box, track.fitted = track.size.fit(box, track.box)
             track.kalman.update(box)
             track.box, track.score, track.last_seen = box.astype(np.float32), score, frame
             track.hits += 1
@@ -138,6 +191,7 @@ class ByteTracker:
         for d in new:
             track = Track(self._next_id, high_boxes[d].astype(np.float32), float(high_scores[d]),
                           frame, frame, kalman=BoxKalman(high_boxes[d]))
+            track.size.fit(track.box, track.box)
             self._next_id += 1
             if self.min_hits <= 1:
                 track.confirmed = True
