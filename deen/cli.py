@@ -149,7 +149,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from deen.demo import run_demo
 
     return run_demo(args.checkpoint, args.variant, args.people, args.seed,
-                    _embedding_config(args), args.out_dir, train=args.train)
+                    _embedding_config(args), args.out_dir, repeats=args.repeats,
+                    train=args.train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -631,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--people", type=_positive_int, default=4,
                       help="generated identities (default 4)")
     demo.add_argument("--seed", type=int, default=0, help="seed for weights and images")
+    demo.add_argument("--repeats", type=_positive_int, default=3,
+                      help="timed calls per backend for the latency line, after one "
+                           "warm-up (its median; default 3)")
     demo.add_argument("--out-dir", type=Path, default=None,
                       help="keep the exported model here (default: a temporary folder)")
     demo.add_argument("--train", action="store_true",
