@@ -139,7 +139,9 @@ class TrackUpdate:
 class ByteTracker:
     """ByteTrack: high-score boxes match tracks first, low-score boxes then keep the
     remaining tracks alive (occlusions lower scores); a track is confirmed after
-    ``min_hits`` matches and removed after ``max_lost`` frames without one."""
+    ``min_hits`` matches and removed after ``max_lost`` frames without one. With
+    ``fit_boxes``, a matched detection that is a part or a merge is fitted to the track's
+    learnt body size (:class:`BodySize`) before it updates the track."""
 
     def __init__(self, high_threshold: float = 0.5, low_threshold: float = 0.1,
                  match_iou: float = 0.3, min_hits: int = 2, max_lost: int = 30,
