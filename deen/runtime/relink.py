@@ -206,8 +206,6 @@ class TrackRecord:
     frames: frozenset[int]
 
 
-
-
 @dataclass(frozen=True)
 class _Stream:
     """One stream's tracks with an appearance, as :func:`settle` uses them."""

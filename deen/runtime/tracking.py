@@ -193,7 +193,8 @@ class ByteTracker:
         for d in new:
             track = Track(self._next_id, high_boxes[d].astype(np.float32), float(high_scores[d]),
                           frame, frame, kalman=BoxKalman(high_boxes[d]))
-            track.size.fit(track.box, track.box)
+            if self.fit_boxes:
+                track.size.fit(track.box, track.box)  # the first whole detection
             self._next_id += 1
             if self.min_hits <= 1:
                 track.confirmed = True
