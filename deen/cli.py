@@ -250,6 +250,7 @@ def _live_options(args: argparse.Namespace):
                            relink_lead=None if args.relink_lead == "none"
                            else parse_modality(args.relink_lead),
                            clean_crops=args.clean_crops, view_map=not args.no_view_map,
+                           level_light=not args.no_level_light,
                            match_gate=args.match_gate, placed_threshold=args.placed_threshold)
 
 
@@ -518,6 +519,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--clean-crops", action="store_true",
                      help="once a track has an appearance, add only crops clear of the "
                           "frame's edge and of other people (default: every crop)")
+    run.add_argument("--no-level-light", action="store_true",
+                     help="embed crops as captured (default: as if under the stream's "
+                          "first frame's light, so that a person looks the same when the "
+                          "picture grows brighter or darker)")
     run.add_argument("--confirm-rounds", type=_positive_int,
                      default=matching.DEFAULT_CONFIRM_ROUNDS,
                      help="rounds a pair must hold before it is a match "

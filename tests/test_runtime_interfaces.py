@@ -271,3 +271,45 @@ def test_bad_values_name_their_parameter(tmp_path, small_model) -> None:
         assert caught.value.parameter == parameter and problem in caught.value.problem
         assert str(caught.value).startswith(f"{parameter}=")
         assert isinstance(caught.value, DeenError)
+
+
+@pytest.mark.parametrize("level_light", [True, False])
+def test_a_person_is_embedded_alike_when_the_picture_grows_brighter(level_light) -> None:
+    """One person standing still, the whole picture 25% brighter from the fourth round: with
+    light levelling the two crops the embedder gets are the same; without it they differ
+    by the change of light."""
+    from deen.backends.base import Embedder
+
+    class Recording(Embedder):
+        backend, variant, dim, input_size = "recording", "sysu", 4, (64, 24)
+        def __init__(self) -> None:
+            self.crops: list[np.ndarray] = []
+
+        def embed(self, images, modality, color_order=None, batch_size=16) -> np.ndarray:
+            self.crops.extend(np.asarray(image, np.float32) for image in images)
+            return np.ones((len(images), self.dim), np.float32)
+
+        def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+            raise AssertionError("embed is what the pipeline calls")
+
+    class Still(JsonlBoxes):
+        def __init__(self) -> None:
+            pass
+
+        def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
+            return Detections(np.array([[100, 40, 140, 120]], np.float32),
+                              np.ones(1, np.float32))
+
+    rng = np.random.default_rng(0)
+    first = rng.integers(40, 180, (240, 320, 3)).astype(np.uint8)
+    brighter = np.clip(first.astype(np.float32) * 1.25, 0, 255).astype(np.uint8)
+    embedder = Recording()
+    pipeline = Pipeline(embedder, Still(), EventLog(None),
+                        PipelineOptions(level_light=level_light, view_map=False))
+    for index, image in enumerate([first] * 3 + [brighter] * 3):
+        pipeline.process({Modality.VISIBLE: Frame(image, float(index), index, index),
+                          Modality.INFRARED: None})
+    pipeline.close()
+    assert len(embedder.crops) >= 2
+    difference = np.abs(embedder.crops[-1] - embedder.crops[0]).mean()
+    assert (difference < 2.0) if level_light else (difference > 15.0)

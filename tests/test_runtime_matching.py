@@ -416,3 +416,19 @@ def test_a_track_not_recognised_at_first_is_compared_again_as_its_look_firms_up(
     for _ in range(5):
         book.add((V, 5), alice, 4.0)
     assert relinker.observe(book, {V: [5]}, now=4.0) == [((V, 5), 1)]
+
+
+def test_a_brighter_frame_is_levelled_to_the_first_frames_light():
+    from deen.runtime.exposure import Exposure
+
+    rng = np.random.default_rng(0)
+    first = rng.integers(30, 200, (120, 160, 3)).astype(np.uint8)
+    exposure = Exposure()
+    assert exposure.measure(first) == 1.0
+    brighter = np.clip(first.astype(np.float32) * 1.25, 0, 255).astype(np.uint8)
+    brighter[40:100, 60:80] = 255  # a person in white: a minority of the pixels
+    gain = exposure.measure(brighter)
+    assert gain == pytest.approx(1.25, abs=0.03)
+    crop = Exposure.level(brighter[0:30, 0:30], gain)
+    assert np.abs(crop.astype(int) - first[0:30, 0:30]).mean() < 2.0
+    assert exposure.measure(np.zeros_like(first)) == exposure.least  # held within bounds

@@ -30,6 +30,7 @@ from deen.modality import Modality
 from deen.runtime.detect import Detections, Detector
 from deen.runtime.embedding_worker import EmbedJob, EmbedResult, EmbedWorker, embed_now
 from deen.runtime.events import EventKind, EventLog
+from deen.runtime.exposure import Exposure
 from deen.runtime.faults import DEFAULT_FAIL_AFTER_S, Faults, PersistentFailure, summarise
 from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD, Gallery
 from deen.runtime.matching import (
@@ -69,6 +70,9 @@ class PipelineOptions:
     # Once a track has an appearance, only crops not cut by the frame's edge and not
     # overlapped by another person add to it (off until the live score supports it).
     clean_crops: bool = False
+    # Crops are embedded as if under the stream's first frame's light (deen.runtime.exposure):
+    # a person who comes back when the picture is brighter or darker still looks the same.
+    level_light: bool = True
     match_margin: float = 0.0  # a pair must beat each one's runner-up by this much
     match_hold: float = 0.0  # hysteresis of confirmed matches (CrossCameraMatcher.hold)
     relink: bool = True  # one person id per person in a stream across leaving and returning
@@ -160,6 +164,7 @@ class Pipeline:
         self.embedder, self.detector, self.events = embedder, detector, events
         self.options, self.gallery = options, gallery
         self.trackers = {m: ByteTracker() for m in STREAMS}
+        self.exposure = {m: Exposure() for m in STREAMS} if options.level_light else None
         self.book = AppearanceBook()
         self.matcher = CrossCameraMatcher(options.match_threshold, options.confirm_rounds,
                                           options.break_rounds, options.match_margin,
@@ -280,10 +285,13 @@ class Pipeline:
                 ended.add(self._end(modality, track, frame))
             self.last_active[modality] = update.active
             boxes = np.array([t.box for t in update.active], np.float32).reshape(-1, 4)
+            gain = (self.exposure[modality].measure(frame.image)
+                    if self.exposure is not None else 1.0)
             for index, track in enumerate(update.active):
                 crop = _crop(frame.image, track.box)
                 if crop is None or crop.shape[0] < self.options.min_box_height:
                     continue
+                crop = Exposure.level(crop, gain)
                 key = (modality, track.track_id)
                 if self.options.clean_crops and key in self.book.entries and \
                         not _clean(boxes, index, frame.image.shape):

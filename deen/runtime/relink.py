@@ -280,7 +280,7 @@ def _cluster(similarity: np.ndarray, cannot: np.ndarray, threshold: float,
 
 def settle(tracks: dict[Modality, dict[int, TrackRecord]],
            matched: Counter[tuple[int, int]], lead: Modality | None = Modality.VISIBLE,
-           quantile: float = 0.8, floor: float = 0.3, default: float = 0.9,
+           quantile: float = 0.9, floor: float = 0.3, default: float = 0.9,
            min_negatives: int = 30, min_matched: int = 3, min_share: float = 0.4,
            min_rows: int = 5) -> dict[tuple[Modality, int], int]:
     """Person ids for a finished run, decided with everything seen: each track's whole
