@@ -424,6 +424,7 @@ def test_a_brighter_frame_is_levelled_to_the_first_frames_light():
     rng = np.random.default_rng(0)
     first = rng.integers(30, 200, (120, 160, 3)).astype(np.uint8)
     exposure = Exposure()
+    assert exposure.measure(np.zeros_like(first)) == 1.0  # a blank start is no reference
     assert exposure.measure(first) == 1.0
     brighter = np.clip(first.astype(np.float32) * 1.25, 0, 255).astype(np.uint8)
     brighter[40:100, 60:80] = 255  # a person in white: a minority of the pixels

@@ -4,10 +4,10 @@ A fixed camera's picture grows brighter and darker as a whole: clouds, the time 
 camera's own exposure and gain control (a thermal camera's AGC above all). The embedding
 sees a brighter person as another person: one who comes back under other light is not
 recognised, or is taken for someone else. :class:`Exposure` measures each frame's overall
-level against the stream's first frame (the median, over a small grey thumbnail, of
-frame ÷ reference: people and other moving things are a minority of the pixels, so the
-median is the background's change) and :meth:`Exposure.level` divides a crop by it, so
-that crops are embedded as if under the first frame's light.
+level against the stream's first frame that is not blank (the median, over a small grey
+thumbnail, of frame ÷ reference: people and other moving things are a minority of the
+pixels, so the median is the background's change) and :meth:`Exposure.level` divides a
+crop by it, so that crops are embedded as if under that frame's light.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ THUMBNAIL = (64, 48)
 
 @dataclass
 class Exposure:
-    """One stream's light level relative to its first frame.
+    """One stream's light level relative to its first frame that is not blank.
 
     Pixels near black or white in the reference are left out (their ratio is noise or is
     clipped), and the level is held within ``[least, most]``: beyond that the picture has
@@ -37,14 +37,14 @@ class Exposure:
     reference: np.ndarray | None = field(default=None, repr=False)
 
     def measure(self, image: np.ndarray) -> float:
-        """The frame's level (1.0: as bright as the first frame). The first frame becomes
-        the reference."""
+        """The frame's level (1.0: as bright as the reference). The first frame with
+        enough pixels neither near black nor near white becomes the reference (a camera's
+        first frames can be blank while it starts)."""
         grey = _thumbnail(image)
-        if self.reference is None:
+        usable = None if self.reference is None else \
+            (self.reference > self.dark) & (self.reference < self.bright)
+        if usable is None or usable.sum() < 0.1 * usable.size:
             self.reference = grey
-            return 1.0
-        usable = (self.reference > self.dark) & (self.reference < self.bright)
-        if usable.sum() < 0.1 * usable.size:
             return 1.0
         ratio = float(np.median(grey[usable] / self.reference[usable]))
         return float(np.clip(ratio, self.least, self.most))
