@@ -198,17 +198,21 @@ def live(root: Path) -> list[str]:
     scenes (``<class>/live/live_accuracy.json``), the real-footage coverage counted by hand
     (``coverage.json``) and runtime_soak.py on real footage (``runtime_soak_real.json``)."""
     out: list[str] = []
-    for folder in sorted(root.glob("*/live")):
+    for folder in sorted(p for p in root.glob("*/live*") if p.is_dir()):
         isa = folder.parent.name
         accuracy = folder / "live_accuracy.json"
         if accuracy.is_file():
             report = json.loads(accuracy.read_text())
-            out += ["", f"### {isa}: generated scenes scored by `deen score`", "",
+            seeds = ",".join(dict.fromkeys(str(r["seed"]) for r in report["scenes"]))
+            kind = "" if folder.name == "live" else \
+                " (held out: seeds not looked at when the settings were chosen)" \
+                if folder.name.startswith("live-heldout") else " (more seeds)"
+            out += ["", f"### {isa}: generated scenes scored by `deen score`{kind}", "",
                     f"Machine: {report['machine']['description']}. Model: the DEEN trained on "
                     "generated people (`benchmarks/live_model.py`), as deen run deploys it "
                     f"(`{Path(report['model']).name}`). Command: `python "
-                    "benchmarks/live_accuracy.py --seeds 1,2,3 --out "
-                    f"benchmarks/results/{isa}/live`"
+                    f"benchmarks/live_accuracy.py --seeds {seeds} --out "
+                    f"benchmarks/results/{isa}/{folder.name}`"
                     + (f" (deen run options: `{report['run_args']}`)"
                        if report.get("run_args") else "") + ".", "",
                     "Targets: exact boxes: match precision ≥ 95%, match recall ≥ 80%, IDF1 ≥ "
