@@ -211,6 +211,8 @@ def _cmd_scene(args: argparse.Namespace) -> int:
     from deen.runtime.scene import SceneSettings, write_scene
 
     settings = _dataclass_from_args(SceneSettings, args)
+    if args.out.exists():  # before the progress line, so that the error is the only line
+        raise DeenError(f"{args.out}: already exists; choose a new folder")
     print(f"writing a {settings.seconds:g} s scene of {settings.people} people "
           f"({settings.frames} frames per stream) ...", flush=True)
     scene = write_scene(args.out, settings)
@@ -585,7 +587,7 @@ def _add_scene_parser(data_commands: argparse._SubParsersAction) -> None:
              "one_camera": "share of people only one camera sees",
              "occluders": "foreground poles that hide people",
              "clutter": "static background objects",
-             "light": "amplitude of slow light changes, 0..1",
+             "light": "amplitude of slow light changes, 0 up to (not including) 1",
              "noise": "sensor noise, standard deviation in grey levels"}
     for f in dataclasses.fields(SceneSettings):  # one flag per setting, checked by the class
         default = getattr(d, f.name)
@@ -596,12 +598,12 @@ def _add_scene_parser(data_commands: argparse._SubParsersAction) -> None:
 
 class _Help(argparse.HelpFormatter):
     """Every option's help ends with its default, unless it says it already or there is
-    none to say (a flag that is off, an option that is unset)."""
+    none to say (a flag, which takes no value; an option that is unset)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        if ("default" in text or default is None or default is False
+        if ("default" in text or default is None or action.nargs == 0
                 or default is argparse.SUPPRESS or default in ([], "")
                 or not action.option_strings):
             return text
@@ -874,6 +876,8 @@ def _in_flags(exc: ParameterError, flags: dict[str, str]) -> str:
         return flags.get(_PARAMETER_DESTS.get(name, name), name)
 
     value = exc.value if not isinstance(exc.value, bool) else ""
+    if isinstance(value, float):
+        value = f"{value:g}"  # as typed: 0, not 0.0
     subject = flag(exc.parameter)
     subject = f"{subject} {value}".rstrip() if subject.startswith("--") else str(exc).split(
         ": ", 1)[0]

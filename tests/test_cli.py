@@ -165,8 +165,10 @@ def test_every_option_of_every_subcommand_says_what_it_takes_and_its_default():
             flag = max(action.option_strings, key=len)
             if not action.help:
                 missing.append(f"{' '.join(path)} {flag}: no help")
-            elif isinstance(action, flags[2]):
-                continue  # an on/off flag has no default to show
+            elif isinstance(action, flags[2]):  # an on/off flag has no default to show
+                if any(f"(default: {b})" in formatter._expand_help(action)
+                       for b in (True, False)):  # "--no-flip ... (default: True)" misleads
+                    missing.append(f"{' '.join(path)} {flag}: a flag shows a default")
             elif action.default is not None and action.default not in ([], "") and \
                     "default" not in formatter._expand_help(action):
                 missing.append(f"{' '.join(path)} {flag}: default not shown")

@@ -140,6 +140,9 @@ def test_bad_truth_runs_and_settings_get_one_line(scene, tmp_path):
     info = broken / "ir" / "seqinfo.ini"
     info.write_text(info.read_text().replace(f"seqLength={SMALL.frames}", "seqLength=999"))
     _one_line(_deen("score", "--truth", str(broken), "--run", str(run)), "differ in length")
+    info.write_text(info.read_text().replace("seqLength=999", f"seqLength={SMALL.frames}")
+                    .replace(f"frameRate={SMALL.fps:g}", "frameRate=25"))
+    _one_line(_deen("score", "--truth", str(broken), "--run", str(run)), "frame rates differ")
     empty = tmp_path / "empty"
     empty.mkdir()
     for stream in ("rgb", "ir"):
@@ -152,7 +155,13 @@ def test_bad_truth_runs_and_settings_get_one_line(scene, tmp_path):
                     "--max-in-view", "3"), "--max-in-view 3", "--people")
     _one_line(_deen("data", "scene", "--out", str(tmp_path / "s"), "--height", "100",
                     "--max-height", "200"), "--max-height 200")
-    _one_line(_deen("data", "scene", "--out", str(scene.root)), "already exists")
+    exists = _deen("data", "scene", "--out", str(scene.root))
+    _one_line(exists, "already exists")
+    assert exists.stdout == ""  # no progress line before the error
+    _one_line(_deen("data", "scene", "--out", str(tmp_path / "s"), "--light", "1"),
+              "--light 1")
+    _one_line(_deen("data", "scene", "--out", str(tmp_path / "s"), "--seconds", "0"),
+              "--seconds 0:")
     assert not (tmp_path / "s").exists()
 
 

@@ -14,8 +14,9 @@ Reported:
     whose partner is on the same person;
   - **match recall**: the share of (person, frame) where the person is tracked in both
     streams and the two tracks carry their match;
-  - **matches per true pair**: match intervals formed per person tracked in both streams
-    (1.0: each pair matched once and kept);
+  - **matches per true pair**: match intervals formed per true pair, a visit of one person
+    tracked in both streams (a gap over 2 s starts a new visit, so a person who walks
+    through twice is two pairs); 1.0: each pair matched once and kept;
   - the median time from a person being tracked in both streams to their first correct
     match;
   - gallery recognition accuracy, when the run named tracks and the key has names.
@@ -121,6 +122,10 @@ def read_truth(root: Path) -> Truth:
     if lengths["rgb"] != lengths["ir"]:
         raise DeenError(f"{root}: the streams' sequences differ in length ({lengths['rgb']} "
                         f"and {lengths['ir']} frames); a pair is scored frame by frame")
+    rates = {s: t.info.fps for s, t in streams.items()}
+    if rates["rgb"] != rates["ir"]:
+        raise DeenError(f"{root}: the streams' frame rates differ ({rates['rgb']:g} and "
+                        f"{rates['ir']:g} fps); a pair is scored frame by frame")
     person: dict[tuple[str, int], str] = {}
     names: dict[str, str] = {}
     key = root / TRUTH_FILES["identities"]
@@ -295,7 +300,7 @@ class LiveScore:
                   f"({self.matched_rows} matched rows) |",
                   f"| match recall | {pct(self.match_recall)} |",
                   f"| matches per true pair | {churn} ({self.match_intervals} matches, "
-                  f"{self.true_pairs} true pairs) |",
+                  f"{self.true_pairs} true pairs: visits tracked in both streams) |",
                   f"| median time to the first correct match | {first} "
                   f"({self.never_matched} never matched) |",
                   f"| gallery recognition accuracy | {pct(self.gallery_accuracy)} |"]

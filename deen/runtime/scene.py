@@ -198,6 +198,8 @@ class SceneSettings:
         for name in ("occluders", "clutter", "noise", "light"):
             if getattr(self, name) < 0:
                 raise bad(name, "must not be negative")
+        if self.light >= 1:  # the light swings between 1 - light and 1 + light
+            raise bad("light", "is an amplitude under 1 (the light swings by that share)")
 
     @property
     def frames(self) -> int:
