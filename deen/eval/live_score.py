@@ -106,8 +106,8 @@ def read_truth(root: Path) -> Truth:
     """A scene's truth; every problem is one line naming the file."""
     root = Path(root)
     if not root.is_dir():
-        raise DeenError(f"{root}: no such truth folder (expected rgb/ and ir/ in "
-                        "MOTChallenge layout)")
+        what = "a file, not a truth folder" if root.exists() else "no such truth folder"
+        raise DeenError(f"{root}: {what} (expected rgb/ and ir/ in MOTChallenge layout)")
     streams = {}
     for stream in STREAM_NAMES:
         info_path, gt_path = root / stream / "seqinfo.ini", root / stream / "gt" / "gt.txt"
@@ -173,7 +173,8 @@ def _read_rows(path: Path, columns: int) -> list[list[str]]:
 def read_run(folder: Path, truth: Truth) -> Run:
     folder = Path(folder)
     if not folder.is_dir():
-        raise DeenError(f"{folder}: no such run folder (the tracks-out folder of deen run)")
+        what = "a file, not a run folder" if folder.exists() else "no such run folder"
+        raise DeenError(f"{folder}: {what} (the tracks-out folder of deen run)")
     tracks = {}
     for stream in STREAM_NAMES:
         path = folder / f"{stream}.txt"
