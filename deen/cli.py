@@ -208,11 +208,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_scene(args: argparse.Namespace) -> int:
+    from deen.fileio import require_new_folder
     from deen.runtime.scene import SceneSettings, write_scene
 
     settings = _dataclass_from_args(SceneSettings, args)
-    if args.out.exists():  # before the progress line, so that the error is the only line
-        raise DeenError(f"{args.out}: already exists; choose a new folder")
+    require_new_folder(args.out)  # before the progress line, so the error is the only line
     print(f"writing a {settings.seconds:g} s scene of {settings.people} people "
           f"({settings.frames} frames per stream) ...", flush=True)
     scene = write_scene(args.out, settings)

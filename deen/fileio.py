@@ -17,6 +17,17 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 
+def require_new_folder(path: str | os.PathLike[str], purpose: str = "") -> Path:
+    """``path`` as a Path, if nothing is there yet: writers of whole folders (scenes,
+    datasets, model repositories) never write into or over an existing one."""
+    from deen.errors import DeenError
+
+    path = Path(path)
+    if path.exists():
+        raise DeenError(f"{path}: already exists; choose a new folder{purpose and ' ' + purpose}")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it onto ``final`` only on success.

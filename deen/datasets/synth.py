@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from deen.errors import DeenError, ParameterError
-from deen.fileio import publish_dir
+from deen.fileio import publish_dir, require_new_folder
 from deen.modality import Modality
 from deen.synthetic import Identity, render_person
 
@@ -117,8 +117,7 @@ def write_synthetic_dataset(out: Path, layout: str, identities: int = 24,
         raise ParameterError("layout", layout,
                              f"choose one of {', '.join(registry.synthetic_names())}")
     writer_function = globals()[registry.get(layout).synthetic]  # type: ignore[index]
-    if out.exists():
-        raise DeenError(f"{out}: already exists; choose a new folder")
+    require_new_folder(out)
     if identities < 4:
         raise DeenError(f"need at least 4 identities, got {identities}")
     rng = np.random.default_rng(seed)

@@ -32,6 +32,7 @@ from deen.backends.artifact import (
 from deen.errors import DeenError, ParameterError
 from deen.export.base import ExportResult, ExportSettings
 from deen.export.tensorrt_build import TrtBuildOptions
+from deen.fileio import require_new_folder
 
 if TYPE_CHECKING:
     from deen.models.deen import DEEN
@@ -103,8 +104,7 @@ def export(model: DEEN, out: Path, settings: ExportSettings) -> ExportResult:
 
     out = Path(out)
     options = settings.options or TritonOptions()
-    if out.exists():
-        raise DeenError(f"{out}: already exists; choose a new folder for the repository")
+    require_new_folder(out, "for the repository")
     preflight(settings)
     with tempfile.TemporaryDirectory(prefix="deen-triton-") as scratch:
         onnx = export_onnx(model, Path(scratch) / "model.onnx", config=settings.config,
@@ -189,8 +189,7 @@ def write_repository(out: Path, onnx_path: Path, manifest: dict[str, Any],
     """Write the repository into the new folder ``out`` (built beside it, then renamed, so a
     failure leaves nothing); returns the files written."""
     out = Path(out)
-    if out.exists():
-        raise DeenError(f"{out}: already exists; choose a new folder for the repository")
+    require_new_folder(out, "for the repository")
     if not manifest.get("dynamic_batch", True):
         raise DeenError(f"{onnx_path}: Triton batching needs a dynamic-batch export")
     tmp = out.with_name(f".{out.name}.partial")

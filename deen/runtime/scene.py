@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from deen.errors import DeenError, ParameterError
-from deen.fileio import publish_dir
+from deen.fileio import publish_dir, require_new_folder
 from deen.modality import Modality
 from deen.runtime.streams import STREAMS
 from deen.synthetic import make_people, render_person
@@ -64,9 +64,7 @@ def _background(modality: Modality, size: tuple[int, int], rng: np.random.Genera
 def write_stream_pair(out: Path, people: int = 4, seconds: float = 8.0, fps: float = 10.0,
                       size: tuple[int, int] = (240, 426), seed: int = 0) -> StreamPair:
     """Write ``visible.mp4``, ``infrared.mp4`` and ``boxes.jsonl`` into a new folder ``out``."""
-    out = Path(out)
-    if out.exists():
-        raise DeenError(f"{out}: already exists; choose a new folder")
+    out = require_new_folder(out)
     rng = np.random.default_rng(seed)
     identities = make_people(people, seed)
     frames = max(1, round(seconds * fps))
@@ -309,9 +307,7 @@ def write_scene(out: Path, settings: SceneSettings = SceneSettings()) -> Scene:
     from deen.mot import SequenceInfo, write_gt
     from deen.synthetic import person_sprite
 
-    out = Path(out)
-    if out.exists():
-        raise DeenError(f"{out}: already exists; choose a new folder")
+    out = require_new_folder(out)
     rng = np.random.default_rng(settings.seed)
     identities = make_people(settings.people, settings.seed)
     one_camera = {int(p): str(rng.choice(list(STREAMS.values())))
