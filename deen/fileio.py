@@ -11,6 +11,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from deen.errors import DeenError
+
 #: Image files read as person crops, frames of an image-folder stream, or dataset images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: Video files read as streams or calibration sources.
@@ -20,8 +22,6 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 def require_new_folder(path: str | os.PathLike[str], purpose: str = "") -> Path:
     """``path`` as a Path, if nothing is there yet: writers of whole folders (scenes,
     datasets, model repositories) never write into or over an existing one."""
-    from deen.errors import DeenError
-
     path = Path(path)
     if path.exists():
         raise DeenError(f"{path}: already exists; choose a new folder{purpose and ' ' + purpose}")
