@@ -99,8 +99,9 @@ def main() -> None:
                 shutil.rmtree(run)
             command = [*DEEN, "run", "--rgb", str(scene / "visible.mp4"), "--ir",
                        str(scene / "infrared.mp4"), "--model", str(model), "--device", "cpu",
-                       "--no-realtime", "--events", "none", "--status-every", "0",
-                       "--embed-batch", "8", "--tracks-out", str(run), *args.run_args.split()]
+                       "--no-realtime", "--events", "none", "--set", "outputs.status_every_s=0",
+                       "--set", "embedding.batch=8", "--tracks-out", str(run),
+                       *args.run_args.split()]
             if detector is not None:
                 command += ["--detector", detector]
             start = time.perf_counter()

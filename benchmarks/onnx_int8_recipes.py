@@ -19,11 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import onnx
+from sweep_common import input_size_arg
 
 from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.bench.harness import people_batch, time_backends
 from deen.bench.run import machine_description
-from deen.cli import input_size_arg
 from deen.embedding import EmbeddingConfig
 from deen.export.calibration import calibration_batches, calibration_crops
 from deen.export.compare import row_cosines

@@ -22,13 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweep_common import add_model_arguments, load_model_and_split, run
+from sweep_common import add_model_arguments, input_size_arg, load_model_and_split, run
 
 from deen.backends.openvino_backend import OpenVinoEmbedder
 from deen.backends.torch_backend import TorchEmbedder
 from deen.bench.harness import protocol_accuracy, time_backends
 from deen.bench.run import REFERENCE, machine_description
-from deen.cli import input_size_arg
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.export.onnx_export import export_onnx

@@ -80,7 +80,7 @@ def sheets(pair: Path, model: Path, out: Path, frames: int, detector: str) -> No
     command = [sys.executable, "-m", "deen", "run", "--rgb", str(pair / "visible.mp4"),
                "--ir", str(pair / "infrared.mp4"), "--model", str(model), "--device", "cpu",
                "--detector", detector, "--no-realtime", "--events", "none",
-               "--status-every", "0", "--tracks-out", str(run)]
+               "--set", "outputs.status_every_s=0", "--tracks-out", str(run)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         sys.exit(f"deen run failed: {done.stderr.strip()[-1000:]}")

@@ -35,17 +35,17 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sweep_common import input_size_arg
+
 from deen.bench.run import machine_description
-from deen.cli import input_size_arg
 from deen.embedding import EmbeddingConfig
 from deen.export.onnx_export import export_onnx
 from deen.export.openvino_export import export_openvino
 from deen.models.checkpoint import load_checkpoint, random_model
-from deen.runtime.matching import DEFAULT_EMBED_BATCH
-from deen.runtime.scene import write_stream_pair
+from deen.runtime.matching import EmbeddingSettings
+from deen.scenes import write_stream_pair
 
-STAGE_LINE = re.compile(r"ms/round: detect ([\d.]+) track ([\d.]+) embed ([\d.]+) "
-                        r"match ([\d.]+)")
+STAGE_LINE = re.compile(r"ms/round: ((?:[a-z]+ [\d.]+ ?)+)")
 SUMMARY = re.compile(r"(\w+): (\d+) processed of (\d+) captured, (\d+) dropped")
 LATENCY = re.compile(r"p50 ([\d.]+|nan) ms, p95 ([\d.]+|nan) ms")
 
@@ -100,9 +100,9 @@ def main() -> None:
     parser.add_argument("--pair", type=Path, default=None,
                         help="a real pair: DIR/visible.mp4 and DIR/infrared.mp4")
     parser.add_argument("--status-every", type=float, default=10.0)
-    parser.add_argument("--embed-batch", type=int, default=DEFAULT_EMBED_BATCH,
-                        help="crops per model call, as deen run --embed-batch "
-                             f"(default {DEFAULT_EMBED_BATCH})")
+    parser.add_argument("--embed-batch", type=int, default=EmbeddingSettings.batch,
+                        help="crops per model call, as deen run's embedding.batch "
+                             f"(default {EmbeddingSettings.batch})")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
     width, height = args.frame_size
@@ -129,8 +129,8 @@ def main() -> None:
                    "--detector", str(pair.boxes) if detector == "boxes" else detector,
                    "--events", str(folder / "events.jsonl"),
                    "--duration", str(60 * args.minutes),
-                   "--status-every", str(args.status_every),
-                   "--embed-batch", str(args.embed_batch)]
+                   "--set", f"outputs.status_every_s={args.status_every}",
+                   "--set", f"embedding.batch={args.embed_batch}"]
         process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
                                    cwd=Path(__file__).resolve().parents[1])
         samples: list[tuple[float, int, int]] = []
@@ -152,7 +152,8 @@ def main() -> None:
         events = [json.loads(line) for line in
                   (folder / "events.jsonl").read_text().splitlines()]
 
-    stages = [tuple(map(float, m.groups())) for m in STAGE_LINE.finditer(stderr)][1:]
+    stages = [dict(zip(m.group(1).split()[::2], map(float, m.group(1).split()[1::2]),
+                       strict=True)) for m in STAGE_LINE.finditer(stderr)][1:]
     per_stream = {name: {"processed": int(p), "captured": int(c), "dropped": int(d),
                          "processed_share": int(p) / max(int(c), 1)}
                   for name, p, c, d in SUMMARY.findall(stderr)}
@@ -168,9 +169,8 @@ def main() -> None:
         "streams": per_stream, "latency_p50_ms": p50, "latency_p95_ms": p95,
         "peak_rss_mib": max(s[2] for s in samples) / 1024 if samples else None,
         "rss_growth_after_warmup_mib": (warm[-1][1] - warm[0][1]) / 1024 if warm else None,
-        "stage_ms_per_round": dict(zip(("detect", "track", "embed", "match"),
-                                       (round(sum(s[i] for s in stages) / len(stages), 1)
-                                        for i in range(4)), strict=True)) if stages else {},
+        "stage_ms_per_round": {name: round(sum(s[name] for s in stages) / len(stages), 1)
+                               for name in stages[0]} if stages else {},
         "events": {kind: sum(e["event"] == kind for e in events)
                    for kind in sorted({e["event"] for e in events})},
         "targets_met": {

@@ -24,13 +24,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sweep_common import input_size_arg
+
+from deen.address import ListenAddress
 from deen.bench.run import machine_description
-from deen.cli import input_size_arg
 from deen.embedding import EmbeddingConfig
 from deen.export.onnx_export import export_onnx
 from deen.models.checkpoint import random_model
-from deen.runtime.scene import write_stream_pair
-from deen.serve.server import Listen, ModelServer, free_port
+from deen.scenes import write_stream_pair
+from deen.serve.server import ModelServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 _PROCESSED = re.compile(r"(rgb|ir): (\d+) processed of (\d+) captured")
@@ -67,7 +69,7 @@ def run_boxes(count: int, model: str, pair, seconds: float,
     boxes = [subprocess.Popen(
         [sys.executable, "-m", "deen", "run", "--rgb", str(pair.visible), "--ir",
          str(pair.infrared), "--detector", str(pair.boxes), "--model", model, "--loop",
-         "--duration", str(seconds), "--events", "none", "--status-every", "0"],
+         "--duration", str(seconds), "--events", "none", "--set", "outputs.status_every_s=0"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for _ in range(count)]
     peak = 0
@@ -116,7 +118,7 @@ def main() -> int:
             rows.append({"model": "own", **run_boxes(count, str(onnx), pair, args.seconds,
                                                      None)})
             print(rows[-1], flush=True)
-        with ModelServer(onnx, Listen("127.0.0.1", free_port("127.0.0.1"))) as server:
+        with ModelServer(onnx, ListenAddress("127.0.0.1", free_port("127.0.0.1"))) as server:
             for count in counts:
                 rows.append({"model": "served", **run_boxes(count, server.url, pair,
                                                             args.seconds, server)})

@@ -15,6 +15,17 @@ from deen.eval.evaluate import protocol_settings
 from deen.models.checkpoint import LoadedCheckpoint, load_checkpoint
 
 
+def input_size_arg(text: str) -> tuple[int, int]:
+    """argparse type of a ``HEIGHTxWIDTH`` model input size."""
+    from deen.errors import ParameterError
+    from deen.preprocess import parse_input_size
+
+    try:
+        return parse_input_size(text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: {exc.problem}") from None
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--checkpoint``, ``--dataset``, ``--root`` (accuracy on its test protocol) and
     ``--calib`` (calibration crops as for ``deen export``)."""

@@ -19,7 +19,7 @@ from typing import Any
 from deen import __version__, formats
 from deen.datasets import registry as datasets
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError, ParameterError
+from deen.errors import DeenError, ParameterError, UsageError
 from deen.modality import parse_modality
 from deen.train.generated_model import MINUTES as GENERATED_MODEL_MINUTES
 from deen.variants import VARIANTS
@@ -209,7 +209,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_scene(args: argparse.Namespace) -> int:
     from deen.fileio import require_new_folder
-    from deen.runtime.scene import SceneSettings, write_scene
+    from deen.scenes import SceneSettings, write_scene
 
     settings = _dataclass_from_args(SceneSettings, args)
     require_new_folder(args.out)  # before the progress line, so the error is the only line
@@ -240,65 +240,110 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _live_options(args: argparse.Namespace):
-    from deen.runtime.pipeline import PipelineOptions
+#: deen run's flags, each setting one key of its settings tree
+#: (:class:`deen.runtime.settings.LiveSettings`): dest → key.
+RUN_FLAGS = {"rgb": "sources.rgb", "ir": "sources.ir", "model": "model.path",
+             "device": "model.device", "flip": "model.flip", "a": "model.a",
+             "detector": "detection.detector", "events": "outputs.events",
+             "site_name": "outputs.site_name", "video_out": "outputs.video_out",
+             "show": "outputs.show", "tracks_out": "outputs.tracks_out",
+             "serve": "outputs.serve", "gallery": "gallery.path", "loop": "sources.loop",
+             "duration": "run.duration_s", "realtime": "sources.realtime"}
 
-    return PipelineOptions(embed_budget=args.embed_budget, embed_batch=args.embed_batch,
-                           match_threshold=args.match_threshold,
-                           confirm_rounds=args.confirm_rounds, break_rounds=args.break_rounds,
-                           gallery_threshold=args.gallery_threshold,
-                           fail_after_s=args.fail_after, match_margin=args.match_margin,
-                           match_hold=args.match_hold, relink=not args.no_relink,
-                           relink_lead=None if args.relink_lead == "none"
-                           else parse_modality(args.relink_lead),
-                           clean_crops=args.clean_crops, view_map=not args.no_view_map,
-                           level_light=not args.no_level_light,
-                           match_gate=args.match_gate, placed_threshold=args.placed_threshold)
+
+def _run_settings(args: argparse.Namespace, flags: dict[str, str]):
+    """deen run's settings: defaults ← --config ← --set ← the flags given. A bad key or
+    value is a :class:`UsageError` naming the flag, ``--set`` item or file that gave it."""
+    from deen import settings as tree
+    from deen.runtime.settings import LiveSettings
+    from deen.settings import SettingError
+
+    values = {}
+    for dest, key in RUN_FLAGS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if dest == "events":
+            value = tuple(t for t in value if t != "none")
+        elif isinstance(value, Path):
+            value = str(value)
+        values[key] = value
+    try:
+        return tree.load(LiveSettings, args.config, args.set, values)
+    except SettingError as exc:
+        raise UsageError(_setting_message(exc, args, values, flags)) from None
+
+
+def _setting_message(exc, args: argparse.Namespace, values: dict[str, Any],
+                     flags: dict[str, str]) -> str:
+    """A settings error in the command line's words: the flag, ``--set`` item or file."""
+    key, value = exc.parameter, exc.value
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    if key == "config":
+        return f"--config {shown}: {exc.problem}"
+    if key == "overrides":
+        return f"--set {shown}: {exc.problem}"
+    if exc.source == "overrides" or (exc.source is None and key not in values
+                                     and any(s.partition("=")[0].strip() == key
+                                             for s in args.set)):
+        return f"--set {key}={shown}: {exc.problem}"
+    if exc.source is not None or key not in values:
+        where = exc.source or args.config
+        return f"{where}: {key} = {shown}: {exc.problem}".replace(" = : ", ": ")
+    dest = next(d for d, k in RUN_FLAGS.items() if k == key)
+    return f"{flags.get(dest, dest)} {shown}: {exc.problem}"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from deen.backends import open_embedder
-    from deen.runtime.live import LiveSettings, open_events, run_live
+    from deen import settings as tree
     from deen.runtime.sources import quiet_video_backends
-    from deen.runtime.web import ServeAddress
+
+    settings = _run_settings(args, _flags_of(build_parser(), args))
+    if args.print_config:
+        print(tree.to_toml(settings), end="")
+        return 0
+    for key, flag in (("sources.rgb", "--rgb"), ("sources.ir", "--ir"),
+                      ("model.path", "--model")):
+        if not tree.get(settings, key):
+            raise UsageError(f"{flag} is required (or {key} in the --config file)")
+    from deen.address import ListenAddress
+    from deen.backends import open_embedder
+    from deen.embedding import EmbeddingConfig
+    from deen.runtime.live import open_events, run_live
 
     if not args.debug:
         quiet_video_backends()
-    # Settings are checked (and a bad address refused) before the model loads.
-    settings = LiveSettings(
-        rgb=args.rgb, ir=args.ir, detector=args.detector,
-        events=tuple(t for t in args.events or ["-"] if t != "none"),
-        site_name=args.site_name, video_out=args.video_out,
-        show=args.show, gallery=args.gallery, loop=args.loop, duration_s=args.duration,
-        status_every_s=args.status_every, realtime=not args.no_realtime,
-        timeout_s=args.timeout, fps=args.fps, serve=args.serve, tracks_out=args.tracks_out,
-        settle_tracks=not args.tracks_live_ids)
-    if args.serve is not None:
-        ServeAddress.parse(args.serve)
+    if settings.outputs.serve:  # a bad address is refused before the model loads
+        ListenAddress.parse(settings.outputs.serve)
+    model = _model_arg(settings.model.path)
+    config = EmbeddingConfig(flip=settings.model.flip,
+                             a=None if settings.model.a < 0 else settings.model.a)
+    if not formats.is_checkpoint(model) and config == EmbeddingConfig():
+        config = None  # an export's own settings
     events = open_events(settings)  # a broker that cannot be reached fails before the model
     try:
-        embedder = open_embedder(args.model, config=_model_embedding_config(args),
-                                 device=args.device)
+        embedder = open_embedder(model, config=config, device=settings.model.device or None)
     except BaseException:
         events.close()
         raise
     try:
-        summary = run_live(embedder, args.model, settings, _live_options(args), events=events)
+        summary = run_live(embedder, model, settings, events=events,
+                           log=lambda line: print(f"[deen run] {line}", file=sys.stderr,
+                                                  flush=True))
     finally:
         events.close()  # already closed unless the run failed before it started
     if summary.failure is not None:  # outputs are flushed; the reason is the one line
         raise DeenError(summary.failure)
     for line in summary.lines():
         print(f"[deen run] {line}", file=sys.stderr)
-    if args.video_out is not None:
-        print(f"[deen run] wrote {args.video_out}", file=sys.stderr)
+    if settings.outputs.video_out:
+        print(f"[deen run] wrote {settings.outputs.video_out}", file=sys.stderr)
     return 0
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from deen.backends import open_embedder
     from deen.errors import redact_url
-    from deen.modality import parse_modality
     from deen.runtime.gallery import Gallery
     from deen.runtime.live import enrol
 
@@ -339,6 +384,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from deen.bench.report import table, write_all
     from deen.bench.run import bench_model, check_backends, run_bench
+    from deen.bench.targets import cpu_verdict
 
     if (args.dataset is None) != (args.root is None):
         raise DeenError("--dataset and --root go together (accuracy on that dataset's test "
@@ -352,20 +398,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                            dataset=(args.dataset, args.root) if args.dataset else None,
                            device=args.device, models=args.model)
     print(table(report))
+    verdict = cpu_verdict(report.to_dict())
+    if verdict is not None:
+        for line in verdict.lines():
+            print(line[2:].replace("**", ""))
     for path in write_all(report, args.out_dir):
         print(f"wrote {path}")
     return 0
 
 
-def input_size_arg(text: str) -> tuple[int, int]:
-    """argparse type of a ``HEIGHTxWIDTH`` model input size (also used by benchmarks/)."""
-    from deen.preprocess import check_input_size
+def _input_size_arg(text: str) -> tuple[int, int]:
+    """argparse type of a ``HEIGHTxWIDTH`` model input size."""
+    from deen.preprocess import parse_input_size
 
-    height, _, width = text.partition("x")
-    if not (height.isdigit() and width.isdigit()):
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 384x144, got {text!r}")
     try:
-        return check_input_size((int(height), int(width)))
+        return parse_input_size(text)
     except ParameterError as exc:
         raise argparse.ArgumentTypeError(f"{text}: {exc.problem}") from None
 
@@ -394,7 +441,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
                        help="batch sizes (default 1,8,32)")
     bench.add_argument("--runs", type=_positive_int, default=20, help="timed runs per batch")
     bench.add_argument("--warmup", type=_positive_int, default=3, help="untimed runs first")
-    bench.add_argument("--input-size", type=input_size_arg, default=None,
+    bench.add_argument("--input-size", type=_input_size_arg, default=None,
                        help="HEIGHTxWIDTH to time and measure at (default: a checkpoint's "
                             "trained size, else 384x144); images are resized to it")
     bench.add_argument("--calib", type=Path, default=None, metavar="DIR",
@@ -414,131 +461,68 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_run_parser(commands: argparse._SubParsersAction) -> None:
-    from deen.runtime import matching
-    from deen.runtime.faults import DEFAULT_FAIL_AFTER_S
-    from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD
-    from deen.runtime.pipeline import PipelineOptions
+    from deen import settings as tree
+    from deen.runtime.detect import detector_help
+    from deen.runtime.settings import LiveSettings
+
+    helps = {key: f.metadata.get("help", "") for key, f, _ in tree.leaves(LiveSettings)}
+    defaults = LiveSettings()
+
+    def about(dest: str, extra: str = "") -> str:
+        key = RUN_FLAGS[dest]
+        default = tree.get(defaults, key)
+        shown = f"; default {default}" if default not in ("", (), False, True) else ""
+        return f"{helps[key]}{extra} [{key}{shown}]"
 
     run = commands.add_parser(
         "run", help="match people live across an RGB and an IR camera stream",
         description="Read a visible (--rgb) and an infrared (--ir) stream, detect and track "
                     "people in each, embed tracks with DEEN and match them across the pair. "
-                    "A source is a video file, a camera index, an rtsp:// or http:// URL or an "
-                    "image folder. Events go out as JSON lines; a status line every few "
-                    "seconds on stderr. Ctrl-C stops cleanly.")
-    run.add_argument("--rgb", required=True, metavar="SOURCE", help="the visible stream")
-    run.add_argument("--ir", required=True, metavar="SOURCE", help="the infrared stream")
-    run.add_argument("--model", type=_model_arg, required=True,
-                     help="a checkpoint (.t/.pth/.pt) or an exported .onnx, .xml (OpenVINO) "
-                          "or .engine")
-    run.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
-    run.add_argument("--detector", default="motion",
-                     help="'motion' (moving regions of a fixed camera shaped like a person; "
-                          "the default), 'hog' (OpenCV's people detector), a YOLO-family "
-                          "detector exported to .onnx or OpenVINO .xml (YOLOv5, v8, 11 or "
-                          "end-to-end outputs; COCO class 0 is the person), or a .jsonl file "
-                          "of boxes")
+                    "Events go out as JSON lines; a status line every few seconds on stderr. "
+                    "Ctrl-C stops cleanly. Every setting is a key of one settings tree: a "
+                    "flag sets the key shown in brackets, --config FILE reads a TOML file of "
+                    "them, --set KEY=VALUE overrides one (flags win over --set, --set over "
+                    "the file), --print-config shows them all with their help.")
+    run.add_argument("--rgb", metavar="SOURCE", help=about("rgb"))
+    run.add_argument("--ir", metavar="SOURCE", help=about("ir"))
+    run.add_argument("--model", metavar="MODEL",
+                     help=about("model", f": {formats.model_suffix_help()}"))
+    run.add_argument("--device", help=about("device"))
+    run.add_argument("--detector", metavar="DETECTOR", help=f"{detector_help()} "
+                     f"[detection.detector; default {defaults.detection.detector}]")
     run.add_argument("--events", action="append", metavar="TARGET",
-                     help="where events go; repeat for several, each getting every event: a "
-                          "JSON-lines file (appended), '-' for stdout (the default), 'none', or "
-                          "an MQTT broker mqtt[s]://[USER[:PASS]@]HOST[:PORT]/TOPIC-PREFIX "
-                          "(QoS 1, topics PREFIX/BOX/EVENT; TLS options ?ca=FILE&cert=FILE&"
-                          "key=FILE&insecure=1; a password may come from $DEEN_MQTT_PASSWORD)")
-    run.add_argument("--site-name", default=None, metavar="BOX",
-                     help="this box's name in broker topics (default: the host name)")
-    run.add_argument("--video-out", type=Path, default=None, metavar="FILE.mp4",
-                     help="write the annotated side-by-side view")
-    run.add_argument("--show", action="store_true", help="show the annotated view live")
-    run.add_argument("--tracks-out", type=Path, default=None, metavar="DIR",
-                     help="write each stream's tracks (DIR/rgb.txt, DIR/ir.txt, MOTChallenge "
-                          "format), the matches (matches.txt, matches.json) and gallery names "
-                          "(names.txt) when the run ends; deen score reads them. Their "
-                          "person ids are settled then, with the whole run seen")
-    run.add_argument("--tracks-live-ids", action="store_true",
-                     help="--tracks-out files carry the person ids the live run gave at the "
-                          "time, as its events did (default: ids settled when the run ends, "
-                          "from each track's whole appearance and who was seen together)")
-    run.add_argument("--serve", default=None, metavar="HOST:PORT",
-                     help="serve a web view while the run lasts: / (page), /video.mjpg, "
-                          "/status.json, /events (Server-Sent Events); a bare :PORT or PORT "
-                          "listens on loopback only (default: off)")
-    run.add_argument("--gallery", default=None, metavar="DB",
-                     help="name tracks from this gallery (see deen gallery add): a SQLite "
-                          "file, or postgresql://USER[:PASS]@HOST[:PORT]/DB shared by a site's "
-                          "boxes; enrolments made elsewhere are picked up within a second")
-    run.add_argument("--loop", action="store_true", help="restart video files at their end")
-    run.add_argument("--duration", type=float, default=0.0, metavar="S",
-                     help="stop after S seconds (default: when the streams end, or Ctrl-C)")
-    run.add_argument("--fps", type=float, default=0.0,
-                     help="pace of files and folders (default: the file's rate; folders 10)")
-    run.add_argument("--no-realtime", action="store_true",
-                     help="process every frame of files/folders as fast as possible, "
-                          "dropping none (offline use)")
-    run.add_argument("--timeout", type=float, default=5.0, metavar="S",
-                     help="give up opening or reading a URL after S seconds (default 5)")
-    run.add_argument("--status-every", type=float, default=5.0, metavar="S",
-                     help="status line period in seconds (0: none)")
-    run.add_argument("--embed-budget", type=_positive_int, default=matching.DEFAULT_EMBED_BUDGET,
-                     help="crops embedded per round; new tracks first, then the stalest "
-                          f"(default {matching.DEFAULT_EMBED_BUDGET})")
-    run.add_argument("--embed-batch", type=_positive_int, default=matching.DEFAULT_EMBED_BATCH,
-                     help="crops per model call; the runtime's memory grows with it "
-                          f"(default {matching.DEFAULT_EMBED_BATCH})")
-    run.add_argument("--match-threshold", type=float, default=matching.DEFAULT_MATCH_THRESHOLD,
-                     help="least cosine similarity of a visible/infrared pair "
-                          f"(default {matching.DEFAULT_MATCH_THRESHOLD})")
-    run.add_argument("--match-margin", type=float, default=PipelineOptions.match_margin,
-                     help="a visible/infrared pair must beat each one's next most similar "
-                          f"track by this much (default {PipelineOptions.match_margin:g})")
-    run.add_argument("--no-relink", action="store_true",
-                     help="give a person who leaves a stream and comes back a new id (default: "
-                          "keep their id when their appearance clearly matches someone who "
-                          "left; the threshold is calibrated on people seen together)")
-    run.add_argument("--relink-lead", choices=["visible", "infrared", "none"],
-                     default="visible",
-                     help="the stream whose relinks the other follows: a track matched to a "
-                          "track recognised as someone who left takes the id of that person's "
-                          "partner, and does not relink on its own appearance (default "
-                          "visible: infrared people look much alike; none: each stream "
-                          "relinks on its own)")
-    run.add_argument("--match-hold", type=float, default=PipelineOptions.match_hold,
-                     help="hysteresis: a confirmed match is favoured by this much and kept "
-                          "while its similarity stays above the threshold minus this "
-                          f"(default {PipelineOptions.match_hold:g})")
-    run.add_argument("--no-view-map", action="store_true",
-                     help="match by appearance alone (default: learn where the visible "
-                          "view lies in the infrared one from the people both see, as with "
-                          "two cameras on one pole, and match only people at corresponding "
-                          "places; cameras that see different places never get a map)")
-    run.add_argument("--match-gate", type=float, default=PipelineOptions.match_gate,
-                     help="with a view map: the farthest apart, in person heights, that a "
-                          f"pair may be (default {PipelineOptions.match_gate:g})")
-    run.add_argument("--placed-threshold", type=float,
-                     default=PipelineOptions.placed_threshold,
-                     help="with a view map: least cosine similarity of a pair at "
-                          "corresponding places, instead of --match-threshold (default "
-                          f"{PipelineOptions.placed_threshold:g})")
-    run.add_argument("--clean-crops", action="store_true",
-                     help="once a track has an appearance, add only crops clear of the "
-                          "frame's edge and of other people (default: every crop)")
-    run.add_argument("--no-level-light", action="store_true",
-                     help="embed crops as captured (default: as if under the stream's "
-                          "first frame's light, so that a person looks the same when the "
-                          "picture grows brighter or darker)")
-    run.add_argument("--confirm-rounds", type=_positive_int,
-                     default=matching.DEFAULT_CONFIRM_ROUNDS,
-                     help="rounds a pair must hold before it is a match "
-                          f"(default {matching.DEFAULT_CONFIRM_ROUNDS})")
-    run.add_argument("--break-rounds", type=_positive_int, default=matching.DEFAULT_BREAK_ROUNDS,
-                     help="rounds without the pair before a match is broken "
-                          f"(default {matching.DEFAULT_BREAK_ROUNDS})")
-    run.add_argument("--gallery-threshold", type=float, default=DEFAULT_GALLERY_THRESHOLD,
-                     help=f"least similarity to name a track (default {DEFAULT_GALLERY_THRESHOLD})")
-    run.add_argument("--fail-after", type=float, default=DEFAULT_FAIL_AFTER_S, metavar="S",
-                     help="end the run (exit 1) when detection, embedding or an output has "
-                          "failed on every call for S seconds; single failures are counted "
-                          f"and skipped (default {DEFAULT_FAIL_AFTER_S:g}; 0: never)")
-    _add_embedding_options(run)
+                     help="where events go; repeat for several: a JSON-lines file "
+                          "(appended), '-' for stdout (the default), 'none', or an MQTT broker "
+                          "mqtt[s]://[USER@]HOST[:PORT]/TOPIC-PREFIX (QoS 1, topics "
+                          "PREFIX/BOX/EVENT; TLS options ?ca=FILE&cert=FILE&key=FILE&"
+                          "insecure=1; the password from $DEEN_MQTT_PASSWORD) "
+                          "[outputs.events]")
+    run.add_argument("--site-name", metavar="BOX", help=about("site_name"))
+    run.add_argument("--video-out", type=Path, metavar="FILE.mp4", help=about("video_out"))
+    run.add_argument("--show", action="store_const", const=True, help=about("show"))
+    run.add_argument("--tracks-out", type=Path, metavar="DIR",
+                     help=about("tracks_out", " (DIR/rgb.txt, DIR/ir.txt in MOTChallenge "
+                                "format, matches.txt, matches.json, names.txt)"))
+    run.add_argument("--serve", metavar="HOST:PORT",
+                     help=about("serve", ": / (page), /video.mjpg, /status.json, /events; a "
+                                "bare :PORT or PORT listens on loopback only"))
+    run.add_argument("--gallery", metavar="DB", help=about("gallery"))
+    run.add_argument("--loop", action="store_const", const=True, help=about("loop"))
+    run.add_argument("--duration", type=float, metavar="S", help=about("duration"))
+    run.add_argument("--no-realtime", dest="realtime", action="store_const", const=False,
+                     help="process every frame of files/folders as fast as possible, dropping "
+                          "none (offline use) [sources.realtime = false]")
+    run.add_argument("--no-flip", dest="flip", action="store_const", const=False,
+                     help="a checkpoint: embed the crop only, without its horizontal flip "
+                          "[model.flip = false]")
+    run.add_argument("--a", type=float, metavar="A", help=about("a"))
+    run.add_argument("--config", type=Path, metavar="FILE",
+                     help="a TOML file of settings (see --print-config)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one setting, e.g. --set matching.threshold=0.6 "
+                          "(see --print-config for every key)")
+    run.add_argument("--print-config", action="store_true",
+                     help="print the effective settings as TOML, each with its help, and exit")
     run.set_defaults(handler=_cmd_run)
 
     gallery = commands.add_parser("gallery", help="enrol named identities for deen run")
@@ -566,7 +550,7 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_scene_parser(data_commands: argparse._SubParsersAction) -> None:
-    from deen.runtime.scene import SceneSettings
+    from deen.scenes import SceneSettings
 
     d = SceneSettings()
     scene = data_commands.add_parser(
@@ -834,9 +818,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from deen.serve.server import Listen, ModelServer
+    from deen.address import ListenAddress
+    from deen.serve.server import ModelServer
 
-    listen = Listen.parse(args.listen, "listen")
+    listen = ListenAddress.parse(args.listen, "listen")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -895,6 +880,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = f"deen {args.command}{f' {sub}' if sub else ''}"
     try:
         return args.handler(args)
+    except UsageError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 2
     except DeenError as exc:
         if args.debug:
             traceback.print_exc()

@@ -26,10 +26,12 @@ from deen.models.checkpoint import SourceInfo, load_checkpoint, random_model
 from deen.models.deen import DEEN
 from deen.preprocess import DEFAULT_INPUT_SIZE, preprocess
 from deen.runtime.events import EventLog
-from deen.runtime.live import LiveSettings, run_live
-from deen.runtime.scene import write_stream_pair
+from deen.runtime.live import run_live
+from deen.runtime.settings import LiveSettings
+from deen.scenes import write_stream_pair
 from deen.synthetic import make_people, render_pairs
 from deen.train.generated_model import MINUTES, cached_model, generated_model
+from deen.variants import DEFAULT_VARIANT
 
 RANDOM_INIT_WARNING = (
     "No --checkpoint given: using a RANDOMLY INITIALISED DEEN (seed {seed}).",
@@ -86,7 +88,7 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
     if checkpoint is None:
         print(_boxed([line.format(seed=seed, minutes=MINUTES)
                       for line in RANDOM_INIT_WARNING]))
-        model, source = random_model(variant or "sysu", seed)
+        model, source = random_model(variant or DEFAULT_VARIANT, seed)
         input_size = DEFAULT_INPUT_SIZE
     else:
         loaded = loaded or load_checkpoint(checkpoint, variant=variant)
@@ -187,8 +189,10 @@ def _live_demo(embedder: Embedder, model_path: Path, scratch: Path, seed: int) -
     print(f"\nlive pipeline (deen run) on a generated camera pair, 6 s at 10 fps, detections "
           f"from the generator's boxes ({pair.boxes.name}), embedder: {embedder.backend} ...",
           flush=True)
-    settings = LiveSettings(rgb=str(pair.visible), ir=str(pair.infrared),
-                            detector=str(pair.boxes), events=None, status_every_s=0)
+    settings = LiveSettings().updated({
+        "sources.rgb": str(pair.visible), "sources.ir": str(pair.infrared),
+        "detection.detector": str(pair.boxes), "outputs.events": (),
+        "outputs.status_every_s": 0.0})
     log = EventLog(None, keep=10_000)
     summary = run_live(embedder, model_path, settings, events=log)
     for event in log.recent:

@@ -13,6 +13,12 @@ class DeenError(Exception):
     """
 
 
+class UsageError(DeenError):
+    """An argument the command line was given is malformed or out of range (a flag's value,
+    a settings key, a settings file): the command line exits 2, as for its own parse
+    errors, before any work has started."""
+
+
 def first_line(exc: BaseException) -> str:
     """A library exception's first meaningful line, for a one-line message (its name if it
     has none). Runtimes put pages of context after it (ONNX Runtime, the exporter) or

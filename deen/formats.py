@@ -178,6 +178,18 @@ def model_suffixes() -> tuple[str, ...]:
     return tuple(s for f in _FORMATS.values() if f.embedder for s in f.suffixes)
 
 
+#: The address of a model served by ``deen serve`` (:mod:`deen.backends.triton_backend`).
+SERVED_MODEL = "triton://HOST:PORT/NAME"
+
+
+def model_suffix_help() -> str:
+    """The models :func:`deen.backends.open_embedder` opens, for help texts: each format's
+    suffixes and runtime, and a served model's address."""
+    kinds = [f"{'/'.join(f.suffixes)} ({f.runtime})" for f in _FORMATS.values()
+             if f.embedder and f.suffixes]
+    return f"{', '.join(kinds)} or a served model {SERVED_MODEL}"
+
+
 def for_path(path: str | os.PathLike[str]) -> Format:
     """The row whose embedder opens ``path``, by suffix."""
     path = Path(path)

@@ -25,6 +25,17 @@ INPUT_WIDTH = 144
 DEFAULT_INPUT_SIZE = (INPUT_HEIGHT, INPUT_WIDTH)
 
 
+def parse_input_size(text: str, parameter: str = "input_size") -> tuple[int, int]:
+    """A ``HEIGHTxWIDTH`` text (``384x144``) as a size DEEN can run at
+    (:func:`check_input_size`)."""
+    height, _, width = text.partition("x")
+    if not (height.isdigit() and width.isdigit()):
+        from deen.errors import ParameterError
+
+        raise ParameterError(parameter, text, "expected HEIGHTxWIDTH, e.g. 384x144")
+    return check_input_size((int(height), int(width)), parameter)
+
+
 def check_input_size(size: tuple[int, int], parameter: str = "input_size") -> tuple[int, int]:
     """``size`` (height, width) if DEEN can run at it: the backbone divides by 16 and MFA's
     reshapes need even feature maps, so the height must be a multiple of 16 and the width

@@ -84,18 +84,22 @@ class Progress:
         now = time.monotonic()
         if now - self.last_line >= self.every_s:
             self.last_line = now
-            print(self.line(), file=self.stream, flush=True)
+            self._write(self.line())
 
     def message(self, text: str) -> None:
         """A line above the bar (or in the log), e.g. an acknowledgement."""
         if self._bar is not None:
             self._bar.console.print(text)
         else:
-            print(text, file=self.stream, flush=True)
+            self._write(text)
+
+    def _write(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.stop()
         elif self.done and time.monotonic() - self.last_line > 0.5:
-            print(self.line(), file=self.stream, flush=True)
+            self._write(self.line())

@@ -70,7 +70,7 @@ from deen.models.checkpoint import random_model, save_checkpoint
 save_checkpoint(random_model('sysu', 0)[0], '$model', {'input_size': [128, 48]})"
   echo "   a RANDOM DEEN: the boxes will run, but the names they give mean nothing"
   echo "   (deen demo --train trains one on generated people and caches it)"
-  threshold=(--gallery-threshold 0.99)
+  threshold=(--set gallery.threshold=0.99)
 else
   echo "   $model (trained on generated people)"
   threshold=()
@@ -131,7 +131,7 @@ for box in a b; do
     --detector "$work/pair-$box/boxes.jsonl" --model "$served" --gallery "$gallery" \
     "${threshold[@]}" --events "$work/box-$box.jsonl" \
     --events "mqtt://127.0.0.1:$mqtt_port/deen" --site-name "box-$box" --duration 25 \
-    --status-every 0 2> "$work/box-$box.log" &
+    --set outputs.status_every_s=0 2> "$work/box-$box.log" &
   pids+=($!)
   boxes+=($!)
 done

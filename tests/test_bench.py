@@ -24,7 +24,7 @@ from deen.export.onnx_export import export_onnx
 from deen.export.quantize import float_nodes, module_path, quantize_int8
 from deen.modality import Modality
 from deen.models.checkpoint import random_model
-from deen.runtime.scene import write_stream_pair
+from deen.scenes import write_stream_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (64, 24)

@@ -12,7 +12,7 @@ import pytest
 
 from deen.eval.live_score import read_truth, score_run, write_score
 from deen.mot import read_boxes, read_seqinfo
-from deen.runtime.scene import SceneSettings, write_scene
+from deen.scenes import SceneSettings, write_scene
 
 SMALL = SceneSettings(people=5, seconds=8, fps=10, width=320, height=240, min_in_view=2,
                       max_in_view=3, min_height=50, max_height=150, seed=3)
@@ -97,8 +97,9 @@ def test_deen_run_tracks_out_is_scored_against_the_scene(scene, small_model, tmp
     out = tmp_path / "run"
     done = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared), "--model",
                  str(small_model), "--device", "cpu", "--no-flip", "--detector",
-                 str(scene.boxes), "--no-realtime", "--events", "none", "--status-every", "0",
-                 "--tracks-out", str(out), "--tracks-live-ids")
+                 str(scene.boxes), "--no-realtime", "--events", "none", "--set",
+                 "outputs.status_every_s=0", "--tracks-out", str(out), "--set",
+                 "relink.enabled=false")
     assert done.returncode == 0, done.stderr
     rgb = (out / "rgb.txt").read_text().splitlines()
     frame, _track, *_ = rgb[0].split(",")

@@ -21,9 +21,9 @@ from deen.models.checkpoint import random_model, save_checkpoint
 from deen.runtime.detect import Detections, JsonlBoxes
 from deen.runtime.events import EventLog
 from deen.runtime.faults import Faults, PersistentFailure
-from deen.runtime.live import LiveSettings, run_live
-from deen.runtime.pipeline import PipelineOptions
-from deen.runtime.scene import write_stream_pair
+from deen.runtime.live import run_live
+from deen.runtime.settings import LiveSettings
+from deen.scenes import write_stream_pair
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,14 +63,13 @@ class _FlakyDetector(JsonlBoxes):
         return super().detect(image, stream, frame)
 
 
-def _run(scene, embedder: Embedder, model: Path, detector=None, **options):
-    settings = LiveSettings(rgb=str(scene.visible), ir=str(scene.infrared),
-                            detector=str(scene.boxes), events=None, realtime=False,
-                            status_every_s=0)
+def _run(scene, embedder: Embedder, model: Path, detector=None):
+    settings = LiveSettings().updated({
+        "sources.rgb": str(scene.visible), "sources.ir": str(scene.infrared),
+        "detection.detector": str(scene.boxes), "outputs.events": (),
+        "sources.realtime": False, "outputs.status_every_s": 0.0, "matching.threshold": 0.0})
     events = EventLog(None)
-    summary = run_live(embedder, model, settings, PipelineOptions(match_threshold=0.0,
-                                                                  **options),
-                       detector=detector, events=events)
+    summary = run_live(embedder, model, settings, detector=detector, events=events)
     return summary, list(events.recent), events
 
 
@@ -108,11 +107,12 @@ def test_a_detector_that_raises_costs_its_frame_only(scene, small_model):
 
 def test_a_failure_that_persists_ends_the_run(scene, small_model):
     embedder = _Wrapped(open_embedder(small_model, device="cpu"), "always-raise")
-    settings = LiveSettings(rgb=str(scene.visible), ir=str(scene.infrared),
-                            detector=str(scene.boxes), events=None, loop=True,
-                            status_every_s=0, duration_s=60)
+    settings = LiveSettings().updated({
+        "sources.rgb": str(scene.visible), "sources.ir": str(scene.infrared),
+        "detection.detector": str(scene.boxes), "outputs.events": (), "sources.loop": True,
+        "outputs.status_every_s": 0.0, "run.duration_s": 60.0, "run.fail_after_s": 1.0})
     started = time.monotonic()
-    summary = run_live(embedder, small_model, settings, PipelineOptions(fail_after_s=1.0))
+    summary = run_live(embedder, small_model, settings)
     assert time.monotonic() - started < 30
     assert summary.failure is not None and summary.failure.startswith(
         "embed failed on every call for 1 s")
@@ -149,7 +149,8 @@ def test_events_on_a_full_disk_end_the_run_in_one_line_with_the_video_kept(
     done = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared), "--loop",
                  "--model", str(small_model), "--device", "cpu", "--detector",
                  str(scene.boxes), "--events", "/dev/full", "--video-out", str(video),
-                 "--fail-after", "2", "--status-every", "0", "--duration", "60", timeout=120)
+                 "--set", "run.fail_after_s=2", "--set", "outputs.status_every_s=0",
+                 "--duration", "60", timeout=120)
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
@@ -164,8 +165,8 @@ def test_a_closed_events_pipe_does_not_end_the_run(scene, small_model):
         [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
          str(scene.infrared), "--loop", "--model", str(small_model), "--device", "cpu",
          "--detector", str(scene.boxes), "--events", "-", "--duration", "4",
-         "--status-every", "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+         "--set", "outputs.status_every_s=0"], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
     first = json.loads(process.stdout.readline())  # a reader takes one event, then leaves
     process.stdout.close()
     _, stderr = process.communicate(timeout=120)

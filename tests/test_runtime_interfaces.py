@@ -16,6 +16,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from deen.address import ListenAddress
 from deen.backends import open_embedder
 from deen.errors import DeenError, ParameterError
 from deen.modality import Modality
@@ -25,14 +26,18 @@ from deen.runtime.events import SCHEMA_PATH, EventKind, EventLog
 from deen.runtime.gallery import Gallery
 from deen.runtime.live import enrol
 from deen.runtime.outputs import Output
-from deen.runtime.pipeline import Pipeline, PipelineOptions, PipelineSnapshot, run, status_line
-from deen.runtime.scene import read_truth, write_stream_pair
+from deen.runtime.pipeline import Pipeline, PipelineSnapshot, run, status_line
+from deen.runtime.settings import LiveSettings
 from deen.runtime.sources import Frame, SourceSpec, open_source
-from deen.runtime.streams import STREAMS
-from deen.runtime.web import STATIC, LiveView, ServeAddress
+from deen.runtime.web import STATIC, LiveView
+from deen.scenes import read_truth, write_stream_pair
+from deen.streams import STREAMS
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = REPO / "deen" / "runtime"
+
+#: The live settings of an offline run (every frame, embedded in the round).
+OFFLINE = LiveSettings().updated({"sources.realtime": False})
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +106,8 @@ def offline_run(scene, small_model, tmp_path_factory):
                                (Modality.INFRARED, scene.infrared))}
     events = EventLog(folder / "events.jsonl")
     pipeline = Pipeline(embedder, _FailsOnce(scene.boxes), events,
-                        PipelineOptions(match_threshold=0.0, gallery_threshold=0.0), gallery)
+                        OFFLINE.updated({"matching.threshold": 0.0, "gallery.threshold": 0.0}),
+                        gallery)
     seen: list[tuple[PipelineSnapshot, str, dict]] = []
 
     def on_round(p: Pipeline, frames: dict[Modality, Frame | None]) -> None:
@@ -145,7 +151,7 @@ def test_an_offline_run_keeps_the_two_files_in_step(scene, small_model, tmp_path
 
     reader.read = slower
     events = EventLog(tmp_path / "events.jsonl")
-    pipeline = Pipeline(embedder, JsonlBoxes(scene.boxes), events, PipelineOptions())
+    pipeline = Pipeline(embedder, JsonlBoxes(scene.boxes), events, OFFLINE)
     rounds: list[dict[Modality, int]] = []
     try:
         run(pipeline, sources, ready, status_every_s=0,
@@ -187,7 +193,7 @@ def test_snapshots_are_read_only_and_stay_as_taken(offline_run) -> None:
         track.box[0] = 0.0
     assert list(snapshot.matches) == sorted(snapshot.matches)
     assert set(snapshot.tracks) == set(STREAMS) and set(snapshot.stage_ms) == {
-        "detect", "track", "embed", "match"}
+        "detect", "track", "crops", "level", "place", "embed", "match", "relink", "name"}
 
 
 def test_snapshot_feeds_the_renderer_and_the_status_line(offline_run) -> None:
@@ -259,9 +265,9 @@ def test_runtime_errors_name_no_command_line_flag() -> None:
 
 
 def test_bad_values_name_their_parameter(tmp_path, small_model) -> None:
-    cases = [(lambda: ServeAddress.parse("nowhere"), "serve", "expected HOST:PORT"),
+    cases = [(lambda: ListenAddress.parse("nowhere"), "serve", "expected HOST:PORT"),
              (lambda: open_detector(str(tmp_path / "no.onnx")), "detector", "no such file"),
-             (lambda: open_detector(__file__), "detector", "expected 'hog'"),
+             (lambda: open_detector(__file__), "detector", "expected motion, hog or a file"),
              (lambda: SourceSpec.parse(str(tmp_path / "x.mp4"), "ir"), "ir", "no such file"),
              (lambda: enrol(tmp_path / "g.db", "a", tmp_path / "none", Modality.VISIBLE,
                             None, small_model), "images", "not a folder")]
@@ -305,7 +311,8 @@ def test_a_person_is_embedded_alike_when_the_picture_grows_brighter(level_light)
     brighter = np.clip(first.astype(np.float32) * 1.25, 0, 255).astype(np.uint8)
     embedder = Recording()
     pipeline = Pipeline(embedder, Still(), EventLog(None),
-                        PipelineOptions(level_light=level_light, view_map=False))
+                        OFFLINE.updated({"embedding.level_light": level_light,
+                                         "view_map.enabled": False}))
     for index, image in enumerate([first] * 3 + [brighter] * 3):
         pipeline.process({Modality.VISIBLE: Frame(image, float(index), index, index),
                           Modality.INFRARED: None})

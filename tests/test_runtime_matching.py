@@ -16,8 +16,13 @@ from deen.errors import DeenError
 from deen.modality import Modality
 from deen.runtime.detect import Detections
 from deen.runtime.gallery import Gallery
-from deen.runtime.matching import AppearanceBook, CrossCameraMatcher, choose_tracks
-from deen.runtime.tracking import ByteTracker
+from deen.runtime.matching import (
+    AppearanceBook,
+    CrossCameraMatcher,
+    MatchingSettings,
+    choose_tracks,
+)
+from deen.runtime.tracking import ByteTracker, TrackingSettings
 
 V, R = Modality.VISIBLE, Modality.INFRARED
 
@@ -38,19 +43,19 @@ def test_assignment_is_one_to_one_and_optimal_not_greedy():
     book = _book({1: v1, 2: [0.9, 0.0, 0.436]}, {1: a, 2: [0.6, 0.8, 0.0]})
     sims = {(i, j): float(book.entries[V, i].vector @ book.entries[R, j].vector)
             for i in (1, 2) for j in (1, 2)}
-    pairs = CrossCameraMatcher(threshold=0.0).assign(book)
+    pairs = CrossCameraMatcher(MatchingSettings(threshold=0.0)).assign(book)
     assert set(pairs) == {(1, 2), (2, 1)}
     assert sims[1, 2] + sims[2, 1] > sims[1, 1] + sims[2, 2]
 
 
 def test_threshold_leaves_dissimilar_tracks_unmatched():
     book = _book({1: [1, 0], 2: [0, 1]}, {7: [1, 0.1], 8: [-1, 0]})
-    assert CrossCameraMatcher(threshold=0.5).assign(book) == {
+    assert CrossCameraMatcher(MatchingSettings(threshold=0.5)).assign(book) == {
         (1, 7): pytest.approx(float(np.dot([1, 0], [1, 0.1]) / np.hypot(1, 0.1)))}
 
 
 def test_match_confirmed_after_rounds_and_broken_when_it_stops_holding():
-    matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=3, break_rounds=2)
+    matcher = CrossCameraMatcher(MatchingSettings(threshold=0.5, confirm_rounds=3, break_rounds=2))
     book = _book({1: [1, 0]}, {5: [1, 0]})
     assert matcher.update(book) == []
     assert matcher.update(book) == []
@@ -66,33 +71,15 @@ def test_match_confirmed_after_rounds_and_broken_when_it_stops_holding():
 
 
 def test_a_streak_must_be_unbroken():
-    matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=2)
+    matcher = CrossCameraMatcher(MatchingSettings(threshold=0.5, confirm_rounds=2))
     same, other = _book({1: [1, 0]}, {5: [1, 0]}), _book({1: [0, 1]}, {5: [1, 0]})
     assert matcher.update(same) == [] and matcher.update(other) == []
     assert matcher.update(same) == []
     assert [e.kind for e in matcher.update(same)] == ["match"]
 
 
-def test_hold_keeps_a_confirmed_match_through_a_small_wobble():
-    """A rival that edges past a confirmed partner by less than the hold does not take it,
-    and a confirmed pair stays while its similarity is above threshold - hold; without the
-    hold the match moves to the rival."""
-    first = _book({1: [1, 0, 0]}, {5: [1, 0, 0]})
-    wobble = _book({1: [1, 0, 0]}, {5: [0.93, 0.37, 0], 6: [0.96, 0, 0.28]})  # 0.93 vs 0.96
-    for hold, kept in ((0.1, True), (0.0, False)):
-        matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=1, break_rounds=1,
-                                     hold=hold)
-        assert [e.kind for e in matcher.update(first)] == ["match"]
-        matcher.update(wobble)
-        assert (matcher.partner((V, 1)) == 5) is kept
-    low = _book({1: [1, 0]}, {5: [0.45, 0.893]})  # 0.45: under 0.5, above 0.5 - 0.1
-    matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=1, break_rounds=1, hold=0.1)
-    matcher.update(first)
-    assert matcher.update(low) == [] and matcher.partner((V, 1)) == 5
-
-
 def test_ended_track_breaks_its_match():
-    matcher = CrossCameraMatcher(threshold=0.5, confirm_rounds=1)
+    matcher = CrossCameraMatcher(MatchingSettings(threshold=0.5, confirm_rounds=1))
     book = _book({1: [1, 0]}, {5: [1, 0]})
     assert [e.kind for e in matcher.update(book)] == ["match"]
     book.drop((R, 5))
@@ -119,7 +106,7 @@ def test_budget_takes_new_tracks_first_then_the_stalest():
 
 
 def test_tracker_keeps_identity_of_a_walking_person_and_ends_lost_tracks():
-    tracker = ByteTracker(min_hits=2, max_lost=3)
+    tracker = ByteTracker(TrackingSettings(min_hits=2, max_lost=3))
     started, ids = [], set()
     for frame in range(10):
         x = 10 + 6 * frame
@@ -139,7 +126,7 @@ def test_a_part_or_a_merge_is_fitted_to_the_persons_learnt_size():
     """Legs the colour of the floor leave a moving region on the upper body, and two people
     crossing make one region as wide as both: the track keeps its person's height and width
     at the place its prediction agrees with."""
-    tracker = ByteTracker(min_hits=1)
+    tracker = ByteTracker(TrackingSettings(min_hits=1))
     for frame in range(6):  # a whole person, 40×100 px, walking right
         x = 100 + 5 * frame
         update = tracker.update(Detections(np.array([[x, 50, x + 40, 150]], np.float32),
@@ -164,7 +151,7 @@ def test_a_part_or_a_merge_is_fitted_to_the_persons_learnt_size():
         update = tracker.update(Detections(box, np.array([0.9], np.float32)), frame)
         assert not update.active[0].fitted and np.allclose(update.active[0].box, box[0])
     # Off: the detections are the boxes.
-    plain = ByteTracker(min_hits=1, fit_boxes=False)
+    plain = ByteTracker(TrackingSettings(min_hits=1, fit_boxes=False))
     for frame in range(6):
         plain.update(Detections(np.array([[100, 50, 140, 150]], np.float32),
                                 np.array([0.9], np.float32)), frame)
@@ -221,9 +208,9 @@ def test_gallery_loses_no_committed_rows_when_the_process_is_killed(tmp_path):
 
 
 def test_a_person_who_comes_back_keeps_their_id_and_a_stranger_does_not():
-    from deen.runtime.relink import Relinker
+    from deen.runtime.relink import Relinker, RelinkSettings
 
-    relinker = Relinker(min_embeddings=2, default=0.8, margin=0.05)
+    relinker = Relinker(RelinkSettings(min_embeddings=2, default=0.8, margin=0.05))
     alice, bob, carol = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
     book = AppearanceBook()
     for key, vector in (((V, 1), alice), ((V, 2), bob)):
@@ -243,9 +230,9 @@ def test_a_person_who_comes_back_keeps_their_id_and_a_stranger_does_not():
 
 
 def test_the_relink_threshold_is_calibrated_on_people_seen_together():
-    from deen.runtime.relink import Relinker
+    from deen.runtime.relink import Relinker, RelinkSettings
 
-    relinker = Relinker(min_embeddings=1, min_negatives=3, quantile=1.0, floor=0.1)
+    relinker = Relinker(RelinkSettings(min_embeddings=1, min_negatives=3, quantile=1.0, floor=0.1))
     book = AppearanceBook()
     rng = np.random.default_rng(0)
     for track in range(4):  # four people in view at once: six certainly-different pairs
@@ -260,9 +247,9 @@ def test_a_returning_person_recognised_in_one_stream_brings_their_partner_back()
     """Alice was visible track 1 matched to infrared track 2. She comes back as visible 7
     (recognised: alike) and infrared 9, whose infrared look alone is not clear (half way
     between her and Bob); once 7 and 9 are matched, 9 is Alice's infrared person, 2."""
-    from deen.runtime.relink import Relinker
+    from deen.runtime.relink import Relinker, RelinkSettings
 
-    relinker = Relinker(min_embeddings=1, default=0.8, margin=0.05)
+    relinker = Relinker(RelinkSettings(min_embeddings=1, default=0.8, margin=0.05))
     alice, bob = np.array([1.0, 0.0]), np.array([0.0, 1.0])
     book = AppearanceBook()
     for key, vector in (((V, 1), alice), ((R, 2), alice), ((R, 3), bob)):
@@ -345,9 +332,9 @@ def test_a_person_remembered_twice_does_not_veto_their_own_return():
     """Alice left twice as two ids (the second visit was missed); Bob was seen beside her.
     Alice's return is alike to both her copies: only Bob, certainly someone else, counts as
     the runner-up, so she is linked."""
-    from deen.runtime.relink import Relinker
+    from deen.runtime.relink import Relinker, RelinkSettings
 
-    relinker = Relinker(min_embeddings=1, default=0.8, margin=0.05)
+    relinker = Relinker(RelinkSettings(min_embeddings=1, default=0.8, margin=0.05))
     book = AppearanceBook()
     book.add((V, 1), np.array([1.0, 0.0, 0.0]), 0.0)
     book.add((V, 2), np.array([0.0, 1.0, 0.0]), 0.0)  # Bob, beside Alice's first visit
@@ -369,9 +356,9 @@ def test_a_track_matched_to_the_lead_stream_follows_it_and_not_its_own_look():
     """Bob was infrared person 3, matched to visible person 1. A stranger comes back as
     visible 7 (not recognised) matched to infrared 9, whose infrared look is Bob's: infrared
     people look alike, so 9 follows its visible match and stays a new person."""
-    from deen.runtime.relink import Relinker
+    from deen.runtime.relink import Relinker, RelinkSettings
 
-    relinker = Relinker(min_embeddings=1, follow_after=1, default=0.8, margin=0.05)
+    relinker = Relinker(RelinkSettings(min_embeddings=1, follow_after=1, default=0.8, margin=0.05))
     bob, stranger = np.array([1.0, 0.0]), np.array([0.0, 1.0])
     book = AppearanceBook()
     book.add((V, 1), bob, 0.0)
@@ -387,7 +374,7 @@ def test_a_track_matched_to_the_lead_stream_follows_it_and_not_its_own_look():
     relinker.observe(book, {V: [7], R: [9]}, now=2.0)
     assert relinker.person_of((V, 7)) == 7 and relinker.person_of((R, 9)) == 9
     # Each stream on its own (no lead): the infrared look alone links 9 to Bob.
-    alone = Relinker(min_embeddings=1, default=0.8, margin=0.05, lead=None)
+    alone = Relinker(RelinkSettings(min_embeddings=1, default=0.8, margin=0.05, lead="none"))
     alone.departed = {R: [d for d in relinker.departed[R]]}
     assert alone.observe(book, {R: [9]}, now=2.0) == [((R, 9), 3)]
 
@@ -396,9 +383,9 @@ def test_a_track_not_recognised_at_first_is_compared_again_as_its_look_firms_up(
     """Alice's first crops after coming back are poor (half way to Bob): not clear, no link.
     Once her embeddings have doubled and her look is hers again, she is compared again and
     linked; between doublings she is not compared."""
-    from deen.runtime.relink import Relinker
+    from deen.runtime.relink import Relinker, RelinkSettings
 
-    relinker = Relinker(min_embeddings=2, default=0.8, margin=0.05)
+    relinker = Relinker(RelinkSettings(min_embeddings=2, default=0.8, margin=0.05))
     alice, bob = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
     book = AppearanceBook()
     for _ in range(2):

@@ -9,9 +9,9 @@ import pytest
 
 from deen.modality import Modality
 from deen.mot import read_boxes
-from deen.runtime.matching import AppearanceBook, CrossCameraMatcher
+from deen.runtime.matching import AppearanceBook, CrossCameraMatcher, MatchingSettings
 from deen.runtime.registration import CameraRegistration, PairGeometry, ViewMap, box_distance
-from deen.runtime.scene import SceneSettings, write_scene
+from deen.scenes import SceneSettings, write_scene
 
 SETTINGS = SceneSettings(people=6, seconds=30, fps=10, width=320, height=240, min_in_view=2,
                          max_in_view=4, min_height=40, max_height=150, seed=5)
@@ -75,7 +75,7 @@ def test_with_a_map_only_people_at_corresponding_places_match():
     book.add((Modality.VISIBLE, 1), np.array([1.0, 0.2]), 0.0)
     book.add((Modality.INFRARED, 7), np.array([0.5, 1.0]), 0.0)
     book.add((Modality.INFRARED, 8), np.array([1.0, 0.1]), 0.0)
-    matcher = CrossCameraMatcher(threshold=0.5)
+    matcher = CrossCameraMatcher(MatchingSettings(threshold=0.5))
     assert set(matcher.assign(book)) == {(1, 8)}
 
     def distances(v_ids, r_ids):

@@ -23,8 +23,8 @@ from onnx import TensorProto, helper, numpy_helper
 from deen.errors import DeenError
 from deen.models.checkpoint import random_model, save_checkpoint
 from deen.runtime.detect import JsonlBoxes, YoloDetector, open_detector
-from deen.runtime.scene import read_truth, write_stream_pair
 from deen.runtime.sources import FrameSource, SourceSpec, open_source
+from deen.scenes import read_truth, write_stream_pair
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -229,7 +229,7 @@ def test_boxes_file_errors_name_the_line(tmp_path):
                     '{"stream": "rgb", "frame": 1, "boxes": [[0, 0, 5]]}\n')
     with pytest.raises(DeenError, match=r"boxes.jsonl:2: "):
         JsonlBoxes(path)
-    with pytest.raises(DeenError, match="not 'hog' and no such file"):
+    with pytest.raises(DeenError, match="no such file"):
         open_detector(str(tmp_path / "missing.onnx"))
 
 
@@ -246,8 +246,8 @@ def test_deen_run_on_a_generated_pair_produces_events_and_video(scene, small_mod
     result = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared),
                    "--model", str(small_model), "--device", "cpu", "--detector",
                    str(scene.boxes), "--events", str(events_path), "--video-out", str(video),
-                   "--no-realtime", "--status-every", "1", "--match-threshold", "0.0",
-                   timeout=300)
+                   "--no-realtime", "--set", "outputs.status_every_s=1", "--set",
+                   "matching.threshold=0.0", timeout=300)
     assert result.returncode == 0, result.stderr
     events = _events(events_path)
     kinds = {e["event"] for e in events}
@@ -306,7 +306,8 @@ def test_ctrl_c_stops_cleanly_and_flushes_outputs(scene, small_model, tmp_path):
         [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
          str(scene.infrared), "--loop", "--model", str(small_model), "--device", "cpu",
          "--detector", str(scene.boxes), "--events", str(events_path), "--video-out",
-         str(video), "--status-every", "0"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+         str(video), "--set", "outputs.status_every_s=0"], cwd=REPO, stderr=subprocess.PIPE,
+        text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (
             events_path.exists() and "track_started" in events_path.read_text()):
@@ -327,7 +328,7 @@ def test_deen_run_bad_input_is_one_line(case, tmp_path, small_model, scene):
     else:
         rgb, message = "rtsp://127.0.0.1:9/none", "cannot connect"
     result = _deen("run", "--rgb", rgb, "--ir", str(scene.infrared), "--model",
-                   str(small_model), "--timeout", "2", timeout=60)
+                   str(small_model), "--set", "sources.timeout_s=2", timeout=60)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert "Traceback" not in result.stderr
@@ -368,7 +369,8 @@ def test_rtsp_stream_killed_and_restarted_is_picked_up_again(scene, small_model,
         run = subprocess.Popen(
             [sys.executable, "-m", "deen", "run", "--rgb", url, "--ir", str(scene.infrared),
              "--loop", "--model", str(small_model), "--device", "cpu", "--events",
-             str(events_path), "--duration", "25", "--status-every", "0", "--timeout", "3"],
+             str(events_path), "--duration", "25", "--set", "outputs.status_every_s=0",
+             "--set", "sources.timeout_s=3"],
             cwd=REPO, stderr=subprocess.PIPE, text=True)
         time.sleep(8)
         publisher.kill()  # the camera goes away ...
@@ -392,12 +394,14 @@ def test_an_embedder_slower_than_the_cameras_does_not_hold_rounds_up(scene, smal
     """Embedding takes 0.3 s a call against 10 fps cameras: it runs beside the rounds, which
     keep taking the cameras' frames; tracks wait their turn for the embedder instead."""
     from deen.backends import open_embedder
-    from deen.runtime.live import LiveSettings, run_live
+    from deen.runtime.live import run_live
+    from deen.runtime.settings import LiveSettings
 
     embedder = DelayedEmbedder(open_embedder(small_model, device="cpu"), 0.3)
-    settings = LiveSettings(rgb=str(scene.visible), ir=str(scene.infrared),
-                            detector=str(scene.boxes), events=None, loop=True, duration_s=5,
-                            status_every_s=0)
+    settings = LiveSettings().updated({
+        "sources.rgb": str(scene.visible), "sources.ir": str(scene.infrared),
+        "detection.detector": str(scene.boxes), "outputs.events": (), "sources.loop": True,
+        "run.duration_s": 5.0, "outputs.status_every_s": 0.0})
     calls = []
     original = embedder.run
     embedder.run = lambda *a: calls.append(1) or original(*a)
@@ -413,16 +417,18 @@ def test_a_round_slower_than_the_cameras_makes_frames_drop_not_queue(scene, smal
     """Detection takes 0.3 s a frame: each round takes the newest frames, the rest are
     dropped and counted, and no source ever holds more than one."""
     from deen.backends import open_embedder
-    from deen.runtime.live import LiveSettings, run_live
+    from deen.runtime.live import run_live
+    from deen.runtime.settings import LiveSettings
 
     class SlowBoxes(JsonlBoxes):
         def detect(self, image, stream, frame):
             time.sleep(0.3)
             return super().detect(image, stream, frame)
 
-    settings = LiveSettings(rgb=str(scene.visible), ir=str(scene.infrared),
-                            detector=str(scene.boxes), events=None, loop=True, duration_s=5,
-                            status_every_s=0)
+    settings = LiveSettings().updated({
+        "sources.rgb": str(scene.visible), "sources.ir": str(scene.infrared),
+        "detection.detector": str(scene.boxes), "outputs.events": (), "sources.loop": True,
+        "run.duration_s": 5.0, "outputs.status_every_s": 0.0})
     summary = run_live(open_embedder(small_model, device="cpu"), small_model, settings,
                        detector=SlowBoxes(scene.boxes))
     for stream in ("rgb", "ir"):
@@ -453,9 +459,9 @@ def test_gallery_cli_enrols_lists_and_names_tracks_in_a_run(scene, small_model, 
     events_path = tmp_path / "events.jsonl"
     result = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared), "--model",
                    str(small_model), "--device", "cpu", "--detector", str(scene.boxes),
-                   "--gallery", str(gallery), "--gallery-threshold", "0.0", "--events",
-                   str(events_path), "--no-realtime", "--embed-budget", "2",
-                   "--status-every", "0", timeout=300)
+                   "--gallery", str(gallery), "--set", "gallery.threshold=0.0", "--events",
+                   str(events_path), "--no-realtime", "--set", "embedding.budget=2",
+                   "--set", "outputs.status_every_s=0", timeout=300)
     assert result.returncode == 0, result.stderr
     named = [e for e in _events(events_path) if e["event"] == "recognised"]
     assert named and {e["name"] for e in named} == {"alice"}

@@ -22,8 +22,8 @@ import pytest
 
 from deen.models.checkpoint import random_model, save_checkpoint
 from deen.runtime.events import SCHEMA_PATH, EventKind
-from deen.runtime.scene import write_stream_pair
 from deen.runtime.web import STATIC
+from deen.scenes import write_stream_pair
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,7 +37,8 @@ class _Run:
             [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
              str(scene.infrared), "--loop", "--model", str(model), "--device", "cpu",
              "--detector", str(scene.boxes), "--events", "none", "--serve", "127.0.0.1:0",
-             "--duration", "300", "--status-every", "0", "--match-threshold", "0"],
+             "--duration", "300", "--set", "outputs.status_every_s=0",
+             "--set", "matching.threshold=0"],
             cwd=REPO, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self.url: str | None = None
@@ -108,7 +109,7 @@ def _mjpeg_frames(url: str, count: int) -> list[np.ndarray]:
 def test_status_video_and_events_while_the_run_lasts(live) -> None:
     status = live.running_status()
     assert status["state"] == "running" and set(status["streams"]) == {"rgb", "ir"}
-    assert set(status["stage_ms"]) == {"detect", "track", "embed", "match"}
+    assert {"detect", "track", "embed", "match"} <= set(status["stage_ms"])
     frames = _mjpeg_frames(live.url, 2)
     height, width = frames[0].shape[:2]
     assert width > height  # the two camera views side by side

@@ -26,7 +26,7 @@ from deen.errors import DeenError
 from deen.modality import Modality
 from deen.runtime.gallery import Gallery, PostgresStore, StoreKind, store_format
 from deen.runtime.live import enrol, model_id
-from deen.runtime.scene import write_stream_pair
+from deen.scenes import write_stream_pair
 from deen.synthetic import make_people, render_person
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,8 +146,8 @@ def test_two_live_runs_recognise_a_person_enrolled_elsewhere_and_ride_out_an_out
     runs = [subprocess.Popen(
         [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
          str(scene.infrared), "--loop", "--model", str(small_model), "--device", "cpu",
-         "--detector", str(scene.boxes), "--duration", "18", "--status-every", "0",
-         "--gallery", database, "--gallery-threshold", "-1", "--events", str(log)],
+         "--detector", str(scene.boxes), "--duration", "18", "--set", "outputs.status_every_s=0",
+         "--gallery", database, "--set", "gallery.threshold=-1", "--events", str(log)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=one_core) for log in logs]
     try:

@@ -25,7 +25,7 @@ from deen.runtime.event_sinks import (
     sink_format,
 )
 from deen.runtime.events import EventKind, EventLog
-from deen.runtime.scene import write_stream_pair
+from deen.scenes import write_stream_pair
 
 REPO = Path(__file__).resolve().parents[1]
 mqtt = pytest.importorskip("paho.mqtt.client")
@@ -140,7 +140,7 @@ def test_every_event_reaches_the_subscriber_in_order_across_a_broker_restart(
     process = subprocess.Popen(
         [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
          str(scene.infrared), "--loop", "--model", str(small_model), "--device", "cpu",
-         "--detector", str(scene.boxes), "--duration", "9", "--status-every", "0",
+         "--detector", str(scene.boxes), "--duration", "9", "--set", "outputs.status_every_s=0",
          "--events", str(log), "--events", f"mqtt://127.0.0.1:{broker.port}/deen",
          "--site-name", "pole 3"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)

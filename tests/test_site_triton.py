@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 from servers import free_port
 
+from deen.address import ListenAddress
 from deen.backends import open_embedder
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError
 from deen.export.onnx_export import export_onnx
 from deen.models.checkpoint import random_model
-from deen.runtime.scene import write_stream_pair
-from deen.serve.server import Listen, ModelServer, server_python
+from deen.scenes import write_stream_pair
+from deen.serve.server import ModelServer, server_python
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (64, 24)
@@ -43,7 +44,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(exported):
-    with ModelServer(exported, Listen("127.0.0.1", free_port()), "deen") as server:
+    with ModelServer(exported, ListenAddress("127.0.0.1", free_port()), "deen") as server:
         yield server
 
 
@@ -71,7 +72,7 @@ def test_deen_run_uses_a_served_model(served, tmp_path) -> None:
     events = tmp_path / "events.jsonl"
     done = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared), "--model",
                  served.url, "--detector", str(scene.boxes), "--no-realtime",
-                 "--events", str(events), "--status-every", "0", timeout=120)
+                 "--events", str(events), "--set", "outputs.status_every_s=0", timeout=120)
     assert done.returncode == 0, done.stderr
     assert '"track_started"' in events.read_text() and "faults: none" in done.stderr
 
@@ -113,14 +114,14 @@ def test_a_run_rides_out_a_model_server_outage(exported, tmp_path) -> None:
     """The server goes away mid-run and comes back on the same port: the run counts the
     failed calls, does not end, and embeds again (new matches after the restart)."""
     scene = write_stream_pair(tmp_path / "pair", people=3, seconds=4, fps=10, seed=2)
-    listen = Listen("127.0.0.1", free_port())
+    listen = ListenAddress("127.0.0.1", free_port())
     events = tmp_path / "events.jsonl"
     server = ModelServer(exported, listen, "deen")
     run = subprocess.Popen(
         [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
          str(scene.infrared), "--loop", "--model", f"triton://{listen.host}:{listen.port}/deen",
-         "--detector", str(scene.boxes), "--duration", "25", "--match-threshold", "-1",
-         "--events", str(events), "--status-every", "0"],
+         "--detector", str(scene.boxes), "--duration", "25", "--set", "matching.threshold=-1",
+         "--events", str(events), "--set", "outputs.status_every_s=0"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

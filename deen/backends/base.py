@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,22 @@ class Embedder(abc.ABC):
         picks the class from :mod:`deen.formats`). Exported formats have their embedding
         settings and variant baked in, so they take only ``device``; checkpoints take all."""
         return cls(path, device=device)  # type: ignore[call-arg]
+
+    def adopt(self, manifest: dict[str, Any]) -> None:
+        """Take the model's description from its export manifest
+        (:mod:`deen.backends.artifact`): its embedding settings, variant, embedding width
+        and input size."""
+        from deen.backends.artifact import (
+            INPUT_IMAGES,
+            OUTPUT_EMBEDDING,
+            embedding_config_from,
+        )
+
+        self.manifest = manifest
+        self.config = embedding_config_from(manifest)
+        self.variant = manifest["variant"]
+        self.dim = int(manifest["output"][OUTPUT_EMBEDDING]["shape"][1])
+        self.input_size = tuple(manifest["inputs"][INPUT_IMAGES]["shape"][2:])
 
     def fingerprint(self) -> str | None:
         """The model's identity where it is not a local file (a served model); None when

@@ -13,7 +13,6 @@ from deen.backends.artifact import (
     INPUT_MODALITY,
     METADATA_KEY,
     OUTPUT_EMBEDDING,
-    embedding_config_from,
     manifest_path_for,
     parse_manifest,
 )
@@ -47,10 +46,7 @@ class OnnxRuntimeEmbedder(Embedder):
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             raise DeenError(f"{self.path}: not a loadable ONNX model: {first_line(exc)}") from exc
         self.manifest = self._read_manifest()
-        self.config = embedding_config_from(self.manifest)
-        self.variant = self.manifest["variant"]
-        self.dim = int(self.manifest["output"][OUTPUT_EMBEDDING]["shape"][1])
-        self.input_size = tuple(self.manifest["inputs"][INPUT_IMAGES]["shape"][2:])
+        self.adopt(self.manifest)
         names = {i.name for i in self.session.get_inputs()}
         if names != {INPUT_IMAGES, INPUT_MODALITY}:
             raise DeenError(f"{self.path}: inputs are {sorted(names)}, expected "

@@ -20,7 +20,6 @@ from deen.backends.artifact import (
     INPUT_IMAGES,
     INPUT_MODALITY,
     OUTPUT_EMBEDDING,
-    embedding_config_from,
     manifest_path_for,
     parse_manifest,
 )
@@ -97,10 +96,7 @@ class OpenVinoEmbedder(Embedder):
         if names != {INPUT_IMAGES, INPUT_MODALITY}:
             raise DeenError(f"{self.path}: inputs are {sorted(names)}, expected "
                             f"{INPUT_IMAGES!r} and {INPUT_MODALITY!r}")
-        self.config = embedding_config_from(self.manifest)
-        self.variant = self.manifest["variant"]
-        self.dim = int(self.manifest["output"][OUTPUT_EMBEDDING]["shape"][1])
-        self.input_size = tuple(self.manifest["inputs"][INPUT_IMAGES]["shape"][2:])
+        self.adopt(self.manifest)
         precision = inference_precision or self.manifest.get("openvino", {}).get(
             "inference_precision", "fp32")
         if precision not in INFERENCE_PRECISIONS:

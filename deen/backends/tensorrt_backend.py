@@ -17,7 +17,6 @@ from deen.backends.artifact import (
     INPUT_IMAGES,
     INPUT_MODALITY,
     OUTPUT_EMBEDDING,
-    embedding_config_from,
     manifest_path_for,
     parse_manifest,
 )
@@ -71,10 +70,7 @@ class TensorRTEmbedder(Embedder):
             raise DeenError(f"{self.path}: TensorRT could not deserialise the engine")
         self._context = self._engine.create_execution_context()
         self._stream = torch.cuda.Stream()
-        self.config: EmbeddingConfig = embedding_config_from(self.manifest)
-        self.variant = self.manifest["variant"]
-        self.dim = int(self.manifest["output"][OUTPUT_EMBEDDING]["shape"][1])
-        self.input_size = tuple(self.manifest["inputs"][INPUT_IMAGES]["shape"][2:])
+        self.adopt(self.manifest)
         self.max_batch = int(self.manifest["profile"]["max_batch"])
 
     def _run_chunk(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:

@@ -21,7 +21,6 @@ from deen.backends.artifact import (
     INPUT_MODALITY,
     MANIFEST_PARAMETER,
     OUTPUT_EMBEDDING,
-    embedding_config_from,
     parse_manifest,
 )
 from deen.backends.base import Embedder, validated_batch
@@ -67,10 +66,7 @@ class TritonEmbedder(Embedder):
             raise DeenError(f"{self.url}: the server has no ready model {name!r}")
         model_config = self.client.get_model_config(name)
         self.manifest = self._read_manifest(model_config)
-        self.config = embedding_config_from(self.manifest)
-        self.variant = self.manifest["variant"]
-        self.dim = int(self.manifest["output"][OUTPUT_EMBEDDING]["shape"][1])
-        self.input_size = tuple(self.manifest["inputs"][INPUT_IMAGES]["shape"][2:])
+        self.adopt(self.manifest)
         #: The server refuses larger requests; bigger batches are sent in parts.
         self.max_batch = int(model_config.get("max_batch_size") or 0)
 

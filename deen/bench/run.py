@@ -34,6 +34,7 @@ from deen.models.deen import DEEN
 from deen.models.embedding_network import EmbeddingNetwork
 from deen.preprocess import DEFAULT_INPUT_SIZE, preprocess
 from deen.synthetic import make_people, render_person
+from deen.variants import DEFAULT_VARIANT
 
 #: Every backend is measured against this one.
 REFERENCE = "pytorch-fp32"
@@ -80,7 +81,7 @@ def isa_class(simd: set[str] | list[str]) -> str:
 
 def cpu_has_bf16() -> bool:
     """Whether the CPU computes in bf16 natively; without it PyTorch emulates bf16, which
-    measured 5–16× *slower* than fp32 on an AVX2-only CPU."""
+    is several times *slower* than fp32 (benchmarks/README.md)."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
@@ -273,7 +274,7 @@ def bench_model(checkpoint: Path | None, variant: str | None,
     from deen.models.checkpoint import load_checkpoint, random_model
 
     if checkpoint is None:
-        model, source = random_model(variant or "sysu", 0)
+        model, source = random_model(variant or DEFAULT_VARIANT, 0)
         log("no checkpoint: timing a seeded RANDOM DEEN (accuracy columns compare backends "
             "with each other, not with a trained model)")
         return model, source, tuple(input_size or DEFAULT_INPUT_SIZE)  # type: ignore[return-value]

@@ -44,6 +44,8 @@ class Dataset:
     module: str
     description: str
     synthetic: str | None = None
+    variant: str = "sysu"  # the published DEEN configuration trained on it
+    erasing_area: tuple[float, float] = (0.02, 0.4)  # random erasing's area range (reference)
 
     def layout(self) -> Layout:
         return cast(Layout, importlib.import_module(self.module))
@@ -51,10 +53,11 @@ class Dataset:
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("sysu", "deen.datasets.sysu", "SYSU-MM01 (all-search and indoor-search)",
-            synthetic="write_sysu"),
+            synthetic="write_sysu", erasing_area=(0.2, 0.8)),
     Dataset("regdb", "deen.datasets.regdb", "RegDB (both directions, 10 trials)",
-            synthetic="write_regdb"),
-    Dataset("llcm", "deen.datasets.llcm", "LLCM (both directions)", synthetic="write_llcm"),
+            synthetic="write_regdb", variant="regdb"),
+    Dataset("llcm", "deen.datasets.llcm", "LLCM (both directions)", synthetic="write_llcm",
+            variant="llcm"),
     Dataset("folder", "deen.datasets.folder",
             "your own data: ROOT/{train,test}/{visible,infrared}/<identity>/",
             synthetic="write_folder"),

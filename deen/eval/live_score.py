@@ -45,9 +45,9 @@ from scipy.optimize import linear_sum_assignment
 from deen.errors import DeenError
 from deen.fileio import atomic_path
 from deen.mot import Boxes, SequenceInfo, read_boxes, read_seqinfo
-from deen.runtime.scene import TRUTH_FILES
-from deen.runtime.streams import OTHER_STREAM, STREAMS
 from deen.runtime.tracking import iou_matrix
+from deen.scenes import TRUTH_FILES
+from deen.streams import OTHER_STREAM, STREAMS
 
 STREAM_NAMES = tuple(STREAMS.values())  # ("rgb", "ir")
 MATCH_IOU = 0.5

@@ -45,40 +45,37 @@ from deen.fileio import atomic_path, sha256_file
 from deen.models.checkpoint import SourceInfo
 from deen.models.deen import DEEN
 from deen.preprocess import DEFAULT_INPUT_SIZE
+from deen.variants import VARIANTS
 
 #: MFA's output projections (``W``: 1x1 convolution + BN), kept in float for speed: quantised,
 #: OpenVINO fuses their input's quantisation into the affinity product before them, which
-#: then runs in fp32 instead of bf16 (at 384x144, flip on, batch 1: 134 ms against 153 ms,
-#: min cosine 0.9942 against 0.9939).
+#: then runs in fp32 instead of bf16. Every choice of this recipe is measured in
+#: benchmarks/README.md, "OpenVINO int8 recipe".
 MFA_PROJECTIONS = tuple(f"model.mfa{i}.{block}.out" for i in (1, 2, 3) for block in ("cnl", "pnl"))
 #: Modules NNCF leaves in float, by variant and PyTorch module path (matched as in
-#: :func:`deen.export.quantize.float_nodes`), measured on the synthetic model at 384x144
-#: (``benchmarks/openvino_int8_sweep.py`` and per-stage bisection; benchmarks/README.md):
+#: :func:`deen.export.quantize.float_nodes`), chosen with ``benchmarks/openvino_int8_sweep.py``
+#: and per-stage bisection:
 #:
 #: - the downsample convolution of the first block after DEE. That block's output, and so
 #:   the pooled embedding, is the small positive remainder of its identity path (this
-#:   convolution) plus its residual branch: rounding the identity path took min cosine from
-#:   0.994 to 0.917; one 1x1 convolution, about 8% of the work;
-#: - DEE: min cosine 0.9942 -> 0.9966 (mean 0.9961 -> 0.9976), about 7% slower; the largest
-#:   gain of any stage (stems, each stage with its MFA, layer4: at most +0.0013);
+#:   convolution) plus its residual branch: rounding the identity path costs most accuracy
+#:   for one 1x1 convolution;
+#: - DEE: the largest gain in accuracy of any stage, for a little speed;
 #: - :data:`MFA_PROJECTIONS`, for speed.
 IGNORED_MODULES: dict[str, tuple[str, ...]] = {
-    "sysu": ("model.layer4.0.downsample", "model.dee", *MFA_PROJECTIONS),
-    "llcm": ("model.layer4.0.downsample", "model.dee", *MFA_PROJECTIONS),
-    "regdb": ("model.layer3.0.downsample", "model.dee", *MFA_PROJECTIONS)}  # DEE feeds layer3
+    v.name: (f"model.layer{v.last_stage}.0.downsample", "model.dee", *MFA_PROJECTIONS)
+    for v in VARIANTS.values()}
 #: Operation types NNCF leaves in float (OpenVINO type names). ``Add``: the residual
-#: additions read float values (NNCF otherwise rounds both inputs of every residual Add; on
-#: the model above that alone cost min cosine 0.65 against 0.92). ``MatMul``: MFA's affinity
-#: products (int8 ``MatMul`` ran slower than fp32 in OpenVINO 2026.4 on AVX2). The rest is
-#: the head after the last convolution (pooling, BN-neck, L2 normalisation): cheap, and
-#: NNCF would otherwise round the pooled feature the BN-neck then divides by a small
-#: standard deviation.
+#: additions read float values (NNCF otherwise rounds both inputs of every residual Add,
+#: which alone ruins the embedding). ``MatMul``: MFA's affinity products (int8 ``MatMul`` is
+#: no faster than fp32 there). The rest is the head after the last convolution (pooling,
+#: BN-neck, L2 normalisation): cheap, and NNCF would otherwise round the pooled feature the
+#: BN-neck then divides by a small standard deviation.
 IGNORED_TYPES: tuple[str, ...] = ("Add", "MatMul", "ReduceMean", "BatchNormInference",
                                   "ReduceL2", "Divide")
 CALIBRATION_BATCH = 1  # NNCF collects statistics per sample
 #: Inference precision of the float layers, by export precision: the int8 IR's layers kept in
-#: float run in bf16 where the CPU has it (min cosine 0.9940 against 0.9943 in fp32 on a
-#: synthetic model adapted to 384x144, 12% faster at 384x144 on AVX512_BF16).
+#: float run in bf16 where the CPU has it (as accurate as fp32 and faster).
 FLOAT_LAYER_PRECISION = {"fp32": "fp32", "bf16": "bf16", "int8": "bf16"}
 #: What a bf16 or int8 IR needs, recorded in its manifest.
 PRECISION_NOTES = {

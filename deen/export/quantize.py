@@ -133,8 +133,7 @@ def quantize_int8(fp32_path: Path, out: Path, crops: Sequence[tuple[np.ndarray, 
             op_types_to_quantize=["Conv"], nodes_to_exclude=keep,
             calibrate_method=CalibrationMethod.MinMax,
             # Full 8-bit weights: 7-bit ones (reduce_range, against u8s8 saturation on CPUs
-            # without VNNI) measured less accurate on an AVX2-only CPU (min cosine 0.9960
-            # against 0.9978 for 8-bit) with ONNX Runtime 1.32.
+            # without VNNI) are less accurate (benchmarks/README.md, "ONNX int8 recipe").
             reduce_range=False,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         quantized = onnx.load(str(rounded_everywhere))

@@ -28,6 +28,7 @@ from deen.errors import DeenError
 from deen.fileio import atomic_path, sha256_file
 from deen.models.deen import DEEN, VARIANTS, get_variant
 from deen.preprocess import DEFAULT_INPUT_SIZE
+from deen.variants import variant_of_reference
 
 OWN_FORMAT = "deen-checkpoint"
 OWN_FORMAT_VERSION = 1
@@ -83,7 +84,8 @@ _REFERENCE_UNUSED = re.compile(
     r"^(visible_module\.visible|thermal_module\.thermal)\.(layer\d|fc)\."
     r"|^base_resnet\.base\.(conv1|bn1|fc)\."
 )
-_REFERENCE_UNUSED_REGDB = re.compile(r"^base_resnet\.base\.layer4\.")
+#: The reference builds layer4 even for a network that ends at layer3 (regdb).
+_REFERENCE_UNUSED_LAYER4 = re.compile(r"^base_resnet\.base\.layer4\.")
 
 
 @dataclass(frozen=True)
@@ -167,12 +169,15 @@ def _detect_reference_variant(state: dict[str, torch.Tensor], path: Path) -> str
     if dee is None:
         raise DeenError(f"{path}: missing tensors: DEE.FC11.weight (not a DEEN checkpoint?)")
     in_channels = dee.shape[1]
-    if in_channels == VARIANTS["regdb"].dee_channels:
-        return "regdb"
-    if in_channels == VARIANTS["sysu"].dee_channels:
-        return "sysu"  # sysu and llcm are the same network; the caller may say llcm
-    raise DeenError(f"{path}: DEE.FC11.weight has {in_channels} input channels; "
-                    "expected 1024 (sysu/llcm) or 512 (regdb)")
+    variant = variant_of_reference(in_channels)  # sysu for llcm too: the caller may say llcm
+    if variant is None:
+        names: dict[int, list[str]] = {}
+        for v in VARIANTS.values():
+            names.setdefault(v.dee_channels, []).append(v.name)
+        expected = " or ".join(f"{c} ({'/'.join(n)})" for c, n in names.items())
+        raise DeenError(f"{path}: DEE.FC11.weight has {in_channels} input channels; "
+                        f"expected {expected}")
+    return variant.name
 
 
 def _num_classes(state: dict[str, torch.Tensor], key: str, path: Path) -> int:
@@ -224,7 +229,7 @@ def _from_reference(
         if target is not None and target in expected:
             ours[target] = tensor
         elif _REFERENCE_UNUSED.match(name) or (
-            detected == "regdb" and _REFERENCE_UNUSED_REGDB.match(name)
+            VARIANTS[detected].last_stage < 4 and _REFERENCE_UNUSED_LAYER4.match(name)
         ):
             ignored.append(name)
         else:
@@ -342,8 +347,7 @@ def load_initial_weights(model: DEEN, path: str | os.PathLike[str]) -> list[str]
     match. Returns the names of the tensors that were set.
     """
     path = Path(path)
-    loaded = load_checkpoint(path, variant=None if model.variant.name == "regdb"
-                             else model.variant.name)
+    loaded = load_checkpoint(path, variant=model.variant.name)
     if loaded.model.variant.name != model.variant.name:
         raise DeenError(f"{path}: holds a {loaded.model.variant.name} model, but this run "
                         f"trains the {model.variant.name} variant")

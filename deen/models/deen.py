@@ -20,7 +20,7 @@ from deen.modality import Modality
 from deen.models.dee import DEE
 from deen.models.mfa import MFA
 from deen.models.resnet import Stem, resnet_stage
-from deen.variants import VARIANTS, Variant, get_variant
+from deen.variants import DEFAULT_VARIANT, VARIANTS, Variant, get_variant
 
 __all__ = ["DEEN", "VARIANTS", "EvalOutput", "TrainingOutput", "Variant", "get_variant"]
 
@@ -96,7 +96,8 @@ class DEEN(nn.Module):
     :mod:`deen.models.dee`); every choice computes the same function.
     """
 
-    def __init__(self, num_classes: int, variant: str = "sysu", dee_impl: str = "auto") -> None:
+    def __init__(self, num_classes: int, variant: str = DEFAULT_VARIANT,
+                 dee_impl: str = "auto") -> None:
         super().__init__()
         self.variant = get_variant(variant)
         self.num_classes = num_classes
@@ -106,7 +107,7 @@ class DEEN(nn.Module):
         self.layer2 = resnet_stage(256, 128, blocks=4, stride=2)
         self.mfa2 = MFA(512, 256, low_stride=2)
         self.layer3 = resnet_stage(512, 256, blocks=6, stride=2)
-        if self.variant.name == "regdb":
+        if self.variant.last_stage == 3:
             self.dee = DEE(512, impl=dee_impl)
         else:
             self.mfa3 = MFA(1024, 512, low_stride=2)
@@ -122,7 +123,7 @@ class DEEN(nn.Module):
         x = self.stems(images, modality)
         x = self.mfa1(self.layer1(x), x)
         x = self.mfa2(self.layer2(x), x)
-        if self.variant.name == "regdb":
+        if self.variant.last_stage == 3:
             return self.layer3(self.dee(x))
         x = self.mfa3(self.layer3(x), x)
         return self.layer4(self.dee(x))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from deen.errors import DeenError, ParameterError
+from deen.settings import Section, setting
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class HogDetector(Detector):
 
     Frames are scaled to ``width`` pixels first: HOG's 64×128 window finds people at least
     ~128 px tall at that scale (~205 px in a 768-wide frame at the default). The default is
-    set for real time on 2 cores: on 768×576 frames, 55 ms a frame at 640 px, 27 ms at 480,
-    16 ms at 384 (AVX-512 EPYC, 2 cores), and a round detects in both streams' frames.
+    set for real time on 2 cores (benchmarks/README.md, "HOG working width"); a round
+    detects in both streams' frames.
     Scores are the SVM margins squashed to 0..1.
     """
 
@@ -421,20 +422,69 @@ class JsonlBoxes(Detector):
         return self.boxes.get((stream, frame), Detections.empty())
 
 
+@dataclass(frozen=True)
+class DetectorKind:
+    """One row of :data:`DETECTORS`: a kind of person detector ``deen run --detector`` opens.
+
+    ``name`` selects it by name; a kind with ``suffixes`` is also selected by a file of one
+    of those suffixes (a model or a boxes file), which ``open`` then receives as a path."""
+
+    name: str
+    description: str  # one phrase for help texts
+    open: Callable[[str], Detector]  # the --detector text (a path for file kinds) → detector
+    suffixes: tuple[str, ...] = ()
+
+
+#: The detectors ``deen run`` knows, by name: one row per kind (:func:`register`). The
+#: command line's help and :func:`open_detector` read this table.
+DETECTORS: dict[str, DetectorKind] = {}
+
+
+def register(kind: DetectorKind) -> DetectorKind:
+    """Add (or replace) a row of :data:`DETECTORS`."""
+    DETECTORS[kind.name] = kind
+    return kind
+
+
+register(DetectorKind("motion", "moving regions of a fixed camera shaped like a standing "
+                      "person (the default; finds people down to about 40 px tall)",
+                      lambda _: MotionDetector()))
+register(DetectorKind("hog", "OpenCV's HOG people detector (people over about 200 px tall)",
+                      lambda _: HogDetector()))
+register(DetectorKind("yolo", "a YOLO-family person detector exported to ONNX or OpenVINO "
+                      "(YOLOv5, v8, 11 or end-to-end outputs; COCO class 0): give the file",
+                      lambda path: YoloDetector(Path(path)), (".onnx", ".xml")))
+register(DetectorKind("boxes", "boxes precomputed elsewhere, a JSON-lines file of "
+                      '{"stream", "frame", "boxes"} lines: give the file',
+                      lambda path: JsonlBoxes(Path(path)), (".jsonl", ".json")))
+
+
+def detector_help() -> str:
+    """What ``--detector`` takes, from :data:`DETECTORS`."""
+    return "; ".join(f"{kind.name}: {kind.description}" for kind in DETECTORS.values())
+
+
 def open_detector(spec: str) -> Detector:
-    """``motion``, ``hog``, a YOLO ``.onnx`` or OpenVINO ``.xml`` detector file, or a
-    ``.jsonl`` boxes file."""
-    if spec == "hog":
-        return HogDetector()
-    if spec == "motion":
-        return MotionDetector()
+    """The detector ``spec`` names: a row of :data:`DETECTORS` by name, or a file whose
+    suffix a row takes."""
+    kind = DETECTORS.get(spec)
+    if kind is not None and not kind.suffixes:
+        return kind.open(spec)
     path = Path(spec)
+    takers = [k for k in DETECTORS.values() if path.suffix.lower() in k.suffixes]
+    named = [k.name for k in DETECTORS.values() if not k.suffixes]
+    files = [s for k in DETECTORS.values() for s in k.suffixes]
+    if not takers:
+        raise ParameterError("detector", spec, f"expected {', '.join(named)} or a file "
+                             f"({', '.join(files)})")
     if not path.is_file():
-        raise ParameterError("detector", spec, "not 'motion', not 'hog' and no such file")
-    if path.suffix in (".onnx", ".xml"):
-        return YoloDetector(path)
-    if path.suffix in (".jsonl", ".json"):
-        return JsonlBoxes(path)
-    raise ParameterError("detector", spec,
-                         "expected 'hog', 'motion', a YOLO .onnx or .xml detector or a .jsonl "
-                         "boxes file")
+        raise ParameterError("detector", spec, f"no such file (and not {', '.join(named)})")
+    return takers[0].open(spec)
+
+
+@dataclass(frozen=True)
+class DetectionSettings(Section):
+    """Which person detector each stream's frames go through (:data:`DETECTORS`)."""
+
+    detector: str = setting("motion", "a detector's name or a detector file (deen run --help "
+                                      "lists them)")

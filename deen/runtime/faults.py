@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from deen.errors import DeenError, first_line
 
-#: Documented default of ``deen run --fail-after``.
+#: Default of ``deen run``'s ``run.fail_after_s``.
 DEFAULT_FAIL_AFTER_S = 30.0
 
 
@@ -55,7 +55,7 @@ class Faults:
             if self.fail_after_s and now - since >= self.fail_after_s:
                 raise PersistentFailure(
                     f"{kind} failed on every call for {now - since:.0f} s "
-                    f"(fail_after_s={self.fail_after_s:g}): {self.messages[kind]}")
+                    f"(run.fail_after_s = {self.fail_after_s:g}): {self.messages[kind]}")
 
     def dropped(self, kind: str, message: str, count: int) -> None:
         """Count ``count`` items dropped (e.g. non-finite rows of a call that otherwise

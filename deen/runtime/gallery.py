@@ -311,8 +311,9 @@ def store_format(location: str | Path) -> StoreFormat:
         if scheme in row.schemes:
             return row
     if scheme:
-        raise DeenError(f"{redact_url(text)}: unknown gallery scheme {scheme}:// "
-                        "(postgresql:// or a file)")
+        known = ", ".join(f"{s}://" for row in GALLERY_STORES for s in row.schemes)
+        raise DeenError(f"{redact_url(text)}: unknown gallery scheme {scheme}:// ({known} or a "
+                        "file)")
     return GALLERY_STORES[0]
 
 

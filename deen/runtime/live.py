@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from deen.address import ListenAddress
 from deen.backends.base import Embedder
 from deen.errors import DeenError, ParameterError
 from deen.fileio import IMAGE_SUFFIXES, sha256_file
 from deen.modality import Modality
 from deen.runtime.annotate import AnnotatedVideo, LiveWindow, display_available
 from deen.runtime.detect import Detector, open_detector
-from deen.runtime.event_sinks import MqttTarget, SinkKind, open_event_sinks, sink_format
+from deen.runtime.event_sinks import open_event_sinks
 from deen.runtime.events import EventLog
 from deen.runtime.gallery import Gallery, StoreKind, store_format
 from deen.runtime.outputs import Output
-from deen.runtime.pipeline import Pipeline, PipelineOptions, RunSummary, run, stop_on_signals
+from deen.runtime.pipeline import Pipeline, RunSummary, run, stop_on_signals
+from deen.runtime.settings import LiveSettings
 from deen.runtime.sources import Frame, FrameSource, open_source
-from deen.runtime.streams import STREAMS
 from deen.runtime.tracks_out import TracksWriter
-from deen.runtime.web import LiveView, ServeAddress, WebServer
+from deen.runtime.web import LiveView, WebServer
+from deen.streams import STREAMS
 from deen.synthetic import make_people, render_person
 
 
@@ -38,94 +39,52 @@ def model_id(path: Path | str, embedder: Embedder) -> str:
     return f"{digest[:16]}:{embedder.variant}:flip={embedder.config.flip}:a={embedder.config.a}"
 
 
-@dataclass(frozen=True)
-class LiveSettings:
-    rgb: str
-    ir: str
-    detector: str = "motion"
-    # Where events go: files, "-" (stdout), broker URLs (deen.runtime.event_sinks); a single
-    # target may be given as a string, None for none.
-    events: tuple[str, ...] | str | None = ("-",)
-    site_name: str | None = None  # the box's name in broker topics (default: the host name)
-    video_out: Path | None = None
-    show: bool = False
-    gallery: Path | str | None = None  # a SQLite file or a postgresql:// URL
-    loop: bool = False
-    duration_s: float = 0.0
-    status_every_s: float = 5.0
-    realtime: bool = True
-    timeout_s: float = 5.0
-    fps: float = 0.0  # pacing of files/folders; 0: the file's own rate (folders: 10)
-    serve: str | None = None  # HOST:PORT of the web view (deen.runtime.web); None: off
-    tracks_out: Path | None = None  # folder for tracks and matches (deen.runtime.tracks_out)
-    settle_tracks: bool = True  # tracks_out's person ids settled when the run ends
+def run_live(embedder: Embedder, model_path: Path | str, settings: LiveSettings,
+             detector: Detector | None = None, events: EventLog | None = None,
+             log: Callable[[str], None] = lambda line: None) -> RunSummary:
+    """Open both streams, run until they end, ``run.duration_s`` or Ctrl-C; flush everything.
 
-    def __post_init__(self) -> None:
-        """What can be checked before any stream or model opens."""
-        events = self.events
-        targets = () if events is None else (events,) if isinstance(events, str) else events
-        object.__setattr__(self, "events", tuple(str(t) for t in targets))
-        for target in self.events:
-            if sink_format(target).kind is SinkKind.MQTT:
-                MqttTarget.parse(target)
-        if self.video_out is not None and Path(self.video_out).suffix.lower() != ".mp4":
-            raise ParameterError("video_out", self.video_out,
-                                 "must end in .mp4 (the annotated view is written as MPEG-4)")
-        if self.gallery is not None:
-            kind = store_format(self.gallery).kind
-            if kind is StoreKind.SQLITE and not Path(self.gallery).is_file():
-                raise ParameterError("gallery", self.gallery,
-                                     "no such gallery file (deen gallery add creates one)")
-
-
-def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
-             options: PipelineOptions | None = None,
-             detector: Detector | None = None, events: EventLog | None = None) -> RunSummary:
-    """Open both streams, run until they end, ``duration_s`` or Ctrl-C; flush everything.
-
-    ``events`` replaces the log that ``settings.events`` names (e.g. to read events back).
+    ``model_path`` is the model's file (or served URL), which a gallery is tied to;
+    ``detector`` replaces the one ``detection.detector`` names and ``events`` the log that
+    ``outputs.events`` names (e.g. to read events back). Status lines and the web view's
+    address go to ``log``.
     """
-    # Real-time runs embed on a worker thread so that rounds keep pace with the cameras;
-    # offline runs (every frame, as fast as possible) embed in the round.
-    options = replace(options or PipelineOptions(), embed_in_background=settings.realtime)
+    out = settings.outputs
     check_embedder(embedder, model_path)
-    if settings.show and not display_available():
-        raise ParameterError("show", settings.show, "needs a display and an OpenCV build with "
-                             "a GUI (this one is headless or DISPLAY is unset); record to a "
-                             "video file instead")
-    detector = detector or open_detector(settings.detector)
-    gallery = (Gallery(settings.gallery, model_id(model_path, embedder), embedder.dim,
-                       create=False) if settings.gallery is not None else None)
-    address = ServeAddress.parse(settings.serve) if settings.serve is not None else None
+    if out.show and not display_available():
+        raise ParameterError("show", out.show, "needs a display and an OpenCV build with a GUI "
+                             "(this one is headless or DISPLAY is unset); record to a video "
+                             "file instead")
+    gallery = open_gallery(settings, model_path, embedder)
+    address = ListenAddress.parse(out.serve) if out.serve else None
+    detector = detector or open_detector(settings.detection.detector)
     ready = threading.Event()
     sources: dict[Modality, FrameSource] = {}
     events = events or open_events(settings)
     outputs: list[Output] = []
     server: WebServer | None = None
     pipeline: Pipeline | None = None
+    src = settings.sources
     try:
-        for modality, text in ((Modality.VISIBLE, settings.rgb),
-                               (Modality.INFRARED, settings.ir)):
-            sources[modality] = open_source(STREAMS[modality], text, settings.loop,
-                                            settings.fps, settings.realtime,
-                                            settings.timeout_s, ready)
-        if settings.video_out is not None:
+        for modality, text in ((Modality.VISIBLE, src.rgb), (Modality.INFRARED, src.ir)):
+            sources[modality] = open_source(STREAMS[modality], text, src.loop, src.fps,
+                                            src.realtime, src.timeout_s, ready)
+        if out.video_out:
             fps = sources[Modality.VISIBLE].frame_rate or 10.0
-            outputs.append(AnnotatedVideo(settings.video_out, fps, frame_sizes={
+            outputs.append(AnnotatedVideo(Path(out.video_out), fps, frame_sizes={
                 m: source.frame_size for m, source in sources.items()}))
-        if settings.show:
+        if out.show:
             outputs.append(LiveWindow())
-        if settings.tracks_out is not None:
-            outputs.append(TracksWriter(settings.tracks_out,
-                                        settle=settings.settle_tracks and options.relink,
-                                        lead=options.relink_lead))
+        if out.tracks_out:
+            outputs.append(TracksWriter(Path(out.tracks_out), settle=settings.relink.enabled,
+                                        lead=settings.relink.lead_modality))
         if address is not None:
             view = LiveView(sources)
             outputs.append(view)
             events.listeners.append(view.on_event)
             server = WebServer(view, address).start()
-            print(f"[deen run] web view: {server.url}", file=sys.stderr, flush=True)
-        pipeline = Pipeline(embedder, detector, events, options, gallery)
+            log(f"web view: {server.url}")
+        pipeline = Pipeline(embedder, detector, events, settings, gallery)
 
         def on_round(p: Pipeline, frames: dict[Modality, Frame | None]) -> None:
             snapshot = p.snapshot()
@@ -139,8 +98,8 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
                     p.faults.succeeded(kind)
 
         with stop_on_signals() as stop:
-            summary = run(pipeline, sources, ready, settings.duration_s,
-                          settings.status_every_s, on_round if outputs else None, stop)
+            summary = run(pipeline, sources, ready, settings.run.duration_s,
+                          out.status_every_s, on_round if outputs else None, stop, log)
         for output in outputs:
             output.close()
         outputs.clear()
@@ -162,10 +121,23 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
             gallery.close()
 
 
+def open_gallery(settings: LiveSettings, model_path: Path | str,
+                 embedder: Embedder) -> Gallery | None:
+    """The gallery ``gallery.path`` names, if any (a file must exist: ``deen gallery add``
+    creates one)."""
+    where = settings.gallery.path
+    if not where:
+        return None
+    if store_format(where).kind is StoreKind.SQLITE and not Path(where).is_file():
+        raise ParameterError("gallery", where, "no such gallery file (deen gallery add creates "
+                             "one)")
+    return Gallery(where, model_id(model_path, embedder), embedder.dim, create=False)
+
+
 def open_events(settings: LiveSettings) -> EventLog:
-    """The run's event log with every target of ``settings.events`` open (brokers
+    """The run's event log with every target of ``outputs.events`` open (brokers
     connected): an unreachable one fails here, in one line."""
-    return EventLog(open_event_sinks(settings.events, settings.site_name))
+    return EventLog(open_event_sinks(settings.outputs.events, settings.outputs.site_name or None))
 
 
 def check_embedder(embedder: Embedder, model_path: Path) -> None:

@@ -18,21 +18,42 @@ from scipy.optimize import linear_sum_assignment
 
 from deen.modality import Modality
 from deen.runtime.events import EventKind
+from deen.settings import Section, setting
 
 TrackKey = tuple[Modality, int]  # (stream modality, track id)
 #: (visible ids, infrared ids) → their mapped distances in person heights (NaN: unknown).
 Distances = Callable[[list[int], list[int]], np.ndarray]
 
-#: Documented defaults (README, ``deen run --help``).
-DEFAULT_MATCH_THRESHOLD = 0.5
-DEFAULT_CONFIRM_ROUNDS = 3
-DEFAULT_BREAK_ROUNDS = 5
-DEFAULT_EMBED_BUDGET = 8
-#: Crops per model call (the budget is embedded in several calls when larger). Memory grows
-#: with it and CPU throughput hardly does (OpenVINO int8 at 384×144: 6.7 images/s at batch 1,
-#: 6.8 at batch 8 on AVX2; 11.3 and 12.1 on AVX-512 VNNI). The 2-minute soak of `deen run`
-#: on AVX2 peaked at 792 MiB with 4, 665 MiB with 2 (p95 latency 36 and 53 ms).
-DEFAULT_EMBED_BATCH = 2
+
+@dataclass(frozen=True)
+class EmbeddingSettings(Section):
+    """Which crops are embedded, and how (:func:`choose_tracks`, the embedding stage)."""
+
+    budget: int = setting(8, "crops embedded per round; new tracks first, then the stalest",
+                          at_least=1)
+    # Memory grows with the batch and CPU throughput hardly does: benchmarks/README.md,
+    # "Embedding batch".
+    batch: int = setting(2, "crops per model call (the runtime's memory grows with it)",
+                         at_least=1)
+    min_box_height: int = setting(32, "smaller people are tracked but not embedded", at_least=1)
+    level_light: bool = setting(True, "embed crops as if under the stream's first frame's "
+                                      "light (deen.runtime.exposure)")
+
+
+@dataclass(frozen=True)
+class MatchingSettings(Section):
+    """Cross-camera matching (:class:`CrossCameraMatcher`)."""
+
+    threshold: float = setting(0.5, "least cosine similarity of a visible/infrared pair",
+                               at_least=-1.0, at_most=1.0)
+    confirm_rounds: int = setting(3, "rounds a pair must hold before it is a match", at_least=1)
+    break_rounds: int = setting(5, "rounds without the pair before a match is broken",
+                                at_least=1)
+    gate: float = setting(0.5, "with a view map: the farthest apart, in person heights, that "
+                               "a pair may be", at_least=0.0)
+    placed_threshold: float = setting(0.0, "with a view map: least cosine similarity of a pair "
+                                           "at corresponding places", at_least=-1.0,
+                                      at_most=1.0)
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
@@ -99,21 +120,17 @@ class MatchEvent:
     reason: str = ""
 
 
-@dataclass
 class CrossCameraMatcher:
-    threshold: float = DEFAULT_MATCH_THRESHOLD
-    confirm_rounds: int = DEFAULT_CONFIRM_ROUNDS
-    break_rounds: int = DEFAULT_BREAK_ROUNDS
-    margin: float = 0.0  # an assigned pair must beat each one's runner-up by this much
-    hold: float = 0.0  # hysteresis: a confirmed pair is favoured by this much and kept down
-    #                    to threshold - hold, so that small wobbles do not break it
-    # With the cameras' view map (deen.runtime.registration): only pairs whose mapped boxes
-    # are within ``gate`` person heights of each other may match, and then from
-    # ``placed_threshold`` on: where they are is most of the evidence.
-    gate: float = 0.5
-    placed_threshold: float = 0.0
-    streaks: dict[tuple[int, int], int] = field(default_factory=dict)  # candidate pair → rounds
-    confirmed: dict[tuple[int, int], int] = field(default_factory=dict)  # pair → rounds missing
+    """Visible/infrared pairs from this round's appearances, confirmed over rounds.
+
+    With the cameras' view map (:mod:`deen.runtime.registration`), only pairs whose mapped
+    boxes are within ``gate`` person heights of each other may match, and then from
+    ``placed_threshold`` on: where they are is most of the evidence."""
+
+    def __init__(self, settings: MatchingSettings = MatchingSettings()) -> None:
+        self.settings = settings
+        self.streaks: dict[tuple[int, int], int] = {}  # candidate pair → rounds in a row
+        self.confirmed: dict[tuple[int, int], int] = {}  # pair → rounds missing
 
     def assign(self, book: AppearanceBook, distances: Distances | None = None
                ) -> dict[tuple[int, int], float]:
@@ -126,32 +143,16 @@ class CrossCameraMatcher:
         if not v_ids or not r_ids:
             return {}
         similarity = raw = v @ r.T
-        threshold = self.threshold
+        threshold = self.settings.threshold
         if distances is not None:
             apart = distances(v_ids, r_ids)
-            placed = np.nan_to_num(apart, nan=np.inf) <= self.gate
+            placed = np.nan_to_num(apart, nan=np.inf) <= self.settings.gate
             # Far-apart pairs cannot win; among the others, nearer is better.
             similarity = np.where(placed, similarity - np.nan_to_num(apart, nan=0.0), -10.0)
-            threshold = self.placed_threshold
-        favoured = np.zeros_like(similarity)
-        if self.hold > 0:
-            v_index = {t: i for i, t in enumerate(v_ids)}
-            r_index = {t: j for j, t in enumerate(r_ids)}
-            for a, b in self.confirmed:
-                if a in v_index and b in r_index:
-                    favoured[v_index[a], r_index[b]] = self.hold
-        rows, cols = linear_sum_assignment(-(similarity + favoured))
-        out = {}
-        for i, j in zip(rows, cols, strict=True):
-            if similarity[i, j] + favoured[i, j] < threshold:
-                continue
-            if self.margin > 0 and not favoured[i, j]:
-                rivals = np.concatenate([np.delete(similarity[i], j),
-                                         np.delete(similarity[:, j], i)])
-                if len(rivals) and similarity[i, j] - rivals.max() < self.margin:
-                    continue
-            out[(v_ids[i], r_ids[j])] = float(raw[i, j])
-        return out
+            threshold = self.settings.placed_threshold
+        rows, cols = linear_sum_assignment(-similarity)
+        return {(v_ids[i], r_ids[j]): float(raw[i, j])
+                for i, j in zip(rows, cols, strict=True) if similarity[i, j] >= threshold}
 
     def update(self, book: AppearanceBook, ended: set[TrackKey] = frozenset(),
                distances: Distances | None = None) -> list[MatchEvent]:
@@ -166,7 +167,7 @@ class CrossCameraMatcher:
         for pair, similarity in current.items():
             if pair in self.confirmed:
                 self.confirmed[pair] = 0
-            elif self.streaks[pair] >= self.confirm_rounds:
+            elif self.streaks[pair] >= self.settings.confirm_rounds:
                 # A new match replaces any confirmed match of either track.
                 for old in [p for p in self.confirmed if p[0] == pair[0] or p[1] == pair[1]]:
                     del self.confirmed[old]
@@ -175,7 +176,7 @@ class CrossCameraMatcher:
                 events.append(MatchEvent(EventKind.MATCH, *pair, similarity))
         for pair in [p for p in self.confirmed if p not in current]:
             self.confirmed[pair] += 1
-            if self.confirmed[pair] >= self.break_rounds:
+            if self.confirmed[pair] >= self.settings.break_rounds:
                 del self.confirmed[pair]
                 events.append(MatchEvent(EventKind.UNMATCH, *pair, float("nan"),
                                          "no longer similar"))

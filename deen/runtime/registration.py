@@ -26,6 +26,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deen.settings import Section, setting
+
+
+@dataclass(frozen=True)
+class ViewMapSettings(Section):
+    """The cameras' view map (:class:`CameraRegistration`): cameras on one pole see a person
+    at corresponding places at one moment, and pairs are matched only there."""
+
+    enabled: bool = setting(True, "learn where the visible view lies in the infrared one from "
+                                  "the people both see (cameras that see different places "
+                                  "never get a map)")
+    pair_skew_s: float = setting(0.1, "frames of the two streams further apart than this, "
+                                      "seconds, are not a pair (not used to learn the map)",
+                                 at_least=0.0)
+
 
 @dataclass(frozen=True)
 class ViewMap:

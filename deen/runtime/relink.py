@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deen.modality import Modality
+from deen.modality import Modality, parse_modality
 from deen.runtime.matching import AppearanceBook, TrackKey, unit
+from deen.settings import Section, setting
 
 
 def calibrated(negatives: np.ndarray, quantile: float, floor: float, default: float,
@@ -48,23 +49,41 @@ class Departed:
     seen_with: frozenset[int] = frozenset()  # persons live beside them: certainly others
 
 
+@dataclass(frozen=True)
+class RelinkSettings(Section):
+    """One person id per person in a stream across leaving and coming back (:class:`Relinker`)."""
+
+    enabled: bool = setting(True, "keep a returning person's id when their appearance clearly "
+                                  "matches someone who left (else a new id per visit)")
+    lead: str = setting("visible", "the stream whose relinks the other follows through "
+                                   "cross-camera matches (none: each stream on its own)",
+                        choices=("visible", "infrared", "none"))
+    window_s: float = setting(600.0, "how long a person who left is remembered, seconds",
+                              above=0.0)
+    min_embeddings: int = setting(3, "a new track's embeddings before it is compared",
+                                  at_least=1)
+    margin: float = setting(0.05, "the best person who left must beat the runner-up by this",
+                            at_least=0.0, at_most=2.0)
+    again: float = setting(2.0, "an unlinked track is compared again when its embeddings have "
+                                "grown this many times (at most 1: once only)", above=0.0)
+    quantile: float = setting(0.99, "the threshold: this quantile of the similarities of "
+                                    "people seen together", at_least=0.0, at_most=1.0)
+    floor: float = setting(0.5, "the threshold is at least this", at_least=-1.0, at_most=1.0)
+    default: float = setting(0.9, "the threshold until min_negatives similarities are seen",
+                             at_least=-1.0, at_most=1.0)
+    min_negatives: int = setting(30, "similarities of people seen together before the "
+                                     "threshold is calibrated", at_least=1)
+    follow_after: int = setting(8, "embeddings after which a track of the other stream never "
+                                   "matched to the lead relinks on its own", at_least=1)
+
+    @property
+    def lead_modality(self) -> Modality | None:
+        return None if self.lead == "none" else parse_modality(self.lead)
+
+
 @dataclass
 class Relinker:
-    window_s: float = 600.0  # how long a person who left is remembered (capture time)
-    min_embeddings: int = 3  # a new track's embeddings before it is compared
-    margin: float = 0.05
-    again: float = 2.0  # an unlinked track's embeddings grow this much: compared again
-    #                     (at most 1: compared once only)
-    quantile: float = 0.99
-    floor: float = 0.5
-    default: float = 0.9
-    min_negatives: int = 30
-    # With ``lead`` set, a track of the other stream that is matched to a ``lead`` track
-    # takes its person from that track's link (see :meth:`paired`) and never compares its
-    # own appearance; one never matched compares it from ``follow_after`` embeddings on.
-    # None: each stream relinks on its own.
-    lead: Modality | None = Modality.VISIBLE
-    follow_after: int = 8
+    settings: RelinkSettings = field(default_factory=RelinkSettings)
     followers: set[TrackKey] = field(default_factory=set)  # matched to a lead track
     person: dict[TrackKey, int] = field(default_factory=dict)  # decided tracks → person id
     departed: dict[Modality, list[Departed]] = field(default_factory=dict)
@@ -77,6 +96,13 @@ class Relinker:
     active: dict[Modality, list[int]] = field(default_factory=dict)  # last round's live tracks
     together: dict[tuple[Modality, int], set[int]] = field(default_factory=dict)  # co-live persons
 
+    @property
+    def lead(self) -> Modality | None:
+        """With a lead, a track of the other stream matched to a lead track takes its person
+        from that track's link (:meth:`paired`) and never compares its own appearance; one
+        never matched compares it from ``follow_after`` embeddings on."""
+        return self.settings.lead_modality
+
     def person_of(self, key: TrackKey) -> int:
         """The person id of a track: its own track id until it is linked to someone who
         left."""
@@ -84,8 +110,9 @@ class Relinker:
 
     def threshold(self, modality: Modality) -> float:
         seen = self.negatives.get(modality, ())
-        return calibrated(np.fromiter(seen, float), self.quantile, self.floor, self.default,
-                          self.min_negatives)
+        s = self.settings
+        return calibrated(np.fromiter(seen, float), s.quantile, s.floor, s.default,
+                          s.min_negatives)
 
     def observe(self, book: AppearanceBook, active: dict[Modality, list[int]],
                 now: float) -> list[tuple[TrackKey, int]]:
@@ -97,8 +124,8 @@ class Relinker:
             persons = {self.person_of((modality, t)) for t in ids}
             for person in persons:
                 self.together.setdefault((modality, person), set()).update(persons - {person})
-            least = self.min_embeddings if self.lead in (None, modality) else \
-                max(self.min_embeddings, self.follow_after)
+            least = self.settings.min_embeddings if self.lead in (None, modality) else \
+                max(self.settings.min_embeddings, self.settings.follow_after)
             ready = [t for t in ids if (modality, t) in book.entries
                      and book.entries[modality, t].count >= least]
             compare = [t for t in ready if (modality, t) not in self.followers]
@@ -108,7 +135,7 @@ class Relinker:
                 upper = similarity[np.triu_indices(len(ready), 1)]
                 self.negatives.setdefault(modality, deque(maxlen=4000)).extend(upper.tolist())
             memory = [d for d in self.departed.get(modality, []) if now - d.left_at
-                      <= self.window_s]
+                      <= self.settings.window_s]
             self.departed[modality] = memory
             taken = {self.person_of((modality, t)) for t in ids}
             for track in compare:
@@ -116,7 +143,7 @@ class Relinker:
                 count = book.entries[key].count
                 last = self.compared.get(key)
                 if key in self.person or (last is not None and (
-                        self.again <= 1 or count < self.again * last)):
+                        self.settings.again <= 1 or count < self.settings.again * last)):
                     continue
                 candidates = [d for d in memory if d.person not in taken]
                 self.compared[key] = count
@@ -133,7 +160,7 @@ class Relinker:
                 others = [scores[k] for k in order[1:]
                           if candidates[k].person in first.seen_with]
                 runner_up = others[0] if others else -1.0
-                if best >= self.threshold(modality) and best - runner_up >= self.margin:
+                if best >= self.threshold(modality) and best - runner_up >= self.settings.margin:
                     self._link(key, first)
                     taken.add(first.person)
                     links.append((key, first.person))

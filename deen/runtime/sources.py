@@ -25,8 +25,25 @@ import numpy as np
 
 from deen.errors import DeenError, ParameterError
 from deen.fileio import IMAGE_SUFFIXES
+from deen.settings import Section, setting
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class SourceSettings(Section):
+    """The two streams: what they are and how they are read (:class:`FrameSource`)."""
+
+    rgb: str = setting("", "the visible stream: a video file, an image folder, a camera index "
+                           "or an rtsp:// / http:// URL")
+    ir: str = setting("", "the infrared stream (as rgb)")
+    loop: bool = setting(False, "restart video files at their end")
+    realtime: bool = setting(True, "pace files as cameras and drop frames the pipeline has no "
+                                   "time for (false: every frame, as fast as possible)")
+    fps: float = setting(0.0, "pace of files and folders (0: the file's own rate; folders 10)",
+                         at_least=0.0)
+    timeout_s: float = setting(5.0, "give up opening or reading a URL after this long",
+                               above=0.0)
 
 
 @dataclass(frozen=True)

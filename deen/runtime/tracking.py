@@ -17,6 +17,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from deen.runtime.detect import Detections
+from deen.settings import Section, setting
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -136,6 +137,23 @@ class TrackUpdate:
     ended: list[Track]  # removed in this frame (lost for too long)
 
 
+@dataclass(frozen=True)
+class TrackingSettings(Section):
+    """Per-stream tracking (:class:`ByteTracker`)."""
+
+    high_threshold: float = setting(0.5, "detections scoring this much start and lead tracks",
+                                    at_least=0.0, at_most=1.0)
+    low_threshold: float = setting(0.1, "weaker detections only keep existing tracks alive",
+                                   at_least=0.0, at_most=1.0)
+    match_iou: float = setting(0.3, "least overlap of a detection with a track's predicted box",
+                               at_least=0.0, at_most=1.0)
+    min_hits: int = setting(2, "detections before a track is confirmed (and reported)",
+                            at_least=1)
+    max_lost: int = setting(30, "frames without a detection before a track ends", at_least=1)
+    fit_boxes: bool = setting(True, "fit a part or a merge of people to the track's learnt "
+                                    "body size")
+
+
 class ByteTracker:
     """ByteTrack: high-score boxes match tracks first, low-score boxes then keep the
     remaining tracks alive (occlusions lower scores); a track is confirmed after
@@ -143,12 +161,10 @@ class ByteTracker:
     ``fit_boxes``, a matched detection that is a part or a merge is fitted to the track's
     learnt body size (:class:`BodySize`) before it updates the track."""
 
-    def __init__(self, high_threshold: float = 0.5, low_threshold: float = 0.1,
-                 match_iou: float = 0.3, min_hits: int = 2, max_lost: int = 30,
-                 fit_boxes: bool = True) -> None:
-        self.high, self.low, self.match_iou = high_threshold, low_threshold, match_iou
-        self.fit_boxes = fit_boxes
-        self.min_hits, self.max_lost = min_hits, max_lost
+    def __init__(self, settings: TrackingSettings = TrackingSettings()) -> None:
+        self.high, self.low = settings.high_threshold, settings.low_threshold
+        self.match_iou, self.fit_boxes = settings.match_iou, settings.fit_boxes
+        self.min_hits, self.max_lost = settings.min_hits, settings.max_lost
         self.tracks: list[Track] = []
         self._next_id = 1
 

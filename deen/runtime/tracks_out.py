@@ -34,7 +34,7 @@ from deen.runtime import relink
 from deen.runtime.outputs import Output
 from deen.runtime.pipeline import PipelineSnapshot
 from deen.runtime.sources import Frame
-from deen.runtime.streams import OTHER_STREAM, STREAM_MODALITY, STREAMS
+from deen.streams import OTHER_STREAM, STREAM_MODALITY, STREAMS
 
 
 class TracksWriter(Output):

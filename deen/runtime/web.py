@@ -30,13 +30,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from deen.address import ListenAddress
 from deen.errors import ParameterError
 from deen.modality import Modality
 from deen.runtime.annotate import render
@@ -44,30 +44,12 @@ from deen.runtime.events import SCHEMA_PATH
 from deen.runtime.outputs import Output
 from deen.runtime.pipeline import PipelineSnapshot
 from deen.runtime.sources import Frame, FrameSource
-from deen.runtime.streams import STREAMS
+from deen.streams import STREAMS
 
-DEFAULT_HOST = "127.0.0.1"  # loopback unless the user names an address
 EVENT_QUEUE = 256  # events buffered per /events viewer before its overflow is dropped
 BOUNDARY = "deenframe"
 #: The page's files: ``index.html`` (served at ``/``), ``style.css`` and ``app.js``.
 STATIC = Path(__file__).with_name("static")
-
-
-@dataclass(frozen=True)
-class ServeAddress:
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str, parameter: str = "serve") -> ServeAddress:
-        """``HOST:PORT``, ``:PORT`` or ``PORT`` (loopback); port 0 picks a free one.
-        ``parameter`` names the setting in the error."""
-        host, _, port = text.rpartition(":")
-        host = host.strip("[]") or DEFAULT_HOST
-        if not port.isdigit() or int(port) > 65535:
-            raise ParameterError(parameter, text, "expected HOST:PORT, :PORT or PORT "
-                                 "(e.g. 127.0.0.1:8080)")
-        return cls(host, int(port))
 
 
 class LiveView(Output):
@@ -232,7 +214,7 @@ def build_app(view: LiveView, closing: threading.Event):
 class WebServer:
     """uvicorn on a daemon thread, on a socket bound here (so a busy port fails clearly)."""
 
-    def __init__(self, view: LiveView, address: ServeAddress) -> None:
+    def __init__(self, view: LiveView, address: ListenAddress) -> None:
         import uvicorn
 
         try:

@@ -21,8 +21,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from deen.address import ListenAddress
 from deen.errors import DeenError, ParameterError
-from deen.runtime.web import ServeAddress as Listen  # the address a server listens on
 
 WORKER = Path(__file__).with_name("triton_worker.py")
 READY = "deen-serve-ready"  # the worker's ready line (triton_worker.READY)
@@ -53,7 +53,7 @@ def free_port(host: str) -> int:
 class ModelServer:
     """A running server; :meth:`stop` (or leaving the ``with``) ends it."""
 
-    def __init__(self, model: Path, listen: Listen, name: str = "deen",
+    def __init__(self, model: Path, listen: ListenAddress, name: str = "deen",
                  max_batch: int = 32, queue_delay_us: int = 2000) -> None:
         from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 

@@ -104,7 +104,8 @@ def main() -> int:
                         config=ModelConfig(max_batch_size=8))
             # On a line of its own: the server's libraries may have written to stdout without
             # ending their line.
-            print(f"\n{READY}", flush=True)
+            sys.stdout.write(f"\n{READY}\n")
+            sys.stdout.flush()
             triton.serve()
     finally:
         shutil.rmtree(args.workspace, ignore_errors=True)

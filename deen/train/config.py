@@ -69,8 +69,7 @@ class TrainConfig:
 
     @property
     def variant_name(self) -> str:
-        return self.variant or ("regdb" if self.dataset == "regdb" else
-                                "llcm" if self.dataset == "llcm" else "sysu")
+        return self.variant or registry.get(self.dataset).variant
 
     def to_toml(self) -> str:
         lines = []

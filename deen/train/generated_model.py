@@ -33,7 +33,7 @@ SCENE_PEOPLE = 40
 FINE_TUNE = ("height=64", "width=24", "identities=8", "per_identity=2", "lr=0.03",
              "body_lr_scale=0.1", "warmup_epochs=0", "schedule=cosine", "erasing_p=0",
              "epochs=9", "steps_per_epoch=60", "val_identities=0", "workers=1", "seed=0")
-MINUTES = 28  # both stages and the scene crops, on 2 cores of an AVX2 EPYC (10 + 3 + 15)
+MINUTES = 28  # both stages and the scene crops on 2 CPU cores (benchmarks/README.md)
 
 
 def cache_dir() -> Path:
@@ -60,7 +60,7 @@ def write_scene_crops(out: Path, seeds: tuple[int, ...] = SCENE_SEEDS,
     import numpy as np
 
     from deen.mot import read_boxes
-    from deen.runtime.scene import SceneSettings, write_scene
+    from deen.scenes import SceneSettings, write_scene
 
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -165,7 +165,7 @@ class Trainer:
 
         records = training_records(config)
         records, self.validation = split_validation(records, config.val_identities, config.seed)
-        erasing = (0.2, 0.8) if config.dataset == "sysu" else (0.02, 0.4)
+        erasing = registry.get(config.dataset).erasing_area
         self.dataset = TrainImages(records, Augmentation(
             config.height, config.width, erasing_p=config.erasing_p, erasing_area=erasing))
         self.sampler = CrossModalitySampler(records, config.identities, config.per_identity,

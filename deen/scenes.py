@@ -21,7 +21,7 @@ import numpy as np
 from deen.errors import DeenError, ParameterError
 from deen.fileio import publish_dir, require_new_folder
 from deen.modality import Modality
-from deen.runtime.streams import STREAMS
+from deen.streams import STREAMS
 from deen.synthetic import make_people, render_person
 
 __all__ = ["STREAMS", "Scene", "SceneSettings", "StreamPair", "read_truth", "write_scene",
