@@ -213,8 +213,10 @@ def _cmd_scene(args: argparse.Namespace) -> int:
 
     settings = _dataclass_from_args(SceneSettings, args)
     require_new_folder(args.out)  # before the progress line, so the error is the only line
-    print(f"writing a {settings.seconds:g} s scene of {settings.people} people "
-          f"({settings.frames} frames per stream) ...", flush=True)
+    frames = ", ".join(f"{n} {s} frames at {fps:g} fps" for s, (fps, _, n)
+                       in settings.stream_timing().items())
+    print(f"writing a {settings.seconds:g} s scene of {settings.people} people, views "
+          f"{settings.views} ({frames}) ...", flush=True)
     scene = write_scene(args.out, settings)
     print(f"wrote {scene.root}: {scene.visible.name}, {scene.infrared.name}, rgb/ and ir/ "
           "(MOTChallenge truth), identities.csv, boxes.jsonl")
@@ -237,6 +239,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(score.to_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_tracks(args: argparse.Namespace) -> int:
+    from deen.runtime.tracks_out import settle_run
+
+    counts = settle_run(args.run, args.out, force=args.force)
+    print(f"settled the ids of {args.run} offline into {args.out}: persons per stream "
+          + ", ".join(f"{s} {counts[f'{s}_live']} live -> {counts[f'{s}_settled']} settled"
+                      for s in ("rgb", "ir"))
+          + " (offline: decided after the run, with the whole run seen; a live user never "
+          "saw these ids)")
     return 0
 
 
@@ -550,33 +564,27 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_scene_parser(data_commands: argparse._SubParsersAction) -> None:
+    from deen import settings as tree
     from deen.scenes import SceneSettings
 
-    d = SceneSettings()
+    defaults = SceneSettings()
     scene = data_commands.add_parser(
         "scene", help="write a generated camera pair with MOTChallenge truth",
-        description="Write a generated visible/infrared camera pair (people walking at "
-                    "different depths, crossing and hiding each other, some seen by one "
-                    "camera only, clutter, light changes and noise) with its truth: "
-                    "visible.mp4, infrared.mp4, rgb/ and ir/ in MOTChallenge layout, "
-                    "identities.csv and boxes.jsonl (exact boxes for deen run --detector).")
+        description="Write a generated visible/infrared camera pair with its truth: "
+                    "visible.mp4 and infrared.mp4 (each camera at its own frame rate and "
+                    "clock), rgb/ and ir/ in MOTChallenge layout, identities.csv and "
+                    "boxes.jsonl (exact boxes for deen run --detector). --views overlap: "
+                    "two cameras on one pole; --views apart: two places a walk apart, people "
+                    "seen in one and later in the other. People walk at different depths, "
+                    "cross and hide each other, some in groups and some stopping, some seen "
+                    "by one camera only; clutter, local shadows, light changes and noise.")
     scene.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new folder")
-    helps = {"seed": "seed of the people and their walks", "people": "people who walk through",
-             "seconds": "length in seconds",
-             "fps": "frames per second", "width": "frame width", "height": "frame height",
-             "min_in_view": "fewest people walking at once",
-             "max_in_view": "most people walking at once",
-             "min_height": "height in pixels of the farthest people",
-             "max_height": "height in pixels of the nearest people",
-             "one_camera": "share of people only one camera sees",
-             "occluders": "foreground poles that hide people",
-             "clutter": "static background objects",
-             "light": "amplitude of slow light changes, 0 up to (not including) 1",
-             "noise": "sensor noise, standard deviation in grey levels"}
-    for f in dataclasses.fields(SceneSettings):  # one flag per setting, checked by the class
-        default = getattr(d, f.name)
-        scene.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default,
-                           help=f"{helps[f.name]} (default {default:g})".lstrip())
+    for key, f, kind in tree.leaves(SceneSettings):  # one flag per setting, checked by it
+        default = tree.get(defaults, key)
+        choices = f.metadata.get("choices")
+        takes = f"; {' or '.join(choices)}" if choices else ""
+        scene.add_argument(f"--{key.replace('_', '-')}", type=kind, default=default,
+                           help=f"{f.metadata['help']}{takes} (default {default})")
     scene.set_defaults(handler=_cmd_scene)
 
 
@@ -787,6 +795,23 @@ def build_parser() -> argparse.ArgumentParser:
     build_ops.add_argument("--cuda", action="store_true", help="also build the CUDA kernels")
     build_ops.add_argument("--force", action="store_true", help="rebuild even if up to date")
     build_ops.set_defaults(handler=_cmd_build_ops)
+
+    tracks = commands.add_parser("tracks", help="tools for a deen run --tracks-out folder")
+    tracks_commands = tracks.add_subparsers(dest="tracks_command", required=True,
+                                            metavar="TOOL")
+    settle = tracks_commands.add_parser(
+        "settle", help="decide a run's person ids again offline, with the whole run seen",
+        description="Read a deen run --tracks-out folder and write its files again into a new "
+                    "folder with person ids settled after the run: each stream's tracks "
+                    "clustered by their whole appearance (never two tracks seen together), "
+                    "the infrared stream around the visible persons it was matched to. The "
+                    "folder is marked offline (settled.json); deen score labels its numbers "
+                    "offline: no live user saw these ids.")
+    settle.add_argument("run", type=Path, metavar="RUN", help="the deen run --tracks-out folder")
+    settle.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new folder")
+    settle.add_argument("--force", action="store_true",
+                        help="replace DIR if it exists (default: refuse)")
+    settle.set_defaults(handler=_cmd_tracks)
 
     _add_run_parser(commands)
     _add_bench_parser(commands)

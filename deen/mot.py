@@ -19,6 +19,10 @@ import numpy as np
 from deen.errors import DeenError
 from deen.fileio import atomic_path
 
+#: In a ``deen run --tracks-out`` folder whose ids were settled after the run (``deen tracks
+#: settle``): what was done, and that its numbers are offline.
+SETTLED_MARK = "settled.json"
+
 
 @dataclass(frozen=True)
 class SequenceInfo:
@@ -29,11 +33,23 @@ class SequenceInfo:
     fps: float
     width: int
     height: int
+    # When the first frame was taken, in seconds on a clock shared with the other camera of
+    # a pair (``startTime``, deen's own key: MOTChallenge tools ignore it); 0 by default.
+    start: float = 0.0
 
     def to_ini(self) -> str:
+        start = f"startTime={self.start:g}\n" if self.start else ""
         return (f"[Sequence]\nname={self.name}\nimDir=img1\nframeRate={self.fps:g}\n"
                 f"seqLength={self.length}\nimWidth={self.width}\nimHeight={self.height}\n"
-                "imExt=.jpg\n")
+                f"imExt=.jpg\n{start}")
+
+    def time_of(self, frame: int) -> float:
+        """When (1-based) ``frame`` was taken, on the pair's shared clock."""
+        return self.start + (frame - 1) / self.fps
+
+    def frame_at(self, seconds: float) -> int:
+        """The (1-based) frame nearest to ``seconds`` on the shared clock, within 1..length."""
+        return int(min(max(round((seconds - self.start) * self.fps) + 1, 1), self.length))
 
 
 @dataclass
@@ -66,7 +82,8 @@ def read_seqinfo(path: Path) -> SequenceInfo:
         section = parser["Sequence"]
         return SequenceInfo(section.get("name", path.parent.name), int(section["seqLength"]),
                             float(section.get("frameRate", "10")),
-                            int(section.get("imWidth", "0")), int(section.get("imHeight", "0")))
+                            int(section.get("imWidth", "0")), int(section.get("imHeight", "0")),
+                            float(section.get("startTime", "0")))
     except (configparser.Error, KeyError, ValueError) as exc:
         raise DeenError(f"{path}: not a MOTChallenge seqinfo.ini with [Sequence] seqLength "
                         f"({type(exc).__name__}: {exc})") from None

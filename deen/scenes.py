@@ -18,9 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deen.errors import DeenError, ParameterError
+from deen.errors import DeenError
 from deen.fileio import publish_dir, require_new_folder
 from deen.modality import Modality
+from deen.settings import Section, SettingError, setting
 from deen.streams import STREAMS
 from deen.synthetic import make_people, render_person
 
@@ -143,77 +144,117 @@ def read_truth(boxes: Path) -> dict[tuple[str, int], list[tuple[list[float], int
 TRUTH_FILES = {"video": {"rgb": "visible.mp4", "ir": "infrared.mp4"},
                "identities": "identities.csv", "settings": "scene.json",
                "boxes": "boxes.jsonl"}
+#: How the two cameras are placed: ``overlap``, on one pole watching nearly the same place;
+#: ``apart``, at two places a walk apart (no moment when both see one person).
+VIEWS = ("overlap", "apart")
 
 
 @dataclass(frozen=True)
-class SceneSettings:
-    """A generated camera pair on a pole: people walk across at different depths (nearer
-    is lower in the frame and taller), cross and hide each other, some are seen by one camera
-    only; static clutter, slow light changes and sensor noise.
+class SceneSettings(Section):
+    """A generated visible/infrared camera pair with its truth.
 
-    ``min_height``/``max_height``: person heights in pixels from the farthest to the
-    nearest path. ``min_in_view``/``max_in_view``: how many people walk at once.
-    ``one_camera``: the share of people only one camera sees. ``occluders``: foreground
-    poles that hide whoever walks behind them.
+    People walk across at different depths (nearer is lower in the frame and taller), cross
+    and hide each other and foreground poles, some alone and some in groups, some stop for a
+    while; static clutter, local shadows (visible camera), slow light changes and sensor
+    noise. The two cameras run at their own frame rates and clocks (``ir_offset``: the
+    infrared camera's first frame is taken that long after the visible camera's).
     """
 
-    people: int = 10
-    seconds: float = 120.0
-    fps: float = 10.0
-    width: int = 768
-    height: int = 576
-    min_in_view: int = 2
-    max_in_view: int = 4
-    min_height: int = 60
-    max_height: int = 250
-    one_camera: float = 0.2
-    occluders: int = 1
-    clutter: int = 6
-    light: float = 0.2
-    noise: float = 3.0
-    seed: int = 0
+    views: str = setting("overlap", "overlap: both cameras on one pole watching nearly the "
+                                    "same place; apart: at two places a walk apart",
+                         choices=VIEWS)
+    people: int = setting(12, "people who walk through", at_least=1)
+    seconds: float = setting(120.0, "length in seconds", above=0.0)
+    fps: float = setting(10.0, "the visible camera's frames per second", above=0.0)
+    ir_fps: float = setting(8.0, "the infrared camera's frames per second", above=0.0)
+    ir_offset: float = setting(0.15, "seconds between the visible camera's first frame and "
+                                     "the infrared camera's (its clock)", at_least=-5.0,
+                               at_most=5.0)
+    width: int = setting(768, "frame width", at_least=64)
+    height: int = setting(576, "frame height", at_least=64)
+    min_in_view: int = setting(2, "fewest people walking at once (per camera)", at_least=0)
+    max_in_view: int = setting(6, "most people walking at once (per camera)", at_least=1)
+    min_height: int = setting(60, "height in pixels of the farthest people", at_least=16)
+    max_height: int = setting(250, "height in pixels of the nearest people", at_least=16)
+    one_camera: float = setting(0.2, "share of people only one camera sees", at_least=0.0,
+                                at_most=1.0)
+    groups: float = setting(0.2, "share of arrivals that are two or three people walking "
+                                 "together", at_least=0.0, at_most=1.0)
+    still: float = setting(0.2, "share of walks that stop a while (3 to 8 s) on the way",
+                           at_least=0.0, at_most=1.0)
+    transit: float = setting(60.0, "apart: most seconds between leaving one camera's view and "
+                                   "entering the other's (at least a twelfth of it)",
+                             above=0.0)
+    occluders: int = setting(1, "foreground poles that hide people", at_least=0)
+    clutter: int = setting(6, "static background objects", at_least=0)
+    shadows: int = setting(2, "local shadows in the visible view (a building's, a tree's)",
+                           at_least=0)
+    light: float = setting(0.2, "amplitude of slow light changes, 0 up to (not including) 1",
+                           at_least=0.0)
+    noise: float = setting(3.0, "sensor noise, standard deviation in grey levels",
+                           at_least=0.0)
+    seed: int = setting(0, "seed of the people and their walks")
 
     def __post_init__(self) -> None:
-        def bad(name: str, problem: str, mentions: tuple[str, ...] = ()) -> ParameterError:
-            return ParameterError(name, getattr(self, name), problem, mentions)
+        super().__post_init__()
 
-        for name in ("people", "max_in_view", "width", "height"):
-            if getattr(self, name) < 1:
-                raise bad(name, "must be at least 1")
-        if not 0 <= self.min_in_view <= self.max_in_view:
+        def bad(name: str, problem: str, mentions: tuple[str, ...] = ()) -> SettingError:
+            return SettingError(name, getattr(self, name), problem, mentions)
+
+        if self.min_in_view > self.max_in_view:
             raise bad("min_in_view", "must lie between 0 and {max_in_view}", ("max_in_view",))
         if self.max_in_view > self.people:
             raise bad("max_in_view", "cannot exceed {people}", ("people",))
-        if self.seconds <= 0 or self.fps <= 0:
-            raise bad("seconds" if self.seconds <= 0 else "fps", "must be positive")
-        if not 16 <= self.min_height <= self.max_height:
+        if self.min_height > self.max_height:
             raise bad("min_height", "must lie between 16 and {max_height}", ("max_height",))
         if self.max_height > 0.9 * self.height:
             raise bad("max_height", "must fit in the frame (at most 90% of {height})",
                       ("height",))
-        if not 0 <= self.one_camera <= 1:
-            raise bad("one_camera", "is a share: 0..1")
-        for name in ("occluders", "clutter", "noise", "light"):
-            if getattr(self, name) < 0:
-                raise bad(name, "must not be negative")
         if self.light >= 1:  # the light swings between 1 - light and 1 + light
             raise bad("light", "is an amplitude under 1 (the light swings by that share)")
 
     @property
     def frames(self) -> int:
+        """The visible camera's frames."""
         return max(1, round(self.seconds * self.fps))
+
+    def stream_timing(self) -> dict[str, tuple[float, float, int]]:
+        """Per stream: (frames per second, start on the shared clock, frames)."""
+        return {"rgb": (self.fps, 0.0, self.frames),
+                "ir": (self.ir_fps, self.ir_offset, max(1, round(self.seconds * self.ir_fps)))}
 
 
 @dataclass(frozen=True)
-class _Path:
-    """One walk of one person across the scene."""
+class _Walk:
+    """One walk of one person across one view (``cameras``: the streams that see it)."""
 
     person: int  # 0-based
-    start: int  # first frame
-    end: int  # frame after the last
+    start: float  # seconds on the shared clock
+    moving: float  # seconds to cross, stops not counted
     leftwards: bool
     depth: tuple[float, float]  # 0 = far, 1 = near, at the start and the end
-    cameras: frozenset[str]  # streams that see it
+    cameras: frozenset[str]
+    offset: float = 0.0  # place in a group, in body widths along the path
+    stop_at: float = 0.0  # share of the way where the person stops
+    stop: float = 0.0  # seconds stopped (0: never)
+
+    @property
+    def end(self) -> float:
+        return self.start + self.moving + self.stop
+
+    def progress(self, t: float) -> float | None:
+        """Share of the way walked at time ``t``; None outside the walk."""
+        if not self.start <= t < self.end:
+            return None
+        elapsed = t - self.start
+        stop_from = self.stop_at * self.moving
+        if elapsed > stop_from:
+            elapsed = max(stop_from, elapsed - self.stop)
+        return elapsed / self.moving
+
+    def depth_at(self, t: float) -> float:
+        share = self.progress(t) or 0.0
+        return self.depth[0] + share * (self.depth[1] - self.depth[0])
 
 
 @dataclass(frozen=True)
@@ -227,36 +268,88 @@ class Scene:
     boxes: Path  # exact boxes for ``deen run --detector``
 
 
-def _plan_walks(settings: SceneSettings, rng: np.random.Generator,
-                one_camera: dict[int, str]) -> list[_Path]:
-    """Walks that keep between ``min_in_view`` and ``max_in_view`` people in view, each
-    person at most once at a time, the least recently seen person first."""
-    frames, width = settings.frames, settings.width
-    walks: list[_Path] = []
-    last_end = dict.fromkeys(range(settings.people), -1)
-    target = settings.min_in_view
-    for t in range(frames):
-        active = [w for w in walks if w.start <= t < w.end]
-        if t % max(1, round(4 * settings.fps)) == 0:  # every few seconds, a new crowd size
-            target = int(rng.integers(settings.min_in_view, settings.max_in_view + 1))
-        if len(active) >= settings.max_in_view or (len(active) >= target and
-                                                   rng.random() > 0.02):
-            continue
-        busy = {w.person for w in active}
-        free = [p for p in range(settings.people) if p not in busy]
+class _Planner:
+    """Walks that keep between ``min_in_view`` and ``max_in_view`` people in each view, the
+    least recently seen person first, some in groups and some stopping on the way. With
+    views apart, a person walks through one view at a time; one who left a view is away for
+    a transit time (a twelfth of ``transit`` up to all of it), then preferred in the other
+    view."""
+
+    def __init__(self, settings: SceneSettings, rng: np.random.Generator,
+                 one_camera: dict[int, str]) -> None:
+        self.s, self.rng, self.one_camera = settings, rng, one_camera
+        self.walks: list[_Walk] = []
+        self.last_end = dict.fromkeys(range(settings.people), -1e9)
+        self.last_view: dict[int, str | None] = dict.fromkeys(range(settings.people))
+        self.arrives: dict[int, float] = {}  # person → when they may enter the other view
+
+    def plan(self) -> list[_Walk]:
+        s, dt = self.s, 1.0 / self.s.fps
+        views = ["both"] if s.views == "overlap" else list(STREAMS.values())
+        target = dict.fromkeys(views, s.min_in_view)
+        for step in range(s.frames):
+            t = step * dt
+            for view in views:
+                if step % max(1, round(4 * s.fps)) == 0:  # every few seconds, a crowd size
+                    target[view] = int(self.rng.integers(s.min_in_view, s.max_in_view + 1))
+                active = [w for w in self.walks if w.start <= t < w.end
+                          and (view == "both" or view in w.cameras)]
+                if len(active) >= s.max_in_view or (len(active) >= target[view]
+                                                    and self.rng.random() > 0.02):
+                    continue
+                room = s.max_in_view - len(active)
+                self._arrive(view, t, room)
+        return self.walks
+
+    def _free(self, view: str, t: float) -> list[int]:
+        busy = {w.person for w in self.walks if w.start <= t < w.end}
+        free = [p for p in range(self.s.people) if p not in busy
+                and (view == "both" or self.one_camera.get(p, view) == view)]
+        if view == "both":
+            return free
+        # Apart: no one is in two places at once, and whoever left a view walks on for a
+        # while (towards the other view, or away and back).
+        return [p for p in free if t >= self.arrives.get(p, 0.0)]
+
+    def _arrive(self, view: str, t: float, room: int) -> None:
+        free = self._free(view, t)
         if not free:
-            continue
-        person = min(free, key=lambda p: (last_end[p], rng.random()))
+            return
+        due = [p for p in free if self.last_view[p] not in (None, view)]
+        pool = due or free
+        first = min(pool, key=lambda p: (self.last_end[p], self.rng.random()))
+        size = 1
+        if self.rng.random() < self.s.groups and room >= 2:
+            size = int(self.rng.integers(2, 4))
+        others = sorted((p for p in free if p != first),
+                        key=lambda p: (self.last_end[p], self.rng.random()))
+        members = [first, *others[:min(size, room) - 1]]
+        s, rng = self.s, self.rng
         near = float(rng.uniform(0, 1))
         depth = (near, float(np.clip(near + rng.uniform(-0.3, 0.3), 0, 1)))
-        height = settings.min_height + max(depth) * (settings.max_height - settings.min_height)
+        height = s.min_height + max(depth) * (s.max_height - s.min_height)
         # About 0.8 body heights a second, as people walk, give or take a fifth.
-        speed = 0.8 * height / settings.fps * float(rng.uniform(0.8, 1.2))
-        duration = max(4, round((width + height) / speed))
-        cameras = frozenset([one_camera[person]] if person in one_camera else STREAMS.values())
-        walks.append(_Path(person, t, t + duration, bool(rng.random() < 0.5), depth, cameras))
-        last_end[person] = t + duration
-    return walks
+        speed = 0.8 * height * float(rng.uniform(0.8, 1.2))
+        moving = (s.width + height) / speed
+        leftwards = bool(rng.random() < 0.5)
+        stops = rng.random() < s.still
+        stop_at, stop = (float(rng.uniform(0.25, 0.75)), float(rng.uniform(3, 8))) if stops \
+            else (0.0, 0.0)
+        for rank, person in enumerate(members):
+            if view == "both":
+                cameras = frozenset([self.one_camera[person]] if person in self.one_camera
+                                    else STREAMS.values())
+            else:
+                cameras = frozenset([view])
+            spread = (0.05 * rank * (1 if rng.random() < 0.5 else -1))
+            walk = _Walk(person, t, moving, leftwards,
+                         tuple(float(np.clip(d + spread, 0, 1)) for d in depth), cameras,
+                         offset=-0.9 * rank, stop_at=stop_at, stop=stop)
+            self.walks.append(walk)
+            self.last_end[person] = walk.end
+            self.last_view[person] = view if view != "both" else None
+            if view != "both":
+                self.arrives[person] = walk.end + float(rng.uniform(s.transit / 12, s.transit))
 
 
 def _paste(canvas: np.ndarray, owner: np.ndarray, sprite: np.ndarray, mask: np.ndarray,
@@ -292,15 +385,32 @@ def _backdrop(modality: Modality, settings: SceneSettings, rng: np.random.Genera
     return image
 
 
+def _shadow_gain(settings: SceneSettings, rng: np.random.Generator) -> np.ndarray:
+    """Per-pixel light of the visible view's local shadows (1: none): soft-edged patches on
+    the ground and wall, 25-50% darker, that people walk through."""
+    gain = np.ones((settings.height, settings.width), np.float32)
+    for _ in range(settings.shadows):
+        cx = int(rng.integers(0, settings.width))
+        cy = int(rng.integers(int(0.35 * settings.height), settings.height))
+        axes = (int(rng.integers(settings.width // 10, settings.width // 4)),
+                int(rng.integers(settings.height // 10, settings.height // 3)))
+        cv2.ellipse(gain, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360,
+                    float(rng.uniform(0.5, 0.75)), -1)
+    blur = max(3, settings.width // 40) | 1
+    return cv2.GaussianBlur(gain, (blur, blur), 0)[..., None]
+
+
 def write_scene(out: Path, settings: SceneSettings = SceneSettings()) -> Scene:
     """Write a generated camera pair with its truth into the new folder ``out``.
 
-    Layout: ``visible.mp4`` and ``infrared.mp4``; per stream ``rgb/`` and ``ir/`` with
-    ``gt/gt.txt`` and ``seqinfo.ini`` (MOTChallenge; person id = person number, the same
-    in both streams); ``identities.csv`` (stream, id, person: the cross-camera key);
-    ``boxes.jsonl`` (the exact boxes, for ``deen run --detector``); ``scene.json`` (the
-    settings). A person counts in the truth where at least a quarter of them is in view
-    and not hidden; less visible boxes are ignored regions (``gt.txt`` column 7 = 0).
+    Layout: ``visible.mp4`` and ``infrared.mp4`` (each at its camera's frame rate); per
+    stream ``rgb/`` and ``ir/`` with ``gt/gt.txt`` and ``seqinfo.ini`` (MOTChallenge, with
+    ``startTime``: when the stream's first frame was taken on the pair's clock; person id =
+    person number, the same in both streams); ``identities.csv`` (stream, id, person: the
+    cross-camera key); ``boxes.jsonl`` (the exact boxes, for ``deen run --detector``);
+    ``scene.json`` (the settings). A person counts in the truth where at least a quarter of
+    them is in view and not hidden; less visible boxes are ignored regions (``gt.txt``
+    column 7 = 0).
     """
     import dataclasses
 
@@ -313,47 +423,53 @@ def write_scene(out: Path, settings: SceneSettings = SceneSettings()) -> Scene:
     one_camera = {int(p): str(rng.choice(list(STREAMS.values())))
                   for p in rng.permutation(settings.people)[
                       :round(settings.one_camera * settings.people)]}
-    walks = _plan_walks(settings, rng, one_camera)
+    walks = _Planner(settings, rng, one_camera).plan()
     width, height = settings.width, settings.height
-    shifts = {"rgb": 0.0, "ir": 0.06 * width}  # the infrared camera looks a little further on
+    apart = settings.views == "apart"
+    # On one pole the infrared camera looks a little further on; apart, each view is its own.
+    shifts = {"rgb": 0.0, "ir": 0.0 if apart else 0.06 * width}
     modalities = {STREAMS[m]: m for m in STREAMS}
     backdrops = {s: _backdrop(m, settings, rng) for s, m in modalities.items()}
-    poles = [int(rng.integers(width // 8, 7 * width // 8)) for _ in range(settings.occluders)]
+    pole_x = [int(rng.integers(width // 8, 7 * width // 8)) for _ in range(settings.occluders)]
+    poles = {s: ([int(rng.integers(width // 8, 7 * width // 8))
+                  for _ in range(settings.occluders)] if apart else
+                 [int(x - shifts[s]) for x in pole_x]) for s in STREAMS.values()}
+    shadows = {"rgb": _shadow_gain(settings, rng) if settings.shadows else None, "ir": None}
     # Sensor noise drawn from a bank of frames: drawing a new field each frame would cost
     # more than rendering the scene.
     noise_bank = rng.normal(0, settings.noise, (8, height, width, 3)).astype(np.float32)
+    timing = settings.stream_timing()
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        writers = {}
+        truth: dict[str, list] = {s: [] for s in STREAMS.values()}
+        lines = []
         for stream, name in TRUTH_FILES["video"].items():
-            writer = cv2.VideoWriter(str(scratch / name), cv2.VideoWriter_fourcc(*"mp4v"),
-                                     settings.fps, (width, height))
+            fps, start, frames = timing[stream]
+            writer = cv2.VideoWriter(str(scratch / name), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                     (width, height))
             if not writer.isOpened():
                 raise DeenError(f"{scratch / name}: OpenCV cannot write MPEG-4 video here")
-            writers[stream] = writer
-        truth: dict[str, list] = {s: [] for s in writers}
-        lines = []
-        for frame in range(settings.frames):
-            light = 1 + settings.light * np.sin(2 * np.pi * frame / (40 * settings.fps))
-            for stream, writer in writers.items():
+            for frame in range(frames):
+                t = start + frame / fps
+                light = 1 + settings.light * np.sin(2 * np.pi * t / 40)
                 canvas = backdrops[stream].copy()
                 owner = np.zeros((height, width), np.int32)
                 placed = []
-                visible_walks = [w for w in walks if w.start <= frame < w.end
-                                 and stream in w.cameras]
+                in_view = [w for w in walks if stream in w.cameras and w.progress(t) is not None]
                 # Far people first, so that nearer ones hide them.
-                for walk in sorted(visible_walks, key=lambda w: _depth_at(w, frame)):
-                    depth = _depth_at(walk, frame)
+                for walk in sorted(in_view, key=lambda w: w.depth_at(t)):
+                    depth = walk.depth_at(t)
                     box_h = int(settings.min_height + depth * (settings.max_height
                                                                - settings.min_height))
                     sprite, mask = person_sprite(identities[walk.person], modalities[stream], rng)
                     box_w = box_h // 2
                     sprite = cv2.resize(sprite, (box_w, box_h), interpolation=cv2.INTER_AREA)
                     mask = cv2.resize(mask, (box_w, box_h), interpolation=cv2.INTER_NEAREST)
-                    progress = (frame - walk.start) / (walk.end - walk.start)
+                    progress = walk.progress(t)
                     travel = 1 - progress if walk.leftwards else progress
-                    x = int(-box_w + travel * (width + box_w) - shifts[stream])
+                    lead = walk.offset * box_w * (-1 if walk.leftwards else 1)
+                    x = int(-box_w + travel * (width + box_w) - shifts[stream] + lead)
                     foot = int(0.45 * height + depth * (0.99 * height - 0.45 * height))
                     y = foot - box_h
                     _paste(canvas, owner, sprite, mask, x, y, walk.person + 1)
@@ -362,14 +478,15 @@ def write_scene(out: Path, settings: SceneSettings = SceneSettings()) -> Scene:
                     placed.append((walk.person, x + int(xs.min()), y + int(ys.min()),
                                    int(xs.max() - xs.min()) + 1, int(ys.max() - ys.min()) + 1,
                                    len(xs)))
-                for pole in poles:  # foreground: hides whoever is behind it
-                    px = int(pole - shifts[stream])
+                for px in poles[stream]:  # foreground: hides whoever is behind it
                     pole_w = max(6, width // 60)
                     colour = (70, 70, 80) if stream == "rgb" else (30, 30, 30)
                     cv2.rectangle(canvas, (px, 0), (px + pole_w, height), colour, -1)
                     owner[:, max(px, 0):max(px + pole_w, 0)] = 0
-                image = np.clip(canvas.astype(np.float32) * np.float32(light)
-                                + noise_bank[int(rng.integers(len(noise_bank)))], 0, 255)
+                image = canvas.astype(np.float32) * np.float32(light)
+                if shadows[stream] is not None:
+                    image *= shadows[stream]
+                image = np.clip(image + noise_bank[int(rng.integers(len(noise_bank)))], 0, 255)
                 writer.write(image.astype(np.uint8))
                 boxes, who = [], []
                 for person, x, y, w, h, area in placed:
@@ -388,14 +505,13 @@ def write_scene(out: Path, settings: SceneSettings = SceneSettings()) -> Scene:
                 if boxes:
                     lines.append(json.dumps({"stream": stream, "frame": frame, "boxes": boxes,
                                              "identities": who}))
-        for writer in writers.values():
             writer.release()
-        for stream in writers:
+        for stream, (fps, start, frames) in timing.items():
             (scratch / stream / "gt").mkdir(parents=True)
             write_gt(scratch / stream / "gt" / "gt.txt", truth[stream])
-            info = SequenceInfo(stream, settings.frames, settings.fps, width, height)
+            info = SequenceInfo(stream, frames, fps, width, height, start)
             (scratch / stream / "seqinfo.ini").write_text(info.to_ini())
-        key = ["stream,id,person"] + [f"{s},{p + 1},person{p + 1:03d}" for s in writers
+        key = ["stream,id,person"] + [f"{s},{p + 1},person{p + 1:03d}" for s in truth
                                      for p in range(settings.people)
                                      if p not in one_camera or one_camera[p] == s]
         (scratch / TRUTH_FILES["identities"]).write_text("\n".join(key) + "\n")
@@ -408,8 +524,3 @@ def write_scene(out: Path, settings: SceneSettings = SceneSettings()) -> Scene:
         shutil.rmtree(scratch, ignore_errors=True)
     return Scene(out, settings, out / TRUTH_FILES["video"]["rgb"],
                  out / TRUTH_FILES["video"]["ir"], out / TRUTH_FILES["boxes"])
-
-
-def _depth_at(walk: _Path, frame: int) -> float:
-    progress = (frame - walk.start) / max(walk.end - walk.start, 1)
-    return walk.depth[0] + progress * (walk.depth[1] - walk.depth[0])

@@ -11,8 +11,8 @@ from deen.runtime.detect import Detections, Detector
 from deen.runtime.events import EventKind, EventLog
 from deen.runtime.faults import Faults
 from deen.runtime.gallery import Gallery
+from deen.runtime.identity import RelinkSettings
 from deen.runtime.matching import EmbeddingSettings, MatchingSettings
-from deen.runtime.relink import RelinkSettings
 from deen.runtime.sources import Frame
 from deen.runtime.tracking import TrackingSettings
 
@@ -176,7 +176,7 @@ def test_match_reports_a_pair_once_confirmed():
     state = stages.LiveState()
     state.book.add((V, 1), np.array([1.0, 0, 0, 0]), 0.0)
     state.book.add((R, 7), np.array([0.9, 0.1, 0, 0]), 0.0)
-    match = stages.Match(MatchingSettings(threshold=0.5, confirm_rounds=2))
+    match = stages.Match(MatchingSettings(threshold=0.5, confirm_rounds=2))  # no map stage
     kinds = []
     for index in range(3):
         round_ = stages.Round({V: _frame(index)})
@@ -186,21 +186,32 @@ def test_match_reports_a_pair_once_confirmed():
     assert match.partner((V, 1)) == 7 and match.partner((R, 7)) == 1
 
 
-def test_relink_gives_a_returning_person_their_earlier_id():
+def test_relink_gives_a_returning_person_their_earlier_id_and_says_so():
     state = stages.LiveState()
     match = stages.Match()
-    relink = stages.Relink(match, RelinkSettings(min_embeddings=1, default=0.8))
+    relink = stages.Relink(match, None, RelinkSettings(min_embeddings=2, default=0.8))
     state.stages = [relink]
     look, other = np.array([1.0, 0, 0, 0]), np.array([0, 1.0, 0, 0])
     state.active[V] = [_track(1), _track(2)]
     state.book.add((V, 1), look, 0.0)
     state.book.add((V, 2), other, 0.0)
     relink(stages.Round({V: _frame(0)}), state)
+    first = relink.person_of((V, 1))
     state.end((V, 1), 1.0)  # person 1 leaves
     state.active[V] = [_track(2), _track(3)]
     state.book.add((V, 3), look * 0.99 + 0.01, 0.0)
-    relink(stages.Round({V: _frame(1)}), state)
-    assert relink.person_of((V, 3)) == 1 and relink.person_of((V, 2)) == 2
+    round_ = stages.Round({V: _frame(1)})
+    relink(round_, state)  # one embedding: not compared yet, a new person announced
+    assert round_.events == [] and relink.person_of((V, 3)) != first
+    state.book.add((V, 3), look, 0.0)
+    round_ = stages.Round({V: _frame(2)})
+    relink(round_, state)
+    assert relink.person_of((V, 3)) == first
+    (kind, _, fields), = round_.events
+    assert kind == EventKind.PERSON_CHANGED
+    assert fields["reason"] == "relinked" and fields["track"] == 3
+    relink.annotate(round_)
+    assert fields["person"] == first and fields["previous"] != first
 
 
 def test_name_recognises_embedded_tracks_from_the_gallery(tmp_path):

@@ -3,28 +3,41 @@
 Truth is a folder in MOTChallenge layout per stream (``rgb/`` and ``ir/``, each with
 ``gt/gt.txt`` and ``seqinfo.ini``, as ``deen data scene`` writes and CVAT exports) plus
 ``identities.csv`` (``stream,id,person[,name]``), the key that says which annotated track in
-one stream is which person in the other. Without the key, equal ids are the same person.
-The run is a ``deen run --tracks-out`` folder.
+one stream is which person in the other. The streams may differ in frame rate and length;
+``seqinfo.ini``'s ``startTime`` (deen's own key, 0 when absent) places each stream's first
+frame on the pair's shared clock. The run is a ``deen run --tracks-out`` folder: its ids are
+the person ids the run emitted, one id space for both streams.
 
 Reported:
 
 - per stream, HOTA, IDF1 and MOTA, by TrackEval's implementations of the metrics;
-- across the pair, on frames where both streams were processed:
+- **multi-camera IDF1** (``idf1_cross``), as multi-camera tracking benchmarks score it: both
+  streams as one sequence (the visible frames, then the infrared ones), truth ids the key's
+  persons and run ids the emitted person ids: a person who keeps one id in both streams
+  counts once;
+- across the pair:
   - **match precision**: the share of matched rows (a track at a frame, carrying a match)
-    whose partner is on the same person;
-  - **match recall**: the share of (person, frame) where the person is tracked in both
-    streams and the two tracks carry their match;
+    whose partner's box, on the partner's stream at the frame it was matched on, is on the
+    same person;
+  - **match recall**: the share of (person, visible frame) where the person is tracked in
+    both streams at that moment (the infrared frame nearest in time) and the two tracks
+    carry their match;
   - **matches per true pair**: match intervals formed per true pair, a visit of one person
-    tracked in both streams (a gap over 2 s starts a new visit, so a person who walks
-    through twice is two pairs); 1.0: each pair matched once and kept;
+    tracked in both streams (a gap over 2 s starts a new visit); 1.0: each pair matched
+    once and kept;
   - the median time from a person being tracked in both streams to their first correct
     match;
-  - gallery recognition accuracy, when the run named tracks and the key has names.
+- **one id across the cameras** (what cameras at different places need): of the people
+  both cameras saw (``both_seen_people``), the share whose rows in each stream mostly carry
+  one and the same id (``one_id_share``); of the ids the run gave in both streams
+  (``cross_links``), the share that joined two different people (``wrong_cross_link_share``);
+- gallery recognition accuracy, when the run named tracks and the key has names.
 
 A run row is on a person at a frame when it overlaps that person's truth box by IoU >= 0.5
 (one-to-one, by the assignment that maximises IoU). Rows on ignored truth (column 7 = 0:
 people mostly hidden or out of the frame) are dropped first, as TrackEval's MOTChallenge
-reader drops rows on distractors.
+reader drops rows on distractors. A run folder whose ids were settled after the run (``deen
+tracks settle``) is scored the same way and marked ``offline``.
 """
 
 from __future__ import annotations
@@ -44,7 +57,7 @@ from scipy.optimize import linear_sum_assignment
 
 from deen.errors import DeenError
 from deen.fileio import atomic_path
-from deen.mot import Boxes, SequenceInfo, read_boxes, read_seqinfo
+from deen.mot import SETTLED_MARK, Boxes, SequenceInfo, read_boxes, read_seqinfo
 from deen.runtime.tracking import iou_matrix
 from deen.scenes import TRUTH_FILES
 from deen.streams import OTHER_STREAM, STREAMS
@@ -118,54 +131,62 @@ def read_truth(root: Path) -> Truth:
         info = read_seqinfo(info_path)
         counted, ignored = _split_ignored(read_boxes(gt_path, info.length))
         streams[stream] = StreamTruth(info, counted, ignored)
-    lengths = {s: t.info.length for s, t in streams.items()}
-    if lengths["rgb"] != lengths["ir"]:
-        raise DeenError(f"{root}: the streams' sequences differ in length ({lengths['rgb']} "
-                        f"and {lengths['ir']} frames); a pair is scored frame by frame")
-    rates = {s: t.info.fps for s, t in streams.items()}
-    if rates["rgb"] != rates["ir"]:
-        raise DeenError(f"{root}: the streams' frame rates differ ({rates['rgb']:g} and "
-                        f"{rates['ir']:g} fps); a pair is scored frame by frame")
     person: dict[tuple[str, int], str] = {}
     names: dict[str, str] = {}
     key = root / TRUTH_FILES["identities"]
-    if key.is_file():
-        with key.open(newline="") as f:
-            for number, row in enumerate(csv.DictReader(f), 2):
-                try:
-                    stream, track = row["stream"], int(row["id"])
-                    who = row["person"].strip()
-                except (KeyError, TypeError, ValueError, AttributeError):
-                    raise DeenError(f"{key}:{number}: expected stream,id,person[,name]") from None
-                if stream not in STREAM_NAMES or not who:
-                    raise DeenError(f"{key}:{number}: stream must be rgb or ir and person "
-                                    "non-empty")
-                person[stream, track] = who
-                if row.get("name"):
-                    names[who] = row["name"].strip()
+    if not key.is_file():
+        raise DeenError(f"{key}: missing: the cross-camera key (stream,id,person: which "
+                        "annotated id in one stream is which person in the other) that "
+                        "multi-camera IDF1 and the match scores need; where the ids are equal "
+                        "in both streams, write one row per stream and id with person = id")
+    with key.open(newline="") as f:
+        for number, row in enumerate(csv.DictReader(f), 2):
+            try:
+                stream, track = row["stream"], int(row["id"])
+                who = row["person"].strip()
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise DeenError(f"{key}:{number}: expected stream,id,person[,name]") from None
+            if stream not in STREAM_NAMES or not who:
+                raise DeenError(f"{key}:{number}: stream must be rgb or ir and person "
+                                "non-empty")
+            person[stream, track] = who
+            if row.get("name"):
+                names[who] = row["name"].strip()
     for stream, truth in streams.items():  # without a key entry, the id is the person
         for track in truth.counted.all_ids():
             person.setdefault((stream, track), f"id{track}")
     return Truth(root, streams, person, names)
 
 
+def _rgb_to_ir(truth: Truth) -> dict[int, int]:
+    """Each visible frame's nearest infrared frame in time."""
+    rgb, ir = truth.streams["rgb"].info, truth.streams["ir"].info
+    return {f: ir.frame_at(rgb.time_of(f)) for f in range(1, rgb.length + 1)}
+
+
 @dataclass
 class Run:
     tracks: dict[str, Boxes]
-    matches: list[tuple[str, int, int, int]]  # stream, frame, track, partner
+    # stream, frame, id, partner id, the partner's frame on its own stream
+    matches: list[tuple[str, int, int, int, int]]
     names: list[tuple[str, int, int, str]]
+    offline: bool = False  # ids settled after the run (deen tracks settle)
 
 
-def _read_rows(path: Path, columns: int) -> list[list[str]]:
+def _read_rows(path: Path, columns: int | tuple[int, ...], split: int = -1
+               ) -> list[list[str]]:
+    """A file's comma-separated rows that start with a stream name, each of one of
+    ``columns`` lengths (``split``: at most that many splits, for a free last field)."""
     if not path.is_file():
         return []
+    lengths = (columns,) if isinstance(columns, int) else columns
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
-            fields = [f.strip() for f in line.split(",", columns - 1)]
-            if len(fields) != columns or fields[0] not in STREAM_NAMES:
-                raise DeenError(f"{path}:{number}: expected {columns} comma-separated fields "
-                                "starting with rgb or ir")
+            fields = [f.strip() for f in line.split(",", split)]
+            if len(fields) not in lengths or fields[0] not in STREAM_NAMES:
+                raise DeenError(f"{path}:{number}: expected {' or '.join(map(str, lengths))} "
+                                "comma-separated fields starting with rgb or ir")
             rows.append(fields)
     return rows
 
@@ -184,13 +205,16 @@ def read_run(folder: Path, truth: Truth) -> Run:
     if not any(t.rows() for t in tracks.values()):
         raise DeenError(f"{folder}: the run has no tracks in either stream; nothing to score")
     try:
-        matches = [(s, int(f), int(t), int(p))
-                   for s, f, t, p in _read_rows(folder / "matches.txt", 4)]
-        names = [(s, int(f), int(t), n) for s, f, t, n in _read_rows(folder / "names.txt", 4)]
+        # stream,frame,id,partner[,partner_frame]: without the partner's frame (older
+        # files), the partner is taken on the same frame number.
+        matches = [(m[0], int(m[1]), int(m[2]), int(m[3]), int(m[4] if len(m) > 4 else m[1]))
+                   for m in _read_rows(folder / "matches.txt", (4, 5))]
+        names = [(s, int(f), int(t), n)
+                 for s, f, t, n in _read_rows(folder / "names.txt", 4, split=3)]
     except ValueError as exc:
         raise DeenError(f"{folder}: matches.txt or names.txt holds a non-integer ({exc})"
                         ) from None
-    return Run(tracks, matches, names)
+    return Run(tracks, matches, names, offline=(folder / SETTLED_MARK).is_file())
 
 
 def _drop_ignored(run: Boxes, truth: StreamTruth) -> Boxes:
@@ -251,8 +275,8 @@ def tracking_metrics(truth: Boxes, run: Boxes, length: int) -> dict[str, float]:
 @dataclass
 class PersonTimeline:
     person: str
-    frames: int  # the sequence length
-    in_view: dict[str, list[int]] = field(default_factory=dict)  # stream → frames counted
+    frames: int  # the visible sequence's length: the timeline's axis
+    in_view: dict[str, list[int]] = field(default_factory=dict)  # stream → visible frames
     tracked_both: list[int] = field(default_factory=list)
     matched_right: list[int] = field(default_factory=list)
     matched_wrong: list[int] = field(default_factory=list)
@@ -272,6 +296,13 @@ class LiveScore:
     first_match_s_median: float | None
     never_matched: int
     gallery_accuracy: float | None
+    idf1_cross: float = 0.0  # multi-camera IDF1: both streams as one sequence
+    hota_cross: float = 0.0
+    both_seen_people: int = 0  # people both cameras saw
+    one_id_share: float | None = None  # … whose rows in each stream mostly carry one id
+    cross_links: int = 0  # ids the run gave in both streams
+    wrong_cross_link_share: float | None = None  # … that joined two different people
+    offline: bool = False  # the ids were settled after the run (deen tracks settle)
     timelines: list[PersonTimeline] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -285,13 +316,17 @@ class LiveScore:
         def pct(value: float | None) -> str:
             return "n/a" if value is None else f"{100 * value:.1f}%"
 
-        lines = [f"# deen score: {self.run} against {self.truth}", "",
+        title = f"# deen score: {self.run} against {self.truth}"
+        lines = [title + (" (offline: ids settled after the run, not as emitted)"
+                          if self.offline else " (ids as emitted)"), "",
                  "| stream | HOTA | IDF1 | MOTA | DetA | AssA | ID switches |",
                  "|---|---|---|---|---|---|---|"]
         for stream, m in self.streams.items():
             lines.append(f"| {stream} | {pct(m['hota'])} | {pct(m['idf1'])} | "
                          f"{pct(m['mota'])} | {pct(m['deta'])} | {pct(m['assa'])} | "
                          f"{m['id_switches']} |")
+        lines.append(f"| both (multi-camera) | {pct(self.hota_cross)} | "
+                     f"{pct(self.idf1_cross)} | | | | |")
         churn = ("n/a" if self.matches_per_true_pair is None
                  else f"{self.matches_per_true_pair:.2f}")
         first = ("n/a" if self.first_match_s_median is None
@@ -304,12 +339,16 @@ class LiveScore:
                   f"{self.true_pairs} true pairs: visits tracked in both streams) |",
                   f"| median time to the first correct match | {first} "
                   f"({self.never_matched} never matched) |",
+                  f"| one id in both streams | {pct(self.one_id_share)} of the "
+                  f"{self.both_seen_people} people both cameras saw |",
+                  f"| wrong cross-stream links | {pct(self.wrong_cross_link_share)} of "
+                  f"{self.cross_links} ids given in both streams |",
                   f"| gallery recognition accuracy | {pct(self.gallery_accuracy)} |"]
         return "\n".join(lines) + "\n"
 
 
 def _on_person(truth: Truth, stream: str, run: Boxes) -> dict[tuple[int, int], str]:
-    """(frame, run track) → the person it is on at that frame."""
+    """(frame, run id) → the person it is on at that frame."""
     counted = truth.streams[stream].counted
     out = {}
     for frame in run.frames():
@@ -321,55 +360,101 @@ def _on_person(truth: Truth, stream: str, run: Boxes) -> dict[tuple[int, int], s
     return out
 
 
+def _cross_metrics(truth: Truth, tracks: dict[str, Boxes]) -> dict[str, float]:
+    """HOTA and IDF1 with both streams as one sequence: the visible frames, then the
+    infrared ones; truth ids are the key's persons, run ids the emitted ids."""
+    persons = {p: k for k, p in enumerate(sorted(set(truth.person.values())))}
+    offset = truth.streams["rgb"].info.length
+    gt, run = Boxes(), Boxes()
+    for shift, stream in ((0, "rgb"), (offset, "ir")):
+        counted = truth.streams[stream].counted
+        for frame in counted.frames():
+            gt.ids[frame + shift] = np.array([persons[truth.person[stream, int(i)]]
+                                              for i in counted.ids[frame]], np.int64)
+            gt.boxes[frame + shift] = counted.boxes[frame]
+            gt.scores[frame + shift] = counted.scores[frame]
+        for frame in tracks[stream].frames():
+            run.ids[frame + shift] = tracks[stream].ids[frame]
+            run.boxes[frame + shift] = tracks[stream].boxes[frame]
+            run.scores[frame + shift] = tracks[stream].scores[frame]
+    metrics = tracking_metrics(gt, run, offset + truth.streams["ir"].info.length)
+    return {"idf1": metrics["idf1"], "hota": metrics["hota"]}
+
+
+def _one_id(on: dict[str, dict[tuple[int, int], str]]) -> tuple[int, float | None, int,
+                                                                 float | None]:
+    """(people seen in both streams, the share of them whose rows mostly carry one id in
+    both, ids given in both streams, the share of those that joined two people)."""
+    votes = {s: defaultdict(Counter) for s in on}  # stream → person → id → rows
+    owners = {s: defaultdict(Counter) for s in on}  # stream → id → person → rows
+    for stream, rows in on.items():
+        for (_, run_id), who in rows.items():
+            votes[stream][who][run_id] += 1
+            owners[stream][run_id][who] += 1
+    both = set(votes["rgb"]) & set(votes["ir"])
+    same = sum(votes["rgb"][p].most_common(1)[0][0] == votes["ir"][p].most_common(1)[0][0]
+               for p in both)
+    links = set(owners["rgb"]) & set(owners["ir"])
+    wrong = sum(owners["rgb"][i].most_common(1)[0][0] != owners["ir"][i].most_common(1)[0][0]
+                for i in links)
+    return (len(both), same / len(both) if both else None, len(links),
+            wrong / len(links) if links else None)
+
+
 def score_run(truth_dir: Path, run_dir: Path) -> LiveScore:
     """Score a ``deen run --tracks-out`` folder against a truth folder."""
     truth = read_truth(truth_dir)
     run = read_run(run_dir, truth)
     length = truth.streams["rgb"].info.length
     tracks = {s: _drop_ignored(run.tracks[s], truth.streams[s]) for s in STREAM_NAMES}
-    streams = {s: tracking_metrics(truth.streams[s].counted, tracks[s], length)
-               for s in STREAM_NAMES}
+    streams = {s: tracking_metrics(truth.streams[s].counted, tracks[s],
+                                   truth.streams[s].info.length) for s in STREAM_NAMES}
+    cross = _cross_metrics(truth, tracks)
     on = {s: _on_person(truth, s, tracks[s]) for s in STREAM_NAMES}
-    # Who each track is over its life (its most frequent person), for a partner's identity.
-    votes: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
-    for stream in STREAM_NAMES:
-        for (_, track), who in on[stream].items():
-            votes[stream, track][who] += 1
-    partner_of = {(s, f, t): p for s, f, t, p in run.matches}
+    kept = {s: {(f, int(i)) for f in tracks[s].frames() for i in tracks[s].ids[f]}
+            for s in STREAM_NAMES}
+    to_ir = _rgb_to_ir(truth)
+    rgb_info = truth.streams["rgb"].info
+    to_rgb = {s: (lambda f: f) if s == "rgb" else
+              (lambda f, ir=truth.streams["ir"].info: rgb_info.frame_at(ir.time_of(f)))
+              for s in STREAM_NAMES}
     right = wrong = 0
     timelines: dict[str, PersonTimeline] = {}
 
     def timeline(who: str) -> PersonTimeline:
         return timelines.setdefault(who, PersonTimeline(who, length))
 
-    for stream, frame, track, partner in run.matches:
-        who = on[stream].get((frame, track))
-        partner_votes = votes.get((OTHER_STREAM[stream], partner))
-        partner_is = partner_votes.most_common(1)[0][0] if partner_votes else None
+    for stream, frame, run_id, partner, partner_frame in run.matches:
+        if (frame, run_id) not in kept[stream]:  # a row on ignored truth: not judged
+            continue
+        who = on[stream].get((frame, run_id))
+        partner_is = on[OTHER_STREAM[stream]].get((partner_frame, partner))
         if who is not None and who == partner_is:
             right += 1
         else:
             wrong += 1
             if who is not None:
-                timeline(who).matched_wrong.append(frame)
-    # (person, frame) → that person's track in each stream.
-    track_of: dict[str, dict[tuple[str, int], int]] = {s: {} for s in STREAM_NAMES}
+                timeline(who).matched_wrong.append(to_rgb[stream](frame))
+    # (person, frame) → that person's run id in each stream, on visible frames.
+    id_of: dict[str, dict[tuple[str, int], int]] = {s: {} for s in STREAM_NAMES}
     for stream in STREAM_NAMES:
-        for (frame, track), who in on[stream].items():
-            track_of[stream][who, frame] = track
+        for (frame, run_id), who in on[stream].items():
+            id_of[stream][who, frame] = run_id
+    carried = {(s, f, i): p for s, f, i, p, _ in run.matches}
     for stream in STREAM_NAMES:
         for frame, ids in truth.streams[stream].counted.ids.items():
             for track in ids:
                 timeline(truth.person[stream, int(track)]).in_view.setdefault(
-                    stream, []).append(frame)
-    both = sorted(set(track_of["rgb"]) & set(track_of["ir"]), key=lambda k: k[1])
+                    stream, []).append(to_rgb[stream](frame))
+    both = sorted(((who, f) for who, f in id_of["rgb"] if (who, to_ir[f]) in id_of["ir"]),
+                  key=lambda k: k[1])
     correct = 0
     for who, frame in both:
         line = timeline(who)
         line.tracked_both.append(frame)
-        rgb_track, ir_track = track_of["rgb"][who, frame], track_of["ir"][who, frame]
-        if partner_of.get(("rgb", frame, rgb_track)) == ir_track or \
-                partner_of.get(("ir", frame, ir_track)) == rgb_track:
+        rgb_id, ir_id = id_of["rgb"][who, frame], id_of["ir"][who, to_ir[frame]]
+        if carried.get(("rgb", frame, rgb_id)) == ir_id or \
+                carried.get(("ir", to_ir[frame], ir_id)) == rgb_id:
             correct += 1
             line.matched_right.append(frame)
     intervals = _match_intervals(run.matches, run.tracks["rgb"])
@@ -388,6 +473,7 @@ def score_run(truth_dir: Path, run_dir: Path) -> LiveScore:
     named = [(s, f, t, n) for s, f, t, n in run.names if (f, t) in on[s]]
     if named and truth.names:
         gallery = sum(truth.names.get(on[s][f, t]) == n for s, f, t, n in named) / len(named)
+    seen_both, one_id, links, wrong_links = _one_id(on)
     matched = right + wrong
     return LiveScore(
         truth=str(truth.root), run=str(run_dir), streams=streams,
@@ -396,7 +482,9 @@ def score_run(truth_dir: Path, run_dir: Path) -> LiveScore:
         true_pairs=true_pairs, match_intervals=intervals,
         matches_per_true_pair=intervals / true_pairs if true_pairs else None,
         first_match_s_median=float(np.median(delays)) if delays else None,
-        never_matched=never, gallery_accuracy=gallery,
+        never_matched=never, gallery_accuracy=gallery, idf1_cross=cross["idf1"],
+        hota_cross=cross["hota"], both_seen_people=seen_both, one_id_share=one_id,
+        cross_links=links, wrong_cross_link_share=wrong_links, offline=run.offline,
         timelines=sorted(timelines.values(), key=lambda t: t.person))
 
 
@@ -405,14 +493,14 @@ def _segments(frames: list[int], gap: int) -> int:
     return sum(1 for k, f in enumerate(frames) if k == 0 or f - frames[k - 1] > gap)
 
 
-def _match_intervals(matches: list[tuple[str, int, int, int]], rgb: Boxes) -> int:
+def _match_intervals(matches: list[tuple[str, int, int, int, int]], rgb: Boxes) -> int:
     """Matches formed: runs of one (visible, infrared) pair over consecutive frames in which
-    the visible track was reported."""
+    the visible id was reported."""
     reported = defaultdict(list)
     for frame in rgb.frames():
         for track in rgb.ids[frame]:
             reported[int(track)].append(frame)
-    carried = {(f, t): p for s, f, t, p in matches if s == "rgb"}
+    carried = {(f, t): p for s, f, t, p, _ in matches if s == "rgb"}
     count = 0
     for track, frames in reported.items():
         current = None

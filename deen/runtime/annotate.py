@@ -21,8 +21,6 @@ from deen.runtime.outputs import Output
 from deen.runtime.pipeline import PipelineSnapshot
 from deen.runtime.sources import Frame
 
-GREY = (160, 160, 160)
-
 
 def _colour(key: int) -> tuple[int, int, int]:
     r, g, b = colorsys.hsv_to_rgb((key * 0.618) % 1.0, 0.85, 1.0)
@@ -48,10 +46,11 @@ def render(snapshot: PipelineSnapshot, frames: Mapping[Modality, np.ndarray | No
         sx, sy = width / image.shape[1], panel_height / image.shape[0]
         panel = cv2.resize(image, (width, panel_height))
         for track in snapshot.tracks[modality]:
+            # A person's colour and label are the same in both streams and every visit.
             partner = track.partner
-            visible_id = track.track_id if modality == Modality.VISIBLE else partner
-            colour = _colour(visible_id) if partner is not None else GREY
-            label = f"{'V' if modality == Modality.VISIBLE else 'I'}{track.track_id}"
+            colour = _colour(track.person_id)
+            label = f"P{track.person_id} {'V' if modality == Modality.VISIBLE else 'I'}" \
+                    f"{track.track_id}"
             if partner is not None:
                 label += f"={'I' if modality == Modality.VISIBLE else 'V'}{partner}"
             if track.name is not None:
@@ -85,8 +84,14 @@ class RenderedOutput(Output):
 
 
 class AnnotatedVideo(RenderedOutput):
-    """Collects rendered rounds into ``path`` (MPEG-4), renamed into place by :meth:`close`;
-    :meth:`discard` deletes the partial file."""
+    """The run as an MPEG-4 video at the visible stream's rate, in ``path``, renamed into
+    place by :meth:`close`; :meth:`discard` deletes the partial file.
+
+    One picture per frame of the visible stream, whatever the number of rounds: a round
+    without a new visible frame (only the infrared one) adds none, and a visible frame the
+    pipeline had no time for (dropped) repeats the picture before it, so that the video
+    lasts as long as the run and plays at the source's speed. The infrared side shows its
+    newest frame."""
 
     name = "video"
 
@@ -101,6 +106,7 @@ class AnnotatedVideo(RenderedOutput):
         self.size: tuple[int, int] | None = None
         self.partial = self.path.with_name(f".{self.path.name}.partial{self.path.suffix}")
         self.writer: cv2.VideoWriter | None = None
+        self.written = -1  # the visible stream's last frame index written
         if frame_sizes and all(frame_sizes.get(m) for m in (Modality.VISIBLE,
                                                              Modality.INFRARED)):
             self.panels = {m: self._panel(*frame_sizes[m]) for m in frame_sizes}
@@ -118,12 +124,19 @@ class AnnotatedVideo(RenderedOutput):
         for modality, frame in frames.items():
             if frame is not None:
                 self.latest[modality] = frame.image
+        visible = frames.get(Modality.VISIBLE)
+        if visible is None:
+            return
         if self.panels is None:
             if any(self.latest.get(m) is None for m in (Modality.VISIBLE, Modality.INFRARED)):
                 return
             self.panels = {m: self._panel(image.shape[1], image.shape[0])
                            for m, image in self.latest.items()}
-        self.show(render(snapshot, self.latest, panels=self.panels))
+        picture = render(snapshot, self.latest, panels=self.panels)
+        repeats = 1 if self.written < 0 else max(1, visible.index - self.written)
+        for _ in range(repeats):
+            self.show(picture)
+        self.written = visible.index
 
     def show(self, image: np.ndarray) -> None:
         size = (image.shape[1], image.shape[0])

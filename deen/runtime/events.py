@@ -46,6 +46,7 @@ class EventKind(str, Enum):
     MATCH = "match"  # a visible and an infrared track confirmed as one person
     UNMATCH = "unmatch"  # a confirmed match was broken
     RECOGNISED = "recognised"  # a track was named from the gallery
+    PERSON_CHANGED = "person_changed"  # a track's person id changed (deen.runtime.identity)
     STREAM = "stream"  # a stream changed state (lost, reconnected, ended, failed)
     ERROR = "error"  # the first failure of one kind (deen.runtime.faults)
 

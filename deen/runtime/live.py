@@ -76,8 +76,7 @@ def run_live(embedder: Embedder, model_path: Path | str, settings: LiveSettings,
         if out.show:
             outputs.append(LiveWindow())
         if out.tracks_out:
-            outputs.append(TracksWriter(Path(out.tracks_out), settle=settings.relink.enabled,
-                                        lead=settings.relink.lead_modality))
+            outputs.append(TracksWriter(Path(out.tracks_out)))
         if address is not None:
             view = LiveView(sources)
             outputs.append(view)

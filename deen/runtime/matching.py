@@ -54,6 +54,9 @@ class MatchingSettings(Section):
     placed_threshold: float = setting(0.0, "with a view map: least cosine similarity of a pair "
                                            "at corresponding places", at_least=-1.0,
                                       at_most=1.0)
+    without_map: bool = setting(False, "also match by appearance alone while there is no view "
+                                       "map (off: cameras that watch different places never "
+                                       "see one person at one moment)")
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
@@ -101,12 +104,16 @@ class AppearanceBook:
         return ids, np.stack([self.entries[modality, t].vector for t in ids])
 
 
-def choose_tracks(candidates: list[TrackKey], book: AppearanceBook, budget: int) -> list[TrackKey]:
-    """Up to ``budget`` of the ``candidates`` (tracks seen in this round's frames): tracks
-    never embedded first, then those embedded longest ago."""
+def choose_tracks(candidates: list[TrackKey], book: AppearanceBook, budget: int,
+                  settled: Callable[[TrackKey], bool] = lambda key: False) -> list[TrackKey]:
+    """Up to ``budget`` of the ``candidates``: tracks never embedded first, then those whose
+    person is not decided yet (``settled`` says which are), then the rest; within each,
+    those embedded longest ago first."""
     def priority(key: TrackKey) -> tuple[int, float]:
         entry = book.entries.get(key)
-        return (0, 0.0) if entry is None else (1, entry.last_embedded)
+        if entry is None:
+            return (0, 0.0)
+        return (2 if settled(key) else 1, entry.last_embedded)
 
     return sorted(candidates, key=priority)[:budget]
 
@@ -140,7 +147,7 @@ class CrossCameraMatcher:
         distance in person heights, NaN for pairs never seen together."""
         v_ids, v = book.vectors(Modality.VISIBLE)
         r_ids, r = book.vectors(Modality.INFRARED)
-        if not v_ids or not r_ids:
+        if not v_ids or not r_ids or (distances is None and not self.settings.without_map):
             return {}
         similarity = raw = v @ r.T
         threshold = self.settings.threshold

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import numpy as np
@@ -136,13 +136,14 @@ class Pipeline:
         self.embed = Embed(embedder, self.faults, settings.embedding,
                            background=settings.sources.realtime)
         self.match = Match(settings.matching, self.place)
-        self.relink = Relink(self.match, settings.relink) if settings.relink.enabled else None
+        self.relink = Relink(self.match, self.place, settings.relink)
+        self.embed.settled = self.relink.settled
         naming = Name(gallery, self.faults, settings.gallery.threshold,
                       settings.gallery.refresh_s) if gallery is not None else None
         level = LevelLight() if settings.embedding.level_light else None
         candidates = [Detect(detector, self.faults), self.track, Crops(settings.embedding),
                       level, self.place, self.embed, self.match, self.relink, naming,
-                      Emit(events)]
+                      Emit(events, self.relink)]
         self.stages: list[Stage] = [s for s in candidates if s is not None]
         self.state.stages = self.stages
         self.timer = StageTimer(tuple(s.name for s in self.stages if s.name != "emit"))
@@ -193,8 +194,9 @@ class Pipeline:
         return self.state.embedded
 
     def person(self, key: TrackKey) -> int:
-        """The person id of a live track in its stream."""
-        return self.relink.person_of(key) if self.relink is not None else key[1]
+        """The person id of a live track (-1 before its first round's end)."""
+        person = self.relink.person_of(key)
+        return -1 if person is None else person
 
     def snapshot(self) -> PipelineSnapshot:
         """What the outputs show, copied: later rounds do not change it."""
@@ -302,11 +304,16 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
     rounds = 0
     failure = None
     lockstep = not any(s.realtime for s in sources.values())
+    held: dict[Modality, Frame] = {}  # lockstep: a frame ahead of its partner, for later
     while not stop.is_set():
         if duration_s and time.monotonic() - started >= duration_s:
             break
         ready.clear()
-        frames = {m: s.take(LOCKSTEP_WAIT_S if lockstep else 0.0) for m, s in sources.items()}
+        if lockstep:
+            frames, held = in_step({m: held.pop(m, None) or s.take(LOCKSTEP_WAIT_S)
+                                    for m, s in sources.items()}, sources)
+        else:
+            frames = {m: s.take(0.0) for m, s in sources.items()}
         try:
             if all(f is None for f in frames.values()):
                 if len(ended) == len(sources):
@@ -328,7 +335,7 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
                 seen_state[modality] = state
                 pipeline.events.emit(EventKind.STREAM, stream=STREAMS[modality], state=state,
                                      message=source.stats.message)
-            if modality not in ended and source.finished:
+            if modality not in ended and source.finished and modality not in held:
                 ended.add(modality)
                 pipeline.end_stream(modality)
         if status_every_s and time.monotonic() - last_status >= status_every_s:
@@ -348,6 +355,24 @@ def run(pipeline: Pipeline, sources: dict[Modality, FrameSource], ready: threadi
         {STREAMS[m]: s.stats.reconnects for m, s in sources.items()},
         dict(pipeline.events.counts), p50, p95, dict(pipeline.faults.counts), failure,
         pipeline.embedded)
+
+
+def in_step(frames: dict[Modality, Frame | None], sources: dict[Modality, FrameSource]
+            ) -> tuple[dict[Modality, Frame | None], dict[Modality, Frame]]:
+    """An offline round's frames, in step by their place in their files: a frame more than
+    half a frame period later than its partner (two files at different frame rates) is held
+    back for a later round. The frames of a round get one capture time, the round's, since
+    files read as fast as they are processed were not captured at any real moment."""
+    media = {m: f.position / sources[m].frame_rate for m, f in frames.items()
+             if f is not None and sources[m].frame_rate}
+    held: dict[Modality, Frame] = {}
+    if len(media) == 2:
+        first = min(media.values())
+        slack = 0.5 / max(sources[m].frame_rate for m in media)
+        held = {m: frames[m] for m, t in media.items() if t > first + slack}
+    now = time.monotonic()
+    return ({m: None if f is None or m in held else replace(f, timestamp=now)
+             for m, f in frames.items()}, held)
 
 
 def status_line(snapshot: PipelineSnapshot, sources: dict[Modality, FrameSource],

@@ -93,7 +93,14 @@ class CameraRegistration:
     seed: int = 0
     rounds: deque = field(default_factory=deque)
     current: ViewMap | None = None
+    misses: int = 0  # fits in a row that had plenty to go on and found no map
     _since_fit: int = 0
+
+    @property
+    def apart(self) -> bool:
+        """Whether the cameras watch different places: three fits in a row, each with twice
+        the boxes a map needs, found none."""
+        return self.current is None and self.misses >= 3
 
     def observe(self, visible: list[tuple[int, np.ndarray]],
                 infrared: list[tuple[int, np.ndarray]]) -> None:
@@ -108,6 +115,9 @@ class CameraRegistration:
         if self._since_fit >= self.refit_every:
             self._since_fit = 0
             self.current = self.fit()
+            plenty = sum(len(v) for _, v, _ in self.rounds) >= 2 * self.min_support and \
+                len({t for ids, _, _ in self.rounds for t in ids}) >= self.min_tracks
+            self.misses = 0 if self.current is not None else self.misses + plenty
 
     def fit(self) -> ViewMap | None:
         """RANSAC over the kept rounds; None when no map explains enough."""

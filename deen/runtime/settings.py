@@ -18,9 +18,9 @@ from deen.runtime.detect import DetectionSettings
 from deen.runtime.event_sinks import MqttTarget, SinkKind, sink_format
 from deen.runtime.faults import DEFAULT_FAIL_AFTER_S
 from deen.runtime.gallery import DEFAULT_GALLERY_THRESHOLD
+from deen.runtime.identity import RelinkSettings
 from deen.runtime.matching import EmbeddingSettings, MatchingSettings
 from deen.runtime.registration import ViewMapSettings
-from deen.runtime.relink import RelinkSettings
 from deen.runtime.sources import SourceSettings
 from deen.runtime.tracking import TrackingSettings
 from deen.settings import Section, SettingError, setting

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -35,6 +35,7 @@ from deen.runtime.events import EventKind, EventLog
 from deen.runtime.exposure import Exposure
 from deen.runtime.faults import Faults
 from deen.runtime.gallery import Gallery
+from deen.runtime.identity import Identities, RelinkSettings
 from deen.runtime.matching import (
     AppearanceBook,
     CrossCameraMatcher,
@@ -44,10 +45,9 @@ from deen.runtime.matching import (
     choose_tracks,
 )
 from deen.runtime.registration import CameraRegistration, PairGeometry
-from deen.runtime.relink import Relinker, RelinkSettings
 from deen.runtime.sources import Frame
 from deen.runtime.tracking import ByteTracker, TrackingSettings
-from deen.streams import STREAMS
+from deen.streams import STREAM_MODALITY, STREAMS
 
 
 @dataclass
@@ -228,6 +228,11 @@ class LevelLight:
             round_.crops[key] = (Exposure.level(crop, gains[key[0]]), frame)
 
 
+#: Mapped distance, in person heights, beyond which a visible and an infrared track are
+#: certainly two people.
+FAR_APART = 1.5
+
+
 class Place:
     """Learns the cameras' view map from paired rounds (:mod:`deen.runtime.registration`)
     and keeps how far apart, once mapped, each visible/infrared pair is."""
@@ -250,6 +255,25 @@ class Place:
     def distances(self) -> Callable[[list[int], list[int]], np.ndarray] | None:
         """The mapped distances of pairs, once there is a map."""
         return None if self.registration.current is None else self.geometry.matrix
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the cameras' view map is known (their views overlap)."""
+        return self.registration.current is not None
+
+    def apart(self, state: LiveState) -> dict[tuple[int, int], bool] | None:
+        """For each live (visible, infrared) track pair, whether the two are certainly two
+        people: any pair when the cameras watch different places, a pair far apart under
+        the map when they overlap; None while neither is known."""
+        visible = [t.track_id for t in state.active[Modality.VISIBLE]]
+        infrared = [t.track_id for t in state.active[Modality.INFRARED]]
+        if self.registration.apart:
+            return {(v, i): True for v in visible for i in infrared}
+        if not self.mapped:
+            return None
+        far = self.geometry.matrix(visible, infrared) > FAR_APART
+        return {(v, i): bool(far[a, b]) for a, v in enumerate(visible)
+                for b, i in enumerate(infrared)}
 
     def forget(self, key: TrackKey, state: LiveState, when: float) -> None:
         if key[0] == Modality.VISIBLE:
@@ -276,6 +300,8 @@ class Embed:
         self.embedder, self.faults, self.settings = embedder, faults, settings
         self.worker = EmbedWorker(embedder, settings.batch) if background else None
         self.milliseconds = 0.0  # model time since the last take_milliseconds()
+        #: Whether a track's person is decided, so its crops can wait (set by the pipeline).
+        self.settled: Callable[[TrackKey], bool] = lambda key: False
 
     def __call__(self, round_: Round, state: LiveState) -> None:
         state.candidates.update(round_.crops)
@@ -287,7 +313,8 @@ class Embed:
             if self.worker.busy:
                 state.pending = len(candidates)
                 return
-        chosen = choose_tracks(list(candidates), state.book, self.settings.budget)
+        chosen = choose_tracks(list(candidates), state.book, self.settings.budget,
+                               self.settled)
         state.pending = len(candidates) - len(chosen)
         if not chosen:
             return
@@ -347,7 +374,9 @@ class Match:
 
     def __init__(self, settings: MatchingSettings = MatchingSettings(),
                  place: Place | None = None) -> None:
-        self.matcher = CrossCameraMatcher(settings)
+        # Without the view map stage, appearance is all there is to match by.
+        self.matcher = CrossCameraMatcher(settings if place is not None
+                                          else replace(settings, without_map=True))
         self.place = place
 
     def __call__(self, round_: Round, state: LiveState) -> None:
@@ -366,26 +395,69 @@ class Match:
 
 
 class Relink:
-    """One person id per person in a stream across leaving and coming back
-    (:mod:`deen.runtime.relink`); the other stream follows the lead stream's links through
-    confirmed matches."""
+    """Who each track is (:mod:`deen.runtime.identity`): one person id per person across
+    visits, streams and places. Reports each change of a person already announced as a
+    ``person_changed`` event, and gives every event about a track its ``person``
+    (:meth:`annotate`, called by :class:`Emit`), as it stands when the round ends."""
 
     name = "relink"
 
-    def __init__(self, match: Match, settings: RelinkSettings = RelinkSettings()) -> None:
-        self.relinker = Relinker(settings)
-        self.match = match
+    def __init__(self, match: Match, place: Place | None = None,
+                 settings: RelinkSettings = RelinkSettings()) -> None:
+        self.identities = Identities(settings)
+        self.match, self.place = match, place
+        self.announced: dict[TrackKey, int] = {}  # the person each live track's events gave
+        self.ended: dict[TrackKey, int] = {}  # tracks ended this round → their person
+        self.newest: dict[Modality, int] = {}  # each stream's newest frame index
 
     def __call__(self, round_: Round, state: LiveState) -> None:
-        self.relinker.observe(state.book, {m: [t.track_id for t in state.active[m]]
-                                           for m in STREAMS}, state.clock)
-        self.relinker.paired(list(self.match.matcher.confirmed))
+        place = self.place
+        changes = self.identities.update(
+            state.book, {m: [t.track_id for t in state.active[m]] for m in STREAMS},
+            state.clock, list(self.match.matcher.confirmed),
+            None if place is None else place.apart(state), place is not None and place.mapped)
+        reasons = {c.key: c for c in changes}
+        for modality, frame in round_.frames.items():
+            self.newest[modality] = frame.index
+        for key, person in self.identities.track_person.items():
+            said = self.announced.get(key)
+            if said is not None and said != person:
+                change = reasons.get(key)
+                # The frame from which the track's rows carry the new person: this round's
+                # frame of its stream, else the next one.
+                frame = round_.frames[key[0]].index if key[0] in round_.frames else \
+                    self.newest.get(key[0], -1) + 1
+                round_.emit(EventKind.PERSON_CHANGED, round_.newest, stream=STREAMS[key[0]],
+                            frame=frame, track=key[1], previous=said,
+                            reason=str(change.reason) if change else "matched",
+                            similarity=change.similarity if change else None)
+            self.announced[key] = person
 
     def forget(self, key: TrackKey, state: LiveState, when: float) -> None:
-        self.relinker.end(key, state.book, when)
+        if key in self.identities.track_person:
+            self.ended[key] = self.identities.end(key, state.book, when)
+        self.announced.pop(key, None)
 
-    def person_of(self, key: TrackKey) -> int:
-        return self.relinker.person_of(key)
+    def person_of(self, key: TrackKey) -> int | None:
+        """A live track's person, or that of a track that ended this round."""
+        return self.identities.track_person.get(key, self.ended.get(key))
+
+    def settled(self, key: TrackKey) -> bool:
+        return self.identities.settled(key)
+
+    def annotate(self, round_: Round) -> None:
+        """Give the round's events about tracks their ``person`` (the visible track's for a
+        match or unmatch, with ``infrared_person``)."""
+        for _, _, fields in round_.events:
+            if "track" in fields and "stream" in fields:
+                person = self.person_of((STREAM_MODALITY[fields["stream"]], fields["track"]))
+                if person is not None:
+                    fields["person"] = person
+            elif "visible_track" in fields:
+                fields["person"] = self.person_of((Modality.VISIBLE, fields["visible_track"]))
+                fields["infrared_person"] = self.person_of(
+                    (Modality.INFRARED, fields["infrared_track"]))
+        self.ended.clear()
 
 
 class Name:
@@ -429,14 +501,17 @@ class Name:
 
 
 class Emit:
-    """Sends the round's events, in the order the stages queued them."""
+    """Sends the round's events, in the order the stages queued them, each event about a
+    track with its person (:meth:`Relink.annotate`)."""
 
     name = "emit"
 
-    def __init__(self, events: EventLog) -> None:
-        self.events = events
+    def __init__(self, events: EventLog, relink: Relink | None = None) -> None:
+        self.events, self.relink = events, relink
 
     def __call__(self, round_: Round, state: LiveState) -> None:
+        if self.relink is not None:
+            self.relink.annotate(round_)
         for kind, frame_time, fields in round_.events:
             self.events.emit(kind, frame_time, **fields)
         round_.events.clear()

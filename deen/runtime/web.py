@@ -106,11 +106,16 @@ class LiveView(Output):
                 "dropped": source.stats.dropped, "reconnects": source.stats.reconnects,
                 "tracks": len(snapshot.tracks[modality])}
         names = {f"{STREAMS[m]}:{track}": name for (m, track), name in snapshot.names.items()}
+        persons = {(m, t.track_id): t.person_id for m, views in snapshot.tracks.items()
+                   for t in views}
         return {
             "state": "running", "time": time.time(), "streams": streams,
             "stage_ms": {k: round(v, 1) for k, v in snapshot.stage_ms.items()},
-            "matches": [{"visible_track": v, "infrared_track": i}
+            "matches": [{"visible_track": v, "infrared_track": i,
+                         "person": persons.get((Modality.VISIBLE, v))}
                         for v, i in snapshot.matches],
+            "persons": {f"{STREAMS[m]}:{t.track_id}": t.person_id
+                        for m, views in snapshot.tracks.items() for t in views},
             "names": names, "faults": dict(snapshot.faults),
             "events": dict(snapshot.events), "viewers": self.video_viewers,
             "dropped_events": self.dropped_events}
