@@ -104,7 +104,7 @@ def export(model: DEEN, out: Path, settings: ExportSettings) -> ExportResult:
 
     out = Path(out)
     options = settings.options or TritonOptions()
-    require_new_folder(out, "for the repository")
+    require_new_folder(out)
     preflight(settings)
     with tempfile.TemporaryDirectory(prefix="deen-triton-") as scratch:
         onnx = export_onnx(model, Path(scratch) / "model.onnx", config=settings.config,
@@ -189,7 +189,7 @@ def write_repository(out: Path, onnx_path: Path, manifest: dict[str, Any],
     """Write the repository into the new folder ``out`` (built beside it, then renamed, so a
     failure leaves nothing); returns the files written."""
     out = Path(out)
-    require_new_folder(out, "for the repository")
+    require_new_folder(out)
     if not manifest.get("dynamic_batch", True):
         raise DeenError(f"{onnx_path}: Triton batching needs a dynamic-batch export")
     tmp = out.with_name(f".{out.name}.partial")
