@@ -1,8 +1,19 @@
 """The ``deen`` command and its aliases (``deen-export`` = ``deen export``, …).
 
 Errors the user can fix (a bad file, a bad argument, a failed verification) print one line,
-``deen <command>: error: <what is wrong>``, and exit 1; ``--debug`` shows the traceback
-instead. Argument errors exit 2, as argparse does.
+``deen <command>: error: <what is wrong>``; ``--debug`` shows the traceback instead.
+
+Exit codes: argument errors exit 2, input and run errors exit 1. An argument error is a value
+wrong in itself, found before any work: what argparse refuses (a missing flag, a flag its
+``type`` cannot parse), and a library :class:`~deen.errors.BadValueError` (malformed or out of
+range, e.g. ``--a 5``), which handlers raise too for checks argparse cannot make alone.
+Everything else that is the user's to fix exits 1: a :class:`~deen.errors.DeenError` or any
+other :class:`~deen.errors.ParameterError` (an input that is missing or unreadable, an output
+that cannot be written or holds an earlier result, a device that is not there, a failed
+verification) and an ``OSError``. A :class:`~deen.errors.ParameterError` names the library
+parameter; :func:`main` rewords it with the flag that sets it (``--a 5: …``).
+
+Outputs are checked with :func:`deen.fileio.check_output` before a command starts its work.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ from typing import Any
 from deen import __version__, formats
 from deen.datasets import registry as datasets
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError, ParameterError
+from deen.errors import BadValueError, DeenError, ParameterError
 from deen.modality import parse_modality
 from deen.train.generated_model import MINUTES as GENERATED_MODEL_MINUTES
 from deen.variants import VARIANTS
@@ -901,7 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = _in_flags(exc, _flags_of(parser, args)) if isinstance(
             exc, ParameterError) else str(exc)
         print(f"{command}: error: {message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, BadValueError) else 1
     except OSError as exc:  # unwritable folder, full disk, …: the user's to fix
         if args.debug:
             traceback.print_exc()
