@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 from dataclasses import dataclass, replace
@@ -13,13 +12,13 @@ import numpy as np
 
 from deen.backends.base import Embedder
 from deen.errors import DeenError, ParameterError
-from deen.fileio import IMAGE_SUFFIXES, sha256_file
+from deen.fileio import IMAGE_SUFFIXES
 from deen.modality import Modality
 from deen.runtime.annotate import AnnotatedVideo, LiveWindow, display_available
 from deen.runtime.detect import Detector, open_detector
 from deen.runtime.event_sinks import MqttTarget, SinkKind, open_event_sinks, sink_format
 from deen.runtime.events import EventLog
-from deen.runtime.gallery import Gallery, StoreKind, store_format
+from deen.runtime.gallery import Gallery, StoreKind, model_id, store_format
 from deen.runtime.outputs import Output
 from deen.runtime.pipeline import Pipeline, PipelineOptions, RunSummary, run, stop_on_signals
 from deen.runtime.sources import Frame, FrameSource, open_source
@@ -27,15 +26,6 @@ from deen.runtime.streams import STREAMS
 from deen.runtime.tracks_out import TracksWriter
 from deen.runtime.web import LiveView, ServeAddress, WebServer
 from deen.synthetic import make_people, render_person
-
-
-def model_id(path: Path | str, embedder: Embedder) -> str:
-    """What a gallery's embeddings depend on: the model file (for a served model, the
-    identity its manifest gives) and the embedding settings."""
-    fingerprint = embedder.fingerprint()
-    digest = (hashlib.sha256(fingerprint.encode()).hexdigest() if fingerprint is not None
-              else sha256_file(path))
-    return f"{digest[:16]}:{embedder.variant}:flip={embedder.config.flip}:a={embedder.config.a}"
 
 
 @dataclass(frozen=True)
