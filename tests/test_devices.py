@@ -107,3 +107,21 @@ def test_eval_and_gallery_add_say_it_in_one_line(models, tmp_path):
         assert done.stderr.startswith(f"deen {command}{' add' if command == 'gallery' else ''}"
                                       ": error: --device cuda: no CUDA GPU here ("), done.stderr
     assert not (tmp_path / "g.db").exists()
+
+
+@NO_TORCH_CUDA
+def test_a_gpu_that_the_runtime_cannot_use_is_named_as_such(models, tmp_path, monkeypatch):
+    """Where the NVIDIA driver lists a GPU (here a stand-in for its /proc folder), cuda on a
+    runtime without CUDA says that runtime cannot use it, not that there is none."""
+    from deen.backends import devices
+
+    gpus = tmp_path / "gpus"
+    (gpus / "0000:01:00.0").mkdir(parents=True)
+    monkeypatch.setattr(devices, "NVIDIA_GPUS", gpus)
+    with pytest.raises(ParameterError, match=r"^device=cuda: PyTorch cannot use the CUDA GPU "
+                                             r"here \("):
+        open_embedder(models[".pt"], device="cuda")
+    with pytest.raises(ParameterError, match=r"^device=cuda: OpenVINO does not run on CUDA "
+                                             r"GPUs \(its devices here: .*CPU.*\); on a CUDA GPU "
+                                             r"use the .onnx export or a TensorRT engine$"):
+        open_embedder(models[".xml"], device="cuda")

@@ -34,9 +34,13 @@ def cuda_index(device: str) -> int:
     return int(match.group(1) or 0) if match else 0
 
 
-def no_cuda(device: str, why: str) -> ParameterError:
-    """The one error for a CUDA device this machine does not have; ``why`` says what is
-    missing, in the words of the runtime that would have used it."""
+def no_cuda(device: str, runtime: str, why: str) -> ParameterError:
+    """The one error for a CUDA device that ``runtime`` cannot use: ``no CUDA GPU here``
+    (``why`` says, in the runtime's words, what it found), or, where the NVIDIA driver does
+    list a GPU, that the runtime cannot use it."""
+    if _nvidia_gpus(NVIDIA_GPUS):
+        return ParameterError("device", device, f"{runtime} cannot use the CUDA GPU here "
+                              f"({why})")
     return ParameterError("device", device, f"no CUDA GPU here ({why})")
 
 
@@ -56,7 +60,8 @@ def torch_device(device: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if is_cuda(device):
         if not torch.cuda.is_available():
-            raise no_cuda(device, "this PyTorch is a CPU-only build" if torch.version.cuda is None
+            raise no_cuda(device, "PyTorch", "this PyTorch is a CPU-only build"
+                          if torch.version.cuda is None
                           else f"PyTorch {torch.__version__} finds none")
         count = torch.cuda.device_count()
         if cuda_index(device) >= count:
@@ -82,8 +87,9 @@ def onnxruntime_providers(device: str | None) -> list[Any]:
         return ["CPUExecutionProvider"]
     if is_cuda(device):
         if "CUDAExecutionProvider" not in available:
-            raise no_cuda(device, "this ONNX Runtime has no CUDA provider; it has "
-                          + ", ".join(p.removesuffix("ExecutionProvider") for p in available))
+            raise no_cuda(device, "ONNX Runtime", "this ONNX Runtime has no CUDA provider; it "
+                          "has " + ", ".join(p.removesuffix("ExecutionProvider")
+                                             for p in available))
         return [("CUDAExecutionProvider", {"device_id": cuda_index(device)}),
                 "CPUExecutionProvider"]
     return [p for p in ONNXRUNTIME_PROVIDERS if p in available]
@@ -93,7 +99,8 @@ def check_onnxruntime_session(device: str | None, providers: list[str]) -> None:
     """ONNX Runtime falls back to the CPU when its CUDA provider cannot start (no GPU, no
     driver); asked for a CUDA device, that is an error."""
     if is_cuda(device) and "CUDAExecutionProvider" not in providers:
-        raise no_cuda(str(device), "ONNX Runtime's CUDA provider did not start")
+        raise no_cuda(str(device), "ONNX Runtime", "ONNX Runtime's CUDA provider did not "
+                      "start")
 
 
 def openvino_device(device: str | None, core: Any) -> str:
@@ -106,7 +113,7 @@ def openvino_device(device: str | None, core: Any) -> str:
         return "CPU"
     if is_cuda(device):
         if not _nvidia_gpus(NVIDIA_GPUS):
-            raise no_cuda(device, f"OpenVINO's devices here: {listed}")
+            raise no_cuda(device, "OpenVINO", f"OpenVINO's devices here: {listed}")
         raise ParameterError("device", device, "OpenVINO does not run on CUDA GPUs (its devices "
                              f"here: {listed}); on a CUDA GPU use the .onnx export or a "
                              "TensorRT engine")
