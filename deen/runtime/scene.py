@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deen.errors import DeenError, ParameterError
+from deen.errors import BadValueError, DeenError
 from deen.fileio import publish_dir, require_new_folder
 from deen.modality import Modality
 from deen.runtime.streams import STREAMS
@@ -174,8 +174,8 @@ class SceneSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        def bad(name: str, problem: str, mentions: tuple[str, ...] = ()) -> ParameterError:
-            return ParameterError(name, getattr(self, name), problem, mentions)
+        def bad(name: str, problem: str, mentions: tuple[str, ...] = ()) -> BadValueError:
+            return BadValueError(name, getattr(self, name), problem, mentions)
 
         for name in ("people", "max_in_view", "width", "height"):
             if getattr(self, name) < 1:
@@ -184,8 +184,8 @@ class SceneSettings:
             raise bad("min_in_view", "must lie between 0 and {max_in_view}", ("max_in_view",))
         if self.max_in_view > self.people:
             raise bad("max_in_view", "cannot exceed {people}", ("people",))
-        if self.seconds <= 0 or self.fps <= 0:
-            raise bad("seconds" if self.seconds <= 0 else "fps", "must be positive")
+        if not (self.seconds > 0 and self.fps > 0):  # NaN is not positive either
+            raise bad("fps" if self.seconds > 0 else "seconds", "must be positive")
         if not 16 <= self.min_height <= self.max_height:
             raise bad("min_height", "must lie between 16 and {max_height}", ("max_height",))
         if self.max_height > 0.9 * self.height:
@@ -193,10 +193,10 @@ class SceneSettings:
                       ("height",))
         if not 0 <= self.one_camera <= 1:
             raise bad("one_camera", "is a share: 0..1")
-        for name in ("occluders", "clutter", "noise", "light"):
-            if getattr(self, name) < 0:
+        for name in ("occluders", "clutter", "noise", "light", "seed"):
+            if not getattr(self, name) >= 0:
                 raise bad(name, "must not be negative")
-        if self.light >= 1:  # the light swings between 1 - light and 1 + light
+        if not self.light < 1:  # the light swings between 1 - light and 1 + light
             raise bad("light", "is an amplitude under 1 (the light swings by that share)")
 
     @property
