@@ -111,6 +111,9 @@ class CostedEmbedder(Embedder):
     def fingerprint(self) -> str | None:
         return self.model.fingerprint()
 
+    def weights_source(self) -> dict | None:
+        return self.model.weights_source()
+
     def embed(self, images, modality, color_order="bgr", batch_size: int = 16) -> np.ndarray:
         self.cost.embed(images, modality, color_order, batch_size)
         return self.model.embed(images, modality, color_order, batch_size)

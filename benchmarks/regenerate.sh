@@ -48,8 +48,8 @@ isa=$(.venv/bin/python -c 'from deen.bench.run import cpu_flags, isa_class
 print(isa_class(cpu_flags()))')
 results=benchmarks/results/$isa
 "${deen[@]}" bench --checkpoint "$ckpt" --input-size 384x144 "${common[@]}" \
-    --dataset sysu --root "$work/sysu" --out-dir "$results/trained-384x144"
+    --dataset sysu --root "$work/sysu" --out-dir "$results/trained-384x144" --force
 "${deen[@]}" bench --checkpoint "$ckpt" --input-size 384x144 "${common[@]}" --no-flip \
-    --out-dir "$results/trained-384x144-noflip"
+    --out-dir "$results/trained-384x144-noflip" --force
 .venv/bin/python benchmarks/write_results.py --results benchmarks/results \
     --out benchmarks/RESULTS.md

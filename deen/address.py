@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from deen.errors import ParameterError
+from deen.errors import BadValueError
 
 #: Where a server listens unless the user names an address: this machine only.
 LOOPBACK = "127.0.0.1"
@@ -24,7 +24,7 @@ class ListenAddress:
         host, _, port = text.rpartition(":")
         host = host.strip("[]") or LOOPBACK
         if not port.isdigit() or int(port) > 65535:
-            raise ParameterError(parameter, text, "expected HOST:PORT, :PORT or PORT with a "
+            raise BadValueError(parameter, text, "expected HOST:PORT, :PORT or PORT with a "
                                  "port up to 65535 (e.g. 127.0.0.1:8080)")
         return cls(host, int(port))
 

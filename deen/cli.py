@@ -1,8 +1,19 @@
 """The ``deen`` command and its aliases (``deen-export`` = ``deen export``, …).
 
 Errors the user can fix (a bad file, a bad argument, a failed verification) print one line,
-``deen <command>: error: <what is wrong>``, and exit 1; ``--debug`` shows the traceback
-instead. Argument errors exit 2, as argparse does.
+``deen <command>: error: <what is wrong>``; ``--debug`` shows the traceback instead.
+
+Exit codes: argument errors exit 2, input and run errors exit 1. An argument error is a value
+wrong in itself, found before any work: what argparse refuses (a missing flag, a flag its
+``type`` cannot parse), and a library :class:`~deen.errors.BadValueError` (malformed or out of
+range, e.g. ``--a 5``), which handlers raise too for checks argparse cannot make alone.
+Everything else that is the user's to fix exits 1: a :class:`~deen.errors.DeenError` or any
+other :class:`~deen.errors.ParameterError` (an input that is missing or unreadable, an output
+that cannot be written or holds an earlier result, a device that is not there, a failed
+verification) and an ``OSError``. A :class:`~deen.errors.ParameterError` names the library
+parameter; :func:`main` rewords it with the flag that sets it (``--a 5: …``).
+
+Outputs are checked with :func:`deen.fileio.check_output` before a command starts its work.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ from typing import Any
 from deen import __version__, formats
 from deen.datasets import registry as datasets
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError, ParameterError, UsageError
+from deen.errors import BadValueError, DeenError, ParameterError, UsageError
 from deen.modality import parse_modality
 from deen.train.generated_model import MINUTES as GENERATED_MODEL_MINUTES
 from deen.variants import VARIANTS
@@ -30,6 +41,19 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is 0 or more, got {value}")
+    return value
+
+
+def _add_force_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace {what} in the output folder, deleting it first "
+                             "(default: refuse, so that one folder never mixes two results)")
 
 
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +71,19 @@ def _add_model_options(parser: argparse.ArgumentParser, checkpoint_required: boo
     parser.add_argument("--variant", choices=sorted(VARIANTS), default=None,
                         help="network variant; detected from the checkpoint (sysu and llcm are "
                              "the same network, regdb differs)")
+
+
+#: --device of the commands that open a model with open_embedder (run keeps its own).
+_DEVICE_HELP = ("cpu or cuda (cuda:N: the Nth GPU); an OpenVINO .xml also takes an OpenVINO "
+                "device (CPU, GPU, AUTO, ...); default: a GPU when the model's runtime has one")
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    """argparse type of an image size ``HEIGHTxWIDTH`` (positive integers)."""
+    height, _, width = text.partition("x")
+    if not (height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 128x64, got {text!r}")
+    return int(height), int(width)
 
 
 def _model_arg(text: str) -> Path | str:
@@ -92,14 +129,18 @@ def _dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from deen.export.base import ExportSettings
+    from deen.fileio import check_output
 
     row = formats.get(args.engine)
     if args.precision not in row.precisions:
         takers = [f.name for f in formats.formats() if f.exportable
                   and args.precision in f.precisions]
-        raise DeenError(f"--precision {args.precision} is for --engine {', '.join(takers)}; "
-                        f"--engine {row.name} takes {', '.join(row.precisions)}")
+        raise BadValueError("precision", args.precision, f"is for {{engine}} "
+                            f"{', '.join(takers)}; {{engine}} {row.name} takes "
+                            f"{', '.join(row.precisions)}", mentions=("engine",))
     row.check_export(args.out, args.precision, args.dee_op)
+    folder = row.output.endswith("/")  # a model repository, written as a new folder
+    check_output(args.out, "out", folder=folder, new=folder)
     # Everything that can fail without the checkpoint fails before it is loaded.
     settings = ExportSettings(_embedding_config(args), source=None,  # type: ignore[arg-type]
                               precision=args.precision, calib=args.calib, opset=args.opset,
@@ -146,11 +187,14 @@ def _cmd_build_ops(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from deen.demo import run_demo
+    from deen.demo import KEPT, run_demo
+    from deen.fileio import check_output
 
-    return run_demo(args.checkpoint, args.variant, args.people, args.seed,
-                    _embedding_config(args), args.out_dir, repeats=args.repeats,
-                    train=args.train)
+    config = _embedding_config(args)
+    if args.out_dir is not None:
+        check_output(args.out_dir, "out_dir", folder=True, results=KEPT, force=args.force)
+    return run_demo(args.checkpoint, args.variant, args.people, args.seed, config,
+                    args.out_dir, repeats=args.repeats, train=args.train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -160,24 +204,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     overrides += [f"{k}={v}" for k, v in (("root", args.root), ("dataset", args.dataset),
                                           ("out", args.out)) if v is not None]
+    if args.print_config:
+        print(load_config(args.config, overrides, check=False).to_toml(), end="")
+        return 0
     resume = read_resume_state(args.resume) if args.resume is not None else None
     # A resumed run keeps its saved settings unless a config file replaces them.
     base = resume["training"]["config"] if resume is not None and args.config is None else None
     config = load_config(args.config, overrides, base=base)
     trainer = Trainer(config, resume=resume, force=args.force)
     last = trainer.train()
-    stopped = trainer.epoch < config.epochs
     if trainer.rank == 0:
-        print(f"{'stopped' if stopped else 'finished'}: {last}")
-    return 130 if stopped and config.stop_after_steps == 0 else 0
+        print(f"finished: {last}" if trainer.stopped_at is None else
+              f"stopped ({trainer.stopped_at}); saved {last}; resume with: deen train "
+              f"--resume {last}")
+    return 130 if trainer.stopped_at is not None and config.stop_after_steps == 0 else 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from deen.backends import open_embedder
-    from deen.eval.evaluate import evaluate_dataset, write_report
+    from deen.eval.evaluate import evaluate_dataset, protocol_settings, write_report
+    from deen.fileio import check_output
 
+    if args.json is not None:
+        check_output(args.json, "json")
+    if args.ranks is not None:  # one folder per setting of the protocol
+        settings = [name for name, _ in protocol_settings(args.dataset, args.root, args.trials)]
+        check_output(args.ranks, "ranks", folder=True, results=settings, force=args.force)
     embedder = open_embedder(args.model, variant=args.variant, device=args.device)
     report = evaluate_dataset(embedder, args.dataset, args.root, str(args.model),
                               trials=args.trials, rerank=args.rerank, show_progress=True,
@@ -197,22 +251,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from deen.datasets.synth import write_synthetic_dataset
+    from deen.fileio import check_output
 
-    height, _, width = args.size.partition("x")
-    if not (height.isdigit() and width.isdigit()):
-        raise DeenError(f"--size {args.size}: expected HEIGHTxWIDTH, e.g. 128x64")
+    check_output(args.out, "out", folder=True, new=True)
     out = write_synthetic_dataset(args.out, args.layout, args.identities, args.per_camera,
-                                  (int(height), int(width)), args.seed)
+                                  args.size, args.seed)
     print(f"wrote a synthetic {args.layout} dataset to {out}")
     return 0
 
 
 def _cmd_scene(args: argparse.Namespace) -> int:
-    from deen.fileio import require_new_folder
-    from deen.scenes import SceneSettings, write_scene
+    from deen.fileio import check_output
+    from deen.scenes import VIEWS, SceneSettings, write_scene
 
+    if args.views not in VIEWS:  # a kind of scene there is not: bad input
+        raise DeenError(f"--views {args.views}: no such camera layout (choose "
+                        f"{' or '.join(VIEWS)})")
     settings = _dataclass_from_args(SceneSettings, args)
-    require_new_folder(args.out)  # before the progress line, so the error is the only line
+    # before the progress line, so the error is the only line
+    check_output(args.out, "out", folder=True, new=True)
     frames = ", ".join(f"{n} {s} frames at {fps:g} fps" for s, (fps, _, n)
                        in settings.stream_timing().items())
     print(f"writing a {settings.seconds:g} s scene of {settings.people} people, views "
@@ -224,18 +281,21 @@ def _cmd_scene(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from deen.eval.live_score import score_run, write_score
+    from deen.eval.live_score import SCORE_FILES, score_run, write_score
+    from deen.fileio import atomic_path, check_output
 
+    out_dir = args.out_dir or args.run
+    if args.json is not None:
+        check_output(args.json, "json")
+    if args.out_dir is not None or args.run.is_dir():  # a bad --run is score_run's to name
+        check_output(out_dir, "out_dir", folder=True, results=SCORE_FILES, force=args.force)
     score = score_run(args.truth, args.run)
     print(score.markdown(), end="")
-    out_dir = args.out_dir or args.run
     for path in write_score(score, out_dir):
         if path.suffix != ".png":
             print(f"wrote {path}")
     print(f"wrote {len(score.timelines)} timelines to {Path(out_dir) / 'timelines'}")
     if args.json is not None:
-        from deen.fileio import atomic_path
-
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(score.to_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -323,12 +383,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from deen.address import ListenAddress
     from deen.backends import open_embedder
     from deen.embedding import EmbeddingConfig
+    from deen.eval.live_score import SCORE_FILES
+    from deen.fileio import check_output
+    from deen.runtime.event_sinks import SinkKind, sink_format
     from deen.runtime.live import open_events, run_live
+    from deen.runtime.tracks_out import TRACKS_FILES
 
     if not args.debug:
         quiet_video_backends()
-    if settings.outputs.serve:  # a bad address is refused before the model loads
-        ListenAddress.parse(settings.outputs.serve)
+    out = settings.outputs  # every output is checked before any work starts
+    if out.serve:
+        ListenAddress.parse(out.serve)
+    if out.tracks_out:
+        check_output(out.tracks_out, "tracks_out", folder=True,
+                     results=(*TRACKS_FILES, *SCORE_FILES), force=args.force)
+    if out.video_out:
+        check_output(out.video_out, "video_out")
+    for target in out.events:
+        if target != "-" and sink_format(target).kind is SinkKind.FILE:
+            check_output(target, "events")
     model = _model_arg(settings.model.path)
     config = EmbeddingConfig(flip=settings.model.flip,
                              a=None if settings.model.a < 0 else settings.model.a)
@@ -396,14 +469,18 @@ def _int_list(text: str) -> list[int]:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
-    from deen.bench.report import table, write_all
+    from deen.bench.report import REPORT_FILES, table, write_all
     from deen.bench.run import bench_model, check_backends, run_bench
     from deen.bench.targets import cpu_verdict
+    from deen.fileio import check_output
 
     if (args.dataset is None) != (args.root is None):
-        raise DeenError("--dataset and --root go together (accuracy on that dataset's test "
-                        "protocol)")
+        given = "dataset" if args.dataset is not None else "root"
+        raise BadValueError(given, getattr(args, given), "{dataset} and {root} go together "
+                            "(accuracy on that dataset's test protocol)",
+                            mentions=("dataset", "root"))
     check_backends(args.backends)  # before the model loads
+    check_output(args.out_dir, "out_dir", folder=True, results=REPORT_FILES, force=args.force)
     model, source, input_size = bench_model(args.checkpoint, args.variant, args.input_size)
     with tempfile.TemporaryDirectory(prefix="deen-bench-") as scratch:
         report = run_bench(model, source, input_size, args.backends, args.batches,
@@ -470,6 +547,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
                             "for GPU comparisons such as tensorrt vs PyTorch)")
     bench.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"),
                        help="where bench.json/md/png go (default benchmarks/results)")
+    _add_force_option(bench, "an earlier bench.json/md/png")
     _add_embedding_options(bench)
     bench.set_defaults(handler=_cmd_bench)
 
@@ -530,6 +608,9 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                      help="a checkpoint: embed the crop only, without its horizontal flip "
                           "[model.flip = false]")
     run.add_argument("--a", type=float, metavar="A", help=about("a"))
+    run.add_argument("--force", action="store_true",
+                     help="clear an earlier run's files from the --tracks-out folder (default: "
+                          "refuse a folder holding an earlier run)")
     run.add_argument("--config", type=Path, metavar="FILE",
                      help="a TOML file of settings (see --print-config)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -542,15 +623,19 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     gallery = commands.add_parser("gallery", help="enrol named identities for deen run")
     tools = gallery.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
     add = tools.add_parser("add", help="embed a folder of person crops under a name")
-    add.add_argument("name")
+    add.add_argument("name", metavar="NAME",
+                     help="the person's name, as deen run reports it (adding to a name "
+                          "that is there adds images to it)")
     add.add_argument("--images", type=Path, required=True, metavar="DIR",
                      help="a folder of crops of this one person")
     add.add_argument("--modality", required=True, choices=["visible", "infrared"],
                      help="the camera the crops come from")
     add.add_argument("--model", type=_model_arg, required=True,
-                     help="the model the gallery is built with: a checkpoint or an export "
-                          "(.onnx, .xml, .engine); a gallery keeps to one model")
-    add.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
+                     help="the model the gallery is built with: a checkpoint, an export "
+                          "(.onnx, .xml, .engine) or a served model (triton://HOST:PORT/NAME); "
+                          "a gallery keeps to one checkpoint and embedding settings, so any "
+                          "verified export of that checkpoint may add to it")
+    add.add_argument("--device", default=None, help=_DEVICE_HELP)
     _add_embedding_options(add)
     listing = tools.add_parser("list", help="enrolled names and image counts")
     remove = tools.add_parser("remove", help="remove a name and its images")
@@ -623,19 +708,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="export, verify and embed generated people; no download needed",
         description="Run the core pipeline on generated visible/infrared people: export to "
-                    "ONNX, verify against PyTorch, print a cross-modality similarity matrix "
-                    "and a PyTorch vs ONNX Runtime latency line. Without --checkpoint the "
-                    "DEEN trained on generated people is used when it is cached here (see "
-                    "--train), else a seeded random-initialised one; the demo says which.")
+                    "ONNX and verify it against PyTorch, quantise an OpenVINO int8 IR and "
+                    "verify it, print a cross-modality similarity matrix and a PyTorch vs ONNX "
+                    "Runtime vs OpenVINO latency line, then run the live pipeline (deen run) "
+                    "on a generated camera pair with the fastest of them. Without "
+                    "--checkpoint the DEEN trained on generated people is used when it is "
+                    "cached here (see --train), else a seeded random-initialised one; the "
+                    "demo says which.")
     _add_model_options(demo, checkpoint_required=False)
     demo.add_argument("--people", type=_positive_int, default=4,
                       help="generated identities (default 4)")
-    demo.add_argument("--seed", type=int, default=0, help="seed for weights and images")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed for weights and images")
     demo.add_argument("--repeats", type=_positive_int, default=3,
                       help="timed calls per backend for the latency line, after one "
                            "warm-up (its median; default 3)")
     demo.add_argument("--out-dir", type=Path, default=None,
-                      help="keep the exported model here (default: a temporary folder)")
+                      help="keep the checkpoint used (deen.pt, for deen export --checkpoint) "
+                           "and the exported models (deen.onnx, deen_int8.xml) here (default: "
+                           "a temporary folder)")
+    _add_force_option(demo, "an earlier demo's models")
     demo.add_argument("--train", action="store_true",
                       help="without --checkpoint: train a DEEN on generated people first when "
                            f"none is cached (about {GENERATED_MODEL_MINUTES} minutes on 2 cores; "
@@ -658,7 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="|".join(f.output for f in formats.formats() if f.exportable),
                         help="the file (or, for triton, the folder) to write; its suffix "
                              "must suit --engine")
-    export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    export.add_argument("--opset", type=int, default=18,
+                        help="ONNX opset, 18 up to the newest the installed ONNX knows "
+                             "(default 18)")
     export.add_argument("--precision", choices=formats.export_precisions(), default="fp32",
                         help="; ".join(f"{f.name}: {', '.join(f.precisions)}"
                                        for f in formats.formats() if f.exportable)
@@ -714,7 +807,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the --root folder's layout (overrides the config)")
     train.add_argument("--out", default=None, help="run folder (default runs/deen)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a setting, e.g. --set epochs=80 --set schedule=reference")
+                       help="override a setting, e.g. --set epochs=80 --set schedule=reference; "
+                            "--print-config lists every KEY with its value")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the settings (defaults, then --config, then --set and the "
+                            "flags above) as TOML, the --config format, and exit")
     train.add_argument("--resume", type=Path, default=None, metavar="CKPT",
                        help="continue from a last.pt exactly where it stopped")
     train.add_argument("--force", action="store_true",
@@ -724,12 +821,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "eval", help="evaluate a model by the SYSU-MM01 / RegDB / LLCM protocols",
-        description="Evaluate a checkpoint (.t/.pth/.pt) or an ONNX export on a dataset's "
-                    "test protocol (all trials, both modes or directions): CMC R1/5/10/20, "
-                    "mAP, mINP, as a table and optionally JSON.")
+        description="Evaluate a checkpoint (.t/.pth/.pt), an export (.onnx, OpenVINO .xml, "
+                    "TensorRT .engine) or a served model on a dataset's test protocol (all "
+                    "trials, both modes or directions): CMC R1/5/10/20, mAP, mINP, as a table "
+                    "and optionally JSON.")
     evaluate.add_argument("--model", type=_model_arg, required=True,
-                          help="a checkpoint (.t/.pth/.pt) or an export (.onnx, .xml "
-                               "(OpenVINO), .engine (TensorRT))")
+                          help="a checkpoint (.t/.pth/.pt), an export (.onnx, .xml "
+                               "(OpenVINO), .engine (TensorRT)) or a served model "
+                               "(triton://HOST:PORT/NAME, see deen serve)")
     evaluate.add_argument("--dataset", required=True, choices=datasets.names(),
                           help="the --root folder's layout; its papers' protocol is used")
     evaluate.add_argument("--root", type=Path, required=True, help="the dataset folder")
@@ -738,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
     evaluate.add_argument("--variant", choices=sorted(VARIANTS), default=None,
                           help="network variant of a checkpoint (default: detected)")
-    evaluate.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
+    evaluate.add_argument("--device", default=None, help=_DEVICE_HELP)
     evaluate.add_argument("--json", type=Path, default=None, help="write the report here")
     evaluate.add_argument("--print-json", action="store_true", help="print the JSON report")
     evaluate.add_argument("--ranks", type=Path, default=None, metavar="DIR",
@@ -748,6 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "true match, AP)")
     evaluate.add_argument("--top", type=_positive_int, default=10,
                           help="gallery images shown per query with --ranks")
+    _add_force_option(evaluate, "earlier --ranks results")
     evaluate.set_defaults(handler=_cmd_eval)
 
     data = commands.add_parser("data", help="dataset tools")
@@ -763,8 +863,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="people to generate (at least 4)")
     synth.add_argument("--per-camera", type=_positive_int, default=2,
                        help="images per identity per camera")
-    synth.add_argument("--size", default="128x64", help="image size HEIGHTxWIDTH")
-    synth.add_argument("--seed", type=int, default=0, help="seed of the people and images")
+    synth.add_argument("--size", type=_image_size, default=(128, 64),
+                       help="image size HEIGHTxWIDTH (default 128x64)")
+    synth.add_argument("--seed", type=_seed, default=0, help="seed of the people and images")
     synth.set_defaults(handler=_cmd_synth)
     _add_scene_parser(data_commands)
 
@@ -785,6 +886,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write the scores here")
     score.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
                        help="where score.json, score.md and timelines/ go (default: --run)")
+    _add_force_option(score, "an earlier score")
     score.set_defaults(handler=_cmd_score)
 
     build_ops = commands.add_parser(
@@ -916,7 +1018,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = _in_flags(exc, _flags_of(parser, args)) if isinstance(
             exc, ParameterError) else str(exc)
         print(f"{command}: error: {message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, BadValueError) else 1
     except OSError as exc:  # unwritable folder, full disk, …: the user's to fix
         if args.debug:
             traceback.print_exc()

@@ -3,11 +3,14 @@
 Model (a checkpoint, or a seeded random DEEN) → verified ONNX export and OpenVINO int8 IR →
 embeddings of generated visible and infrared people with PyTorch, ONNX Runtime and OpenVINO →
 cross-modality similarity matrix and a latency comparison → the live pipeline on a generated
-camera pair with the fastest of them.
+camera pair with the fastest of them. With an output folder the demo keeps the checkpoint it
+used beside the exports (:data:`KEPT`), so that ``deen export --checkpoint`` can make other
+exports of the same model, which share a gallery with the demo's.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +25,8 @@ from deen.embedding import EmbeddingConfig, cosine_similarity
 from deen.errors import DeenError
 from deen.export.compare import row_cosines
 from deen.export.onnx_export import export_onnx
-from deen.models.checkpoint import SourceInfo, load_checkpoint, random_model
+from deen.fileio import sha256_file
+from deen.models.checkpoint import SourceInfo, load_checkpoint, random_model, save_checkpoint
 from deen.models.deen import DEEN
 from deen.preprocess import DEFAULT_INPUT_SIZE, preprocess
 from deen.runtime.events import EventLog
@@ -32,6 +36,11 @@ from deen.scenes import write_stream_pair
 from deen.synthetic import make_people, render_pairs
 from deen.train.generated_model import MINUTES, cached_model, generated_model
 from deen.variants import DEFAULT_VARIANT
+
+#: What an output folder keeps: the checkpoint (as ``deen`` + its own suffix), the ONNX
+#: export and the OpenVINO int8 IR, each with its manifest.
+KEPT = ("deen.pt", "deen.pth", "deen.t", "deen.onnx", "deen.onnx.json", "deen_int8.xml",
+        "deen_int8.bin", "deen_int8.xml.json")
 
 RANDOM_INIT_WARNING = (
     "No --checkpoint given: using a RANDOMLY INITIALISED DEEN (seed {seed}).",
@@ -97,6 +106,9 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
               f"{len(loaded.ignored)} unused tensors ignored)")
     print(f"model: DEEN {model.variant.name}, {model.variant.embedding_dim}-d features, "
           f"{6 * model.variant.embedding_dim}-d embedding, flip {'on' if config.flip else 'off'}")
+    kept = None
+    if out_dir is not None:
+        kept, source = _keep_checkpoint(checkpoint, model, source, input_size, out_dir)
 
     with tempfile.TemporaryDirectory(prefix="deen-demo-") as scratch:
         onnx_path = (out_dir or Path(scratch)) / "deen.onnx"
@@ -142,10 +154,27 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
         fastest = min(backends[1:], key=lambda e: latency[e.backend])
         model_path = getattr(fastest, "path", result.model_path)
         _live_demo(fastest, model_path, Path(scratch), seed)
-        if out_dir is not None:
-            print(f"kept: {result.model_path} and {result.manifest_path}"
-                  + (f", {openvino.path} (.bin, .json)" if openvino is not None else ""))
+        if kept is not None:
+            print(f"kept: the checkpoint {kept} (deen export --checkpoint {kept} makes other "
+                  "exports of it, e.g. an fp32 OpenVINO IR or a --no-flip ONNX), "
+                  f"{result.model_path} and {result.manifest_path.name}"
+                  + (f", {openvino.path.name} (.bin, .json)" if openvino is not None else ""))
     return 0
+
+
+def _keep_checkpoint(checkpoint: Path | None, model: DEEN, source: SourceInfo,
+                     input_size: tuple[int, int], out_dir: Path) -> tuple[Path, SourceInfo]:
+    """Keep the demo's model in ``out_dir`` as a checkpoint: a copy of the file used, or the
+    random model saved; returns it and the source the exports record (the kept file, so
+    that its later exports share the demo's gallery identity)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if checkpoint is not None:
+        kept = out_dir / f"deen{checkpoint.suffix}"
+        shutil.copyfile(checkpoint, kept)
+        return kept, source
+    kept = out_dir / "deen.pt"
+    save_checkpoint(model, kept, {"input_size": list(input_size)})
+    return kept, SourceInfo("deen", str(kept), sha256_file(kept))
 
 
 def _openvino_int8(model: DEEN, config: EmbeddingConfig, source: SourceInfo,

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from deen.errors import DeenError
+from deen.errors import BadValueError
 
 NUM_EMBEDDINGS = 3  # DEE output rows per image: original, branch 1, branch 2
 PARTS = ("P0", "Q0", "P1", "Q1", "P2", "Q2")  # the layout, in order; each part is D wide
@@ -35,10 +35,15 @@ class EmbeddingConfig:
 
     def __post_init__(self) -> None:
         if self.a is not None and not 0.0 <= self.a <= 1.0:
-            raise DeenError(f"a must be between 0 and 1, got {self.a}")
+            raise BadValueError("a", self.a, "must be between 0 and 1")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def describe(self) -> str:
+        """The settings in words, for messages: ``flip on, equal part weights``."""
+        weights = "equal part weights" if self.a is None else f"a={self.a:g}"
+        return f"flip {'on' if self.flip else 'off'}, {weights}"
 
 
 def embedding_layout(dim: int, config: EmbeddingConfig) -> dict[str, object]:

@@ -56,3 +56,11 @@ class ParameterError(DeenError):
         if self.mentions:
             problem = problem.format(**{m: name_of(m) for m in self.mentions})
         return f"{subject}: {problem}"
+
+
+class BadValueError(ParameterError):
+    """A value that is wrong in itself, whatever the files and machines: malformed (``HOST:PORT``
+    without a port) or out of range (``a=5`` for a weight in [0, 1]). The command line treats
+    it as an argument error, as argparse treats a flag it cannot parse (exit 2); every other
+    :class:`ParameterError` (a missing input, an output that cannot be written, a device that
+    is not there) is an input or run error (exit 1)."""

@@ -24,7 +24,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from deen.errors import DeenError, ParameterError
+from deen.errors import BadValueError, DeenError, ParameterError
 
 
 class Device(str, Enum):
@@ -115,14 +115,15 @@ class Format:
     def check_export(self, out: Path, precision: str, dee_op: str = "standard") -> None:
         """What every export checks first, from this row: precision, DEE form, file name."""
         if precision not in self.precisions:
-            raise ParameterError("precision", precision,
+            raise BadValueError("precision", precision,
                                  f"the {self.name} engine takes {', '.join(self.precisions)}")
         if dee_op not in self.dee_ops:
-            raise ParameterError("dee_op", dee_op,
+            raise BadValueError("dee_op", dee_op,
                                  f"the {self.name} engine writes DEE as "
                                  f"{' or '.join(self.dee_ops)} operators")
         if self.suffixes and out.suffix.lower() not in self.suffixes:
-            raise DeenError(f"{out}: the output file must end in {' or '.join(self.suffixes)}")
+            raise BadValueError("out", out, f"the {self.name} engine writes a file ending in "
+                                f"{' or '.join(self.suffixes)}")
 
 
 _FORMATS: dict[str, Format] = {}
@@ -159,7 +160,7 @@ def get(name: str) -> Format:
     try:
         return _FORMATS[name]
     except KeyError:
-        raise ParameterError("engine", name, f"choose one of {', '.join(_FORMATS)}") from None
+        raise BadValueError("engine", name, f"choose one of {', '.join(_FORMATS)}") from None
 
 
 def export_engines() -> tuple[str, ...]:

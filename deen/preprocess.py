@@ -42,9 +42,9 @@ def check_input_size(size: tuple[int, int], parameter: str = "input_size") -> tu
     of 4 (the papers' 384×144, or 64×24, are)."""
     height, width = (int(v) for v in size)
     if height < 16 or width < 4 or height % 16 or width % 4:
-        from deen.errors import ParameterError
+        from deen.errors import BadValueError
 
-        raise ParameterError(parameter, f"{height}x{width}", "the height must be a positive "
+        raise BadValueError(parameter, f"{height}x{width}", "the height must be a positive "
                              "multiple of 16 and the width of 4 (e.g. 384x144)")
     return height, width
 

@@ -1,6 +1,8 @@
 """Progress with rate and ETA for long work (training, evaluation's embedding, builds).
 
-On a terminal it is a live rich progress bar; written to a log (stderr not a TTY) it is one
+On a terminal it is a live rich progress bar that fits the terminal's width (80 columns
+included): the counts, rate, elapsed time and ETA keep their full width, the bar is short and
+the note takes what is left, cut at its end; written to a log (stderr not a TTY) it is one
 plain line every ``every_s`` seconds and at the end, so that a log shows the work moving
 without a line per step.
 """
@@ -46,12 +48,21 @@ class Progress:
                 TimeRemainingColumn,
             )
             from rich.progress import Progress as RichProgress
+            from rich.table import Column
+
+            def whole() -> Column:  # never shortened: a cut time reads as another time
+                return Column(no_wrap=True)
 
             self._bar = RichProgress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
-                console=Console(file=self.stream), transient=False)
+                TextColumn("{task.description}", table_column=whole()),
+                BarColumn(bar_width=10, table_column=whole()),
+                MofNCompleteColumn(table_column=whole()),
+                TextColumn("{task.fields[rate]}", table_column=whole()),
+                TimeElapsedColumn(table_column=whole()), TextColumn("ETA", table_column=whole()),
+                TimeRemainingColumn(table_column=whole()),
+                TextColumn("{task.fields[note]}",
+                           table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+                console=Console(file=self.stream), transient=False, expand=True)
             self._bar.start()
             self._task = self._bar.add_task(self.description, total=self.total, rate="",
                                             note="")
@@ -79,7 +90,7 @@ class Progress:
             self.note = note
         if self._bar is not None:
             self._bar.update(self._task, advance=count, note=self.note,
-                             rate=f"{self.rate():.2f} {self.unit}/s")
+                             rate=f"{self.rate():.1f}/s")
             return
         now = time.monotonic()
         if now - self.last_line >= self.every_s:

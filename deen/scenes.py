@@ -193,7 +193,7 @@ class SceneSettings(Section):
                            at_least=0.0)
     noise: float = setting(3.0, "sensor noise, standard deviation in grey levels",
                            at_least=0.0)
-    seed: int = setting(0, "seed of the people and their walks")
+    seed: int = setting(0, "seed of the people and their walks", at_least=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -225,7 +225,7 @@ class SceneSettings(Section):
 
 
 @dataclass(frozen=True)
-class _Walk:
+class _SceneWalk:
     """One walk of one person across one view (``cameras``: the streams that see it)."""
 
     person: int  # 0-based
@@ -278,12 +278,12 @@ class _Planner:
     def __init__(self, settings: SceneSettings, rng: np.random.Generator,
                  one_camera: dict[int, str]) -> None:
         self.s, self.rng, self.one_camera = settings, rng, one_camera
-        self.walks: list[_Walk] = []
+        self.walks: list[_SceneWalk] = []
         self.last_end = dict.fromkeys(range(settings.people), -1e9)
         self.last_view: dict[int, str | None] = dict.fromkeys(range(settings.people))
         self.arrives: dict[int, float] = {}  # person → when they may enter the other view
 
-    def plan(self) -> list[_Walk]:
+    def plan(self) -> list[_SceneWalk]:
         s, dt = self.s, 1.0 / self.s.fps
         views = ["both"] if s.views == "overlap" else list(STREAMS.values())
         target = dict.fromkeys(views, s.min_in_view)
@@ -342,7 +342,7 @@ class _Planner:
             else:
                 cameras = frozenset([view])
             spread = (0.05 * rank * (1 if rng.random() < 0.5 else -1))
-            walk = _Walk(person, t, moving, leftwards,
+            walk = _SceneWalk(person, t, moving, leftwards,
                          tuple(float(np.clip(d + spread, 0, 1)) for d in depth), cameras,
                          offset=-0.9 * rank, stop_at=stop_at, stop=stop)
             self.walks.append(walk)

@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 
 import tomllib
 
-from deen.errors import DeenError, ParameterError
+from deen.errors import BadValueError, DeenError
 
 T = TypeVar("T", bound="Section")
 
 
-class SettingError(ParameterError):
+class SettingError(BadValueError):
     """A setting that does not exist, or a value of the wrong type or out of its range.
     ``parameter`` is the dotted key (``matching.threshold``); ``source`` says where the value
     came from when that is known (a settings file's path, or ``overrides``), so that the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,9 @@ def _deen(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
 def test_fp16_is_for_tensorrt_only(tmp_path):
     result = _deen("export", "--precision", "fp16", "--checkpoint", "x.t", "--out",
                    str(tmp_path / "m.onnx"))
-    assert result.returncode == 1 and "--engine trt" in result.stderr
+    assert result.returncode == 2  # an argument error, found before any work
+    assert result.stderr == ("deen export: error: --precision fp16: is for --engine trt, "
+                             "triton; --engine onnx takes fp32, int8\n")
 
 
 def test_argument_errors_exit_2():
@@ -31,9 +34,9 @@ def test_argument_errors_exit_2():
 def test_bad_output_suffix_is_one_line(reference_checkpoint, tmp_path):
     result = _deen("export", "--checkpoint", str(reference_checkpoint("regdb")),
                    "--out", str(tmp_path / "model.bin"))
-    assert result.returncode == 1
-    assert result.stderr.strip() == (f"deen export: error: {tmp_path / 'model.bin'}: "
-                                     "the output file must end in .onnx")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"deen export: error: --out {tmp_path / 'model.bin'}: "
+                                     "the onnx engine writes a file ending in .onnx")
 
 
 SCRIPTS = Path(sys.executable).parent
@@ -60,7 +63,19 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     assert "pytorch vs openvino-int8" in out and "openvino-int8 " in out  # the fastest CPU path
     assert "live pipeline (deen run)" in out and "track_started" in out and "rounds in" in out
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == [
-        "deen.onnx", "deen.onnx.json", "deen_int8.bin", "deen_int8.xml", "deen_int8.xml.json"]
+        "deen.onnx", "deen.onnx.json", "deen.pt", "deen_int8.bin", "deen_int8.xml",
+        "deen_int8.xml.json"]
+    kept = tmp_path / "deen.pt"
+    assert f"kept: the checkpoint {kept} (deen export --checkpoint {kept} makes other " in out
+    # the kept checkpoint is what the exports were made from, so its later exports share the
+    # demo's gallery, and it can be exported again, e.g. without the flip
+    from deen.fileio import sha256_file
+
+    manifest = json.loads((tmp_path / "deen.onnx.json").read_text())
+    assert manifest["source"]["sha256"] == sha256_file(kept)
+    again = _deen("export", "--checkpoint", str(kept), "--out", str(tmp_path / "noflip.onnx"),
+                  "--no-flip")
+    assert again.returncode == 0, again.stderr
 
 
 def test_demo_uses_the_cached_generated_people_model_when_there_is_one(tmp_path, monkeypatch,
@@ -113,8 +128,9 @@ def test_an_unreadable_checkpoint_is_described_not_numbered(tmp_path):
         "pickle; truncated, or another format)")
     wrong_suffix = _deen("export", "--checkpoint", str(tmp_path / "notes.pt"), "--out",
                          str(tmp_path / "x.txt"))  # the suffix is checked before any loading
-    assert wrong_suffix.returncode == 1
-    assert wrong_suffix.stderr.strip().endswith("x.txt: the output file must end in .onnx")
+    assert wrong_suffix.returncode == 2
+    assert wrong_suffix.stderr.strip().endswith("x.txt: the onnx engine writes a file ending in "
+                                                ".onnx")
 
 
 def test_written_files_follow_the_umask(tmp_path):
@@ -215,3 +231,140 @@ def test_an_unbounded_tolerance_is_said_in_words():
     report = VerificationReport("pytorch", "openvino-int8", Tolerance(float("inf"), 0.99),
                                 (case,))
     assert "not bounded" in report.summary() and "inf" not in report.summary()
+
+
+def _one_line(result: subprocess.CompletedProcess[str], code: int, line: str) -> None:
+    """The command failed with exit ``code`` and printed only ``line`` (on stderr)."""
+    assert (result.returncode, result.stderr, result.stdout) == (code, line + "\n", ""), (
+        result.returncode, result.stderr, result.stdout)
+
+
+@pytest.fixture(scope="module")
+def tiny_sysu(tmp_path_factory):
+    from deen.datasets.synth import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("cli") / "sysu", "sysu",
+                                   identities=4, size=(64, 32))
+
+
+def test_eval_outputs_are_checked_before_anything_is_embedded(small_model, tiny_sysu,
+                                                              tmp_path):
+    common = ["eval", "--model", str(small_model), "--dataset", "sysu", "--root",
+              str(tiny_sysu), "--trials", "1"]
+    ranks = tmp_path / "ranks"
+    ranks.write_text("a file")
+    _one_line(_deen(*common, "--ranks", str(ranks)), 1,
+              f"deen eval: error: --ranks {ranks}: is a file, not a folder")
+    _one_line(_deen(*common, "--json", str(tmp_path)), 1,
+              f"deen eval: error: --json {tmp_path}: is a folder; give a file name")
+    ranks.unlink()
+    (ranks / "all-search").mkdir(parents=True)
+    (ranks / "all-search" / "old.png").write_bytes(b"")
+    (ranks / "notes.txt").write_text("mine")
+    _one_line(_deen(*common, "--ranks", str(ranks)), 1,
+              f"deen eval: error: --ranks {ranks}: holds an earlier result (all-search); "
+              "choose another folder, or add --force to replace it")
+    done = _deen(*common, "--ranks", str(ranks), "--force")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in ranks.iterdir()) == ["all-search", "indoor-search",
+                                                       "notes.txt"]
+    assert not (ranks / "all-search" / "old.png").exists()
+
+
+def test_export_refuses_nonsense_before_loading_the_checkpoint(tmp_path):
+    missing = tmp_path / "none.pt"  # never read: every refusal comes first
+    out = ["--checkpoint", str(missing), "--out", str(tmp_path / "m.onnx")]
+    _one_line(_deen("export", *out, "--a", "5"), 2,
+              "deen export: error: --a 5: must be between 0 and 1")
+    _one_line(_deen("export", *out, "--opset", "5"), 2,
+              "deen export: error: --opset 5: must lie between 18 and "
+              f"{__import__('onnx').defs.onnx_opset_version()} (the exporter writes no older "
+              "opset; ONNX here knows none newer)")
+    _one_line(_deen("export", "--checkpoint", str(missing), "--out", str(tmp_path)), 2,
+              f"deen export: error: --out {tmp_path}: the onnx engine writes a file ending "
+              "in .onnx")
+    folder = tmp_path / "m.onnx"
+    folder.mkdir()
+    _one_line(_deen("export", *out), 1,
+              f"deen export: error: --out {folder}: is a folder; give a file name")
+
+
+def test_an_export_opened_with_other_settings_says_how_it_was_exported(small_model, tmp_path):
+    from deen.models.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(small_model)
+    onnx = export_onnx_of(loaded, tmp_path / "m.onnx")
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    common = ["gallery", "add", "ann", "--images", str(crops), "--modality", "visible",
+              "--model", str(onnx), "--gallery", str(tmp_path / "g.db")]
+    _one_line(_deen(*common, "--no-flip"), 1, "deen gallery add: error: --no-flip: m.onnx was "
+              "exported with flip on; run without --no-flip, or re-export it")
+    _one_line(_deen(*common, "--a", "0.1"), 1, "deen gallery add: error: --a 0.1: m.onnx was "
+              "exported with equal part weights; run without --a, or re-export it")
+
+
+def export_onnx_of(loaded, out: Path) -> Path:
+    from deen.export.onnx_export import export_onnx
+
+    return export_onnx(loaded.model, out, config=EmbeddingConfig(), source=loaded.source,
+                       input_size=loaded.input_size).model_path
+
+
+def test_bench_demo_and_data_refuse_before_any_work(tmp_path):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "bench.json").write_text("{}")
+    (earlier / "deen.onnx").write_text("")
+    _one_line(_deen("bench", "--out-dir", str(earlier), "--backends", "pytorch-fp32"), 1,
+              f"deen bench: error: --out-dir {earlier}: holds an earlier result (bench.json); "
+              "choose another folder, or add --force to replace it")
+    _one_line(_deen("bench", "--dataset", "sysu"), 2,
+              "deen bench: error: --dataset sysu: --dataset and --root go together (accuracy "
+              "on that dataset's test protocol)")
+    _one_line(_deen("demo", "--out-dir", str(earlier)), 1,
+              f"deen demo: error: --out-dir {earlier}: holds an earlier result (deen.onnx); "
+              "choose another folder, or add --force to replace it")
+    _one_line(_deen("data", "synth", "--layout", "sysu", "--out", str(earlier)), 1,
+              f"deen data synth: error: --out {earlier}: already exists; choose a new folder")
+    _one_line(_deen("data", "synth", "--layout", "sysu", "--out", str(tmp_path / "new"),
+                    "--identities", "3"), 2,
+              "deen data synth: error: --identities 3: must be at least 4 (people for the "
+              "train, validation and test splits)")
+    _one_line(_deen("data", "scene", "--out", str(tmp_path / "new"), "--seed", "-1"), 2,
+              "deen data scene: error: --seed -1: must not be negative")
+    assert _deen("data", "synth", "--layout", "sysu", "--out", str(tmp_path / "new"),
+                 "--seed", "-1").returncode == 2  # argparse: a seed is 0 or more
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier"]
+
+
+def test_train_settings_are_range_checked_and_listed(tmp_path):
+    _one_line(_deen("train", "--root", str(tmp_path), "--set", "checkpoint_every=0"), 2,
+              "deen train: error: --set checkpoint_every=0: must be at least 1")
+    _one_line(_deen("train", "--root", str(tmp_path), "--set", "lr=-0.1"), 2,
+              "deen train: error: --set lr=-0.1: must be positive")
+    config = tmp_path / "run.toml"
+    config.write_text(f'root = "{tmp_path}"\nmomentum = 2.0\n')
+    _one_line(_deen("train", "--config", str(config)), 1,
+              f"deen train: error: {config}: momentum=2.0: must lie between 0 and 1")
+    listed = _deen("train", "--print-config", "--set", "epochs=7")
+    assert listed.returncode == 0 and "epochs = 7\n" in listed.stdout
+    assert "checkpoint_every = 10\n" in listed.stdout and "schedule = \"paper\"\n" in listed.stdout
+
+
+def test_help_texts_name_what_the_commands_take(capsys):
+    from deen.cli import main
+
+    def help_of(*command: str) -> str:
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        return " ".join(capsys.readouterr().out.split())  # as one line, however wrapped
+
+    text = help_of("eval")
+    assert ".xml" in text.split("options:")[0] and "triton://HOST:PORT/NAME" in text
+    text = help_of("gallery", "add")
+    assert "NAME the person's name" in text and "triton://HOST:PORT/NAME" in text
+    assert "--print-config lists every KEY" in help_of("train")
+    text = help_of("demo")
+    assert "OpenVINO int8" in text and "live pipeline (deen run)" in text
+    assert "keep the checkpoint used (deen.pt" in text

@@ -117,8 +117,8 @@ def test_deen_run_tracks_out_is_scored_against_the_scene(scene, small_model, tmp
     assert (out / "timelines").is_dir()
 
 
-def _one_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert result.returncode == 1, result.stderr
+def _one_line(result: subprocess.CompletedProcess[str], *needles: str, code: int = 1) -> None:
+    assert result.returncode == code, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     for needle in needles:
@@ -153,16 +153,16 @@ def test_bad_truth_runs_and_settings_get_one_line(scene, tmp_path):
     _one_line(_deen("score", "--truth", str(scene.root), "--run", str(empty)),
               "outside the sequence")
     _one_line(_deen("data", "scene", "--out", str(tmp_path / "s"), "--people", "2",
-                    "--max-in-view", "3"), "--max-in-view 3", "--people")
+                    "--max-in-view", "3"), "--max-in-view 3", "--people", code=2)
     _one_line(_deen("data", "scene", "--out", str(tmp_path / "s"), "--height", "100",
-                    "--max-height", "200"), "--max-height 200")
+                    "--max-height", "200"), "--max-height 200", code=2)
     exists = _deen("data", "scene", "--out", str(scene.root))
     _one_line(exists, "already exists")
     assert exists.stdout == ""  # no progress line before the error
     _one_line(_deen("data", "scene", "--out", str(tmp_path / "s"), "--light", "1"),
-              "--light 1")
+              "--light 1", code=2)
     _one_line(_deen("data", "scene", "--out", str(tmp_path / "s"), "--seconds", "0"),
-              "--seconds 0:")
+              "--seconds 0:", code=2)
     assert not (tmp_path / "s").exists()
 
 
@@ -295,3 +295,41 @@ def test_tracks_out_settles_ids_with_the_whole_run_and_never_writes_one_id_twice
     live.close()
     assert {int(line.split(",")[1]) for line in (tmp_path / "live" / "rgb.txt").read_text()
             .splitlines() if int(line.split(",")[0]) >= 5} == {3, 1}
+
+
+def test_an_earlier_score_needs_force_and_is_then_replaced(scene, tmp_path):
+    run = _perfect_run(scene.root, tmp_path / "run")
+    assert _deen("score", "--truth", str(scene.root), "--run", str(run)).returncode == 0
+    stale = run / "timelines" / "someone-else.png"
+    stale.write_bytes(b"")
+    again = _deen("score", "--truth", str(scene.root), "--run", str(run))
+    assert (again.returncode, again.stdout) == (1, ""), again.stderr
+    assert again.stderr == (f"deen score: error: --out-dir {run}: holds an earlier result "
+                            "(score.json, score.md, timelines); choose another folder, or add "
+                            "--force to replace it\n")
+    json_dir = _deen("score", "--truth", str(scene.root), "--run", str(run), "--json",
+                     str(tmp_path))
+    assert json_dir.stderr == (f"deen score: error: --json {tmp_path}: is a folder; give a "
+                               "file name\n")
+    forced = _deen("score", "--truth", str(scene.root), "--run", str(run), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert not stale.exists() and (run / "score.json").is_file() and (run / "rgb.txt").is_file()
+
+
+def test_the_timeline_shows_its_last_frame_label_whole(tmp_path):
+    """The last x label (the sequence's last frame) ends inside the image, not cut at its
+    right edge (``300`` read ``30``)."""
+    import cv2
+    import numpy as np
+
+    from deen.eval.live_score import PersonTimeline, draw_timeline
+
+    line = PersonTimeline("p1", 300, {"rgb": list(range(1, 301))}, list(range(1, 301)))
+    draw_timeline(line, tmp_path / "p1.png", width=900)
+    image = cv2.imread(str(tmp_path / "p1.png"), cv2.IMREAD_GRAYSCALE)
+    labels = image[-14:] < 200  # the bottom strip: the frame numbers
+    columns = np.flatnonzero(labels.any(axis=0))
+    (text_w, _), _ = cv2.getTextSize("300", cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
+    assert columns.max() <= image.shape[1] - 3  # a margin after the last digit
+    # the last label is whole: ink spans its width at the right end
+    assert columns.max() - columns[columns > image.shape[1] - text_w - 10].min() >= text_w - 3

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError
+from deen.errors import BadValueError, DeenError
 from deen.models import DEEN, TrainingOutput
 from deen.models.embedding_network import assemble_embedding
 
@@ -88,5 +88,5 @@ def test_embedding_layout_by_hand():
 
 
 def test_a_must_be_a_weight():
-    with pytest.raises(DeenError, match="a must be between 0 and 1"):
+    with pytest.raises(BadValueError, match=r"^a=1.5: must be between 0 and 1$"):
         EmbeddingConfig(a=1.5)

@@ -26,7 +26,7 @@ from deen.export.onnx_export import export_onnx
 from deen.export.openvino_export import IGNORED_MODULES, export_openvino
 from deen.export.verify import verify_embedder
 from deen.formats import tolerance
-from deen.models.checkpoint import random_model, save_checkpoint
+from deen.models.checkpoint import load_checkpoint, random_model, save_checkpoint
 
 pytest.importorskip("openvino")
 SIZE = (64, 24)
@@ -51,7 +51,8 @@ def exports(checkpoint, tmp_path_factory):
     """fp32 (by the CLI, as a user runs it, from an ONNX export of the same weights) and int8
     (API, reusing that ONNX) IRs: one PyTorch trace for all of them."""
     folder = tmp_path_factory.mktemp("ov")
-    model, source = random_model(VARIANT, 3)  # the checkpoint's weights (same seed)
+    loaded = load_checkpoint(checkpoint)  # every export records this checkpoint as its source
+    model, source = loaded.model, loaded.source
     onnx = export_onnx(model, folder / "fp32.onnx", config=EmbeddingConfig(), source=source,
                        input_size=SIZE)
     fp32 = folder / "deen_fp32.xml"
@@ -167,8 +168,8 @@ def test_verification_names_a_degenerate_checkpoint(exports) -> None:
                         tolerance("openvino", "fp32"), subject="m.xml")
 
 
-def _one_line_error(done: subprocess.CompletedProcess, *needles: str) -> None:
-    assert done.returncode == 1, done.stderr
+def _one_line_error(done: subprocess.CompletedProcess, *needles: str, code: int = 1) -> None:
+    assert done.returncode == code, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     for needle in needles:
@@ -179,13 +180,13 @@ def test_bad_export_input_gets_one_line_and_leaves_nothing(checkpoint, tmp_path)
     out = tmp_path / "out"
     out.mkdir()
     _one_line_error(_deen("export", "--engine", "openvino", "--checkpoint", str(checkpoint),
-                          "--out", str(out / "m.onnx")), "m.onnx", ".xml")
+                          "--out", str(out / "m.onnx")), "m.onnx", ".xml", code=2)
     _one_line_error(_deen("export", "--engine", "openvino", "--precision", "int8",
                           "--checkpoint", str(checkpoint), "--out", str(out / "m.xml"),
                           "--calib", str(tmp_path / "missing")), "--calib", "missing")
     _one_line_error(_deen("export", "--engine", "openvino", "--precision", "fp16",
                           "--checkpoint", str(checkpoint), "--out", str(out / "m.xml")),
-                    "fp16")
+                    "fp16", code=2)
     assert list(out.iterdir()) == []
 
 
@@ -215,3 +216,67 @@ def test_unreadable_or_mismatched_ir_gets_one_line(exports, tmp_path) -> None:
     # The command line says the same in one line.
     _one_line_error(_deen("eval", "--model", str(swapped), "--dataset", "sysu", "--root",
                           str(tmp_path)), "swapped.bin")
+
+
+def test_a_gallery_takes_every_export_of_its_checkpoint_and_names_another(exports, checkpoint,
+                                                                          tmp_path) -> None:
+    """Enrolled with the int8 IR, the gallery takes the fp32 IR, the ONNX export and the
+    checkpoint itself (one checkpoint, one embedding setting); another checkpoint's export
+    is refused with both models named in words."""
+    import cv2
+
+    from deen.modality import Modality
+    from deen.runtime.gallery import Gallery
+    from deen.runtime.live import enrol
+    from deen.synthetic import make_people, render_person
+
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(crops / "0.png"), render_person(make_people(1)[0], Modality.VISIBLE, rng))
+    gallery = tmp_path / "g.db"
+    for name, model in (("a", exports["int8"]), ("b", exports["fp32"]), ("c", exports["onnx"]),
+                        ("d", checkpoint)):
+        assert enrol(gallery, name, crops, Modality.VISIBLE, open_embedder(model, device="cpu"),
+                     model) == 1
+    with Gallery.open_existing(gallery) as opened:
+        assert [n for n, _, _ in opened.identities()] == ["a", "b", "c", "d"]
+
+    other, _ = random_model(VARIANT, 4)
+    other_path = tmp_path / "other.pt"
+    save_checkpoint(other, other_path, {"input_size": list(SIZE)})
+    other_onnx = tmp_path / "other.onnx"
+    made = _deen("export", "--checkpoint", str(other_path), "--out", str(other_onnx))
+    assert made.returncode == 0, made.stderr
+    refused = _deen("gallery", "add", "e", "--images", str(crops), "--modality", "visible",
+                    "--model", str(other_onnx), "--gallery", str(gallery))
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith(
+        f"deen gallery add: error: {gallery}: gallery was built with deen_int8.xml (OpenVINO "
+        "int8 export of checkpoint model.pt, SHA-256 "), refused.stderr
+    assert ("not with other.onnx (ONNX fp32 export of checkpoint other.pt, SHA-256 "
+            in refused.stderr and "(another checkpoint)" in refused.stderr), refused.stderr
+
+
+def test_a_gallery_of_the_earlier_file_identity_still_opens_or_says_how_to_rebuild(
+        exports, tmp_path) -> None:
+    """Galleries recorded the model file's hash before they recorded its checkpoint's: the
+    same file still opens them; another export of the checkpoint gets how to rebuild."""
+    import sqlite3
+
+    from deen.fileio import sha256_file
+    from deen.runtime.gallery import Gallery, model_id
+
+    gallery = tmp_path / "old.db"
+    int8 = open_embedder(exports["int8"])
+    old_id = f"{sha256_file(exports['int8'])[:16]}:{VARIANT}:flip=True:a=None"
+    with Gallery(gallery, old_id, int8.dim):  # what an earlier deen wrote
+        pass
+    with sqlite3.connect(gallery) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='model'").fetchone()[0] == old_id
+    Gallery(gallery, model_id(exports["int8"], int8), int8.dim).close()
+    onnx = open_embedder(exports["onnx"])
+    with pytest.raises(DeenError, match=r"gallery was built by an earlier deen, which recorded "
+                                        r"the model file .* rebuild it: enrol its people again "
+                                        r"into a new gallery$"):
+        Gallery(gallery, model_id(exports["onnx"], onnx), onnx.dim)

@@ -470,7 +470,10 @@ def test_gallery_cli_enrols_lists_and_names_tracks_in_a_run(scene, small_model, 
     save_checkpoint(model, other, {"input_size": [64, 24]})
     refused = _deen("gallery", "add", "bob", "--images", str(crops), "--modality", "visible",
                     "--model", str(other), "--device", "cpu", "--gallery", str(gallery))
-    assert refused.returncode == 1 and "gallery was built with model" in refused.stderr
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert (f"gallery was built with {small_model.name} (checkpoint, SHA-256 " in refused.stderr
+            and "not with other.pt (checkpoint, SHA-256 " in refused.stderr
+            and "(another checkpoint)" in refused.stderr), refused.stderr
     removed = _deen("gallery", "remove", "alice", "--gallery", str(gallery))
     assert removed.returncode == 0 and "removed" in removed.stdout
     mistyped = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared),

@@ -183,7 +183,8 @@ def test_deen_bench_refuses_a_served_model_of_another_model_or_size(served) -> N
 
 
 def test_a_client_expecting_other_settings_is_refused(served) -> None:
-    with pytest.raises(DeenError, match="serves a model exported with"):
+    with pytest.raises(DeenError, match="serves a model that was exported with flip off; "
+                                        "run with flip, or re-export it"):
         open_embedder(served.url, config=EmbeddingConfig(flip=True))
     with pytest.raises(DeenError, match="serves a sysu model, not regdb"):
         open_embedder(served.url, variant="regdb")

@@ -67,7 +67,7 @@ def test_resume_continues_with_identical_losses(synthetic_sysu, tmp_path):
     assert continued == uninterrupted
     # A new run refuses a folder that holds one; force starts it afresh there.
     with pytest.raises(DeenError, match=r"out=.*b: already holds a run: continue it with "
-                                        r"resume .*last.pt or replace it with force"):
+                                        r"resume .*last.pt, or replace it with force"):
         Trainer(resumed)
     Trainer(resumed, force=True)
     assert not (tmp_path / "b" / "log.csv").exists() and not (tmp_path / "b" / "last.pt").exists()
@@ -202,24 +202,33 @@ def test_eval_ranks_show_each_query_with_its_top_gallery_images(synthetic_sysu, 
 @pytest.mark.serial  # asserts timing: runs alone (scripts/test.sh)
 def test_training_under_a_terminal_shows_progress_and_stops_on_ctrl_c(synthetic_sysu,
                                                                        tmp_path):
-    """A real pseudo-terminal: the run says what it trains on and shows a live bar, and
-    Ctrl-C typed at the terminal ends it promptly with last.pt saved."""
+    """A real pseudo-terminal of 80 columns and the default two data-loader workers: the run
+    says what it trains on and shows a live bar that fits the width, and Ctrl-C typed at the
+    terminal (which signals the workers too) ends it promptly: one "stopping" line, last.pt
+    saved, and a final line naming the epoch the bar showed."""
+    import fcntl
     import os
     import pty
+    import re
     import select
+    import struct
+    import termios
     import time
 
     out = tmp_path / "run"
     command = [sys.executable, "-m", "deen", "train", "--dataset", "sysu", "--root",
                str(synthetic_sysu), "--out", str(out), *[f"--set={s}" for s in SMALL],
-               "--set=epochs=50", "--set=val_identities=0"]
+               "--set=epochs=50", "--set=val_identities=0", "--set=workers=2",
+               "--set=steps_per_epoch=2"]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     started = time.monotonic()
     pid, fd = pty.fork()
-    if pid == 0:  # the child: deen train with the pty as its controlling terminal
-        os.execv(sys.executable, command)
+    if pid == 0:  # the child: deen train with the pty (80 columns) as its terminal
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        os.execve(sys.executable, command, env)
     seen, progress_at, interrupted, stopped_in = b"", None, None, None
     try:
-        while time.monotonic() - started < 120 and stopped_in is None:
+        while time.monotonic() - started < 300 and stopped_in is None:
             ready, _, _ = select.select([fd], [], [], 0.2)
             try:
                 seen += os.read(fd, 4096) if ready else b""
@@ -227,9 +236,12 @@ def test_training_under_a_terminal_shows_progress_and_stops_on_ctrl_c(synthetic_
                 os.waitpid(pid, 0)
                 stopped_in = time.monotonic() - (interrupted or started)
                 break
-            if progress_at is None and b"steps" in seen and b"training DEEN" in seen:
+            # Ctrl-C once the bar of a later epoch shows a step done: the workers are up
+            # (they get the signal too), and the bar and the run's own count of epochs
+            # must agree
+            shown = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen)
+            if interrupted is None and re.search(rb"epoch 2/50 \S+ 1/2 ", shown):
                 progress_at = time.monotonic() - started
-                time.sleep(1.0)
                 os.write(fd, b"\x03")  # Ctrl-C, typed at the terminal
                 interrupted = time.monotonic()
             if interrupted is not None and os.waitpid(pid, os.WNOHANG)[0]:
@@ -240,8 +252,38 @@ def test_training_under_a_terminal_shows_progress_and_stops_on_ctrl_c(synthetic_
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-    text = seen.decode(errors="replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+    text = text.replace("^C", "")  # the terminal's echo of the keystroke, not the program's
+    lines = [line for line in re.split(r"[\r\n]", text) if line.strip()]
     print(f"progress {progress_at} s after start; stopped {stopped_in} s after Ctrl-C")
-    assert progress_at is not None and "stopping: saving last.pt" in text
+    assert progress_at is not None and stopped_in is not None, text
+    assert text.count("stopping") == 1, text
+    bars = [line for line in lines if " ETA " in line]
+    assert bars and all(len(line.rstrip()) <= 80 for line in bars), bars
+    for line in bars:  # counts, rate and both times whole, not cut ("0:00…", "-:-…")
+        assert re.search(r" \d+/\d+ +(\d+\.\d/s )?\d+:\d\d:\d\d ETA (\d+:\d\d:\d\d|-:--:--)",
+                         line), line
+    final = lines[-1]
+    assert re.fullmatch(r"stopped \((after )?epoch (\d+)/50(, step \d/2)?\); saved .*last\.pt; "
+                        r"resume with: deen train --resume .*last\.pt", final), final
+    shown = re.match(r"\s*epoch (\d+)/50", [b for b in bars if "epoch" in b][-1]).group(1)
+    assert re.search(r"epoch (\d+)/50", final).group(1) == shown, (bars[-1], final)
+    assert (out / "last.pt").is_file()
     assert stopped_in < 10, stopped_in
-    assert (out / "last.pt").is_file() and "resume with: deen train --resume" in text
+
+
+def test_a_run_folder_refusal_suggests_only_checkpoints_that_exist(tmp_path):
+    done = tmp_path / "done"
+    done.mkdir()
+    for name in ("config.toml", "log.csv", "best.pt", "final.pt"):
+        (done / name).write_text("x")
+    refused = _deen("train", "--root", str(tmp_path), "--out", str(done))
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr == (f"deen train: error: --out {done}: already holds a run: its "
+                              "checkpoints (best.pt, final.pt) are not resumable; choose "
+                              "another run folder, or replace it with --force\n")
+    (done / "last.pt").write_text("x")
+    refused = _deen("train", "--root", str(tmp_path), "--out", str(done))
+    assert refused.stderr == (f"deen train: error: --out {done}: already holds a run: "
+                              f"continue it with --resume {done / 'last.pt'}, or replace it "
+                              "with --force\n")

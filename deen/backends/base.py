@@ -30,6 +30,11 @@ class Embedder(abc.ABC):
     config: EmbeddingConfig
     dim: int
     input_size: tuple[int, int]  # (H, W) the model expects
+    #: An exported model's manifest (:mod:`deen.backends.artifact`); None for a checkpoint.
+    manifest: dict[str, Any] | None = None
+    #: Where a checkpoint's weights come from, as an export's manifest records its source
+    #: (``kind``, ``checkpoint``, ``sha256``, ``seed``); set when opened from a file.
+    checkpoint_source: dict[str, Any] | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, config: EmbeddingConfig | None = None,
@@ -54,6 +59,13 @@ class Embedder(abc.ABC):
         self.variant = manifest["variant"]
         self.dim = int(manifest["output"][OUTPUT_EMBEDDING]["shape"][1])
         self.input_size = tuple(manifest["inputs"][INPUT_IMAGES]["shape"][2:])
+
+    def weights_source(self) -> dict[str, Any] | None:
+        """Where the weights come from: the checkpoint (path, SHA-256) an export was made
+        from, or the checkpoint itself; None when unknown (a model built in memory)."""
+        if self.manifest is not None:
+            return self.manifest.get("source")
+        return self.checkpoint_source
 
     def fingerprint(self) -> str | None:
         """The model's identity where it is not a local file (a served model); None when

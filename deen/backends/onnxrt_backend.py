@@ -17,17 +17,8 @@ from deen.backends.artifact import (
     parse_manifest,
 )
 from deen.backends.base import Embedder, validated_batch
+from deen.backends.devices import check_onnxruntime_session, onnxruntime_providers
 from deen.errors import DeenError, first_line
-
-#: Preferred first; only those this onnxruntime build offers are used.
-_PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
-
-
-def choose_providers(device: str | None = None) -> list[str]:
-    """CUDA when this onnxruntime has it (unless ``device='cpu'``), then CPU."""
-    available = set(ort.get_available_providers())
-    wanted = ["CPUExecutionProvider"] if device == "cpu" else list(_PROVIDER_PREFERENCE)
-    return [p for p in wanted if p in available]
 
 
 class OnnxRuntimeEmbedder(Embedder):
@@ -38,13 +29,15 @@ class OnnxRuntimeEmbedder(Embedder):
         self.path = Path(path)
         if not self.path.is_file():
             raise DeenError(f"{self.path}: no such ONNX file")
+        providers = onnxruntime_providers(device)  # before the model loads
         session_options = self._with_custom_ops(session_options)
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=session_options, providers=choose_providers(device)
+                str(self.path), sess_options=session_options, providers=providers
             )
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             raise DeenError(f"{self.path}: not a loadable ONNX model: {first_line(exc)}") from exc
+        check_onnxruntime_session(device, self.session.get_providers())
         self.manifest = self._read_manifest()
         self.adopt(self.manifest)
         names = {i.name for i in self.session.get_inputs()}

@@ -24,6 +24,7 @@ from deen.backends.artifact import (
     parse_manifest,
 )
 from deen.backends.base import Embedder, validated_batch
+from deen.backends.devices import openvino_device
 from deen.errors import DeenError, first_line
 from deen.fileio import sha256_file
 
@@ -31,7 +32,6 @@ from deen.fileio import sha256_file
 RT_INFO_KEY = "deen_manifest"
 #: OpenVINO's names for the inference precisions an export may ask for.
 INFERENCE_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
-DEFAULT_DEVICE = "CPU"
 
 
 def weights_path_for(xml: Path) -> Path:
@@ -79,9 +79,10 @@ def manifest_of(model: Any, xml: Path) -> dict[str, Any]:
 
 
 class OpenVinoEmbedder(Embedder):
-    """``device`` is an OpenVINO device name (``CPU``, ``GPU``, ``NPU``, ``AUTO``; default
-    CPU); ``cpu``/``cuda`` as other backends take them mean CPU. ``inference_precision``
-    overrides the manifest's (``fp32`` or ``bf16``)."""
+    """``device`` is an OpenVINO device name that this machine has (``CPU``, ``GPU``,
+    ``NPU``, ``AUTO``, …; default CPU) or ``cpu``; ``cuda`` is refused, since OpenVINO does
+    not run on CUDA GPUs (:func:`deen.backends.devices.openvino_device`).
+    ``inference_precision`` overrides the manifest's (``fp32`` or ``bf16``)."""
 
     def __init__(self, path: str | os.PathLike[str], *, device: str | None = None,
                  inference_precision: str | None = None, threads: int | None = None) -> None:
@@ -89,6 +90,7 @@ class OpenVinoEmbedder(Embedder):
 
         self.path = Path(path)
         self.core = ov.Core()
+        self.device = openvino_device(device, self.core)  # before the model is read
         model = read_ir(self.core, self.path)
         self.manifest = manifest_of(model, self.path)
         check_weights(self.path, self.manifest)
@@ -102,7 +104,6 @@ class OpenVinoEmbedder(Embedder):
         if precision not in INFERENCE_PRECISIONS:
             raise DeenError(f"{self.path}: inference precision {precision!r} is not one of "
                             f"{', '.join(INFERENCE_PRECISIONS)}")
-        self.device = DEFAULT_DEVICE if device in (None, "cpu", "cuda") else str(device)
         properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
                                       "INFERENCE_PRECISION_HINT":
                                           INFERENCE_PRECISIONS[precision]}

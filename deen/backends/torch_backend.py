@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import torch
 
 from deen.backends.base import Embedder, validated_batch
+from deen.backends.devices import torch_device
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError, ParameterError
+from deen.errors import BadValueError, DeenError
 from deen.models.checkpoint import load_checkpoint
 from deen.models.deen import DEEN
 from deen.models.embedding_network import EmbeddingNetwork
@@ -17,7 +19,7 @@ from deen.preprocess import DEFAULT_INPUT_SIZE
 
 
 def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch_device(None)
 
 
 #: The autocast dtype of each precision of the ``pytorch`` format (:mod:`deen.formats`).
@@ -37,9 +39,9 @@ class TorchEmbedder(Embedder):
                  input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, precision: str = "fp32",
                  compile: bool = False) -> None:
         if precision not in AUTOCAST_DTYPES:
-            raise ParameterError("precision", precision,
+            raise BadValueError("precision", precision,
                                  f"choose one of {', '.join(AUTOCAST_DTYPES)}")
-        self.device = torch.device(device or default_device())
+        self.device = torch.device(torch_device(device))
         if precision == "fp16" and self.device.type != "cuda":
             raise DeenError("fp16 needs a CUDA device; on a CPU use bf16")
         self.input_size = tuple(input_size)
@@ -67,8 +69,11 @@ class TorchEmbedder(Embedder):
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], *, config: EmbeddingConfig | None = None,
                         variant: str | None = None, device: str | None = None) -> TorchEmbedder:
+        torch_device(device)  # a device that is not here fails before the checkpoint loads
         loaded = load_checkpoint(path, variant=variant)
-        return cls(loaded.model, config, device, loaded.input_size)
+        embedder = cls(loaded.model, config, device, loaded.input_size)
+        embedder.checkpoint_source = dataclasses.asdict(loaded.source)
+        return embedder
 
     @torch.inference_mode()
     def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:

@@ -148,10 +148,15 @@ def plot(report: BenchReport, path: Path) -> None:
         tmp.write_bytes(encoded.tobytes())
 
 
+#: What :func:`write_all` puts in its folder (an earlier report there is these).
+REPORT_FILES = ("bench.json", "bench.md", "bench.png")
+
+
 def write_all(report: BenchReport, out_dir: Path) -> list[Path]:
-    """``bench.json``, ``bench.md`` and ``bench.png`` in ``out_dir``."""
+    """``bench.json``, ``bench.md`` and ``bench.png`` (:data:`REPORT_FILES`) in
+    ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "bench.json", out_dir / "bench.md", out_dir / "bench.png"]
+    paths = [out_dir / name for name in REPORT_FILES]
     with atomic_path(paths[0]) as tmp:
         tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     with atomic_path(paths[1]) as tmp:

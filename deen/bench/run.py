@@ -15,6 +15,7 @@ import torch
 
 from deen import formats
 from deen.backends.base import Embedder
+from deen.backends.devices import torch_device
 from deen.bench.harness import (
     BackendInfo,
     BenchReport,
@@ -25,7 +26,7 @@ from deen.bench.harness import (
     time_backends,
 )
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError, ParameterError, redact_url
+from deen.errors import BadValueError, DeenError, redact_url
 from deen.eval.evaluate import protocol_settings
 from deen.export.base import ExportSettings
 from deen.modality import Modality
@@ -238,8 +239,8 @@ class BackendBuilder:
             raise DeenError(f"{where}: takes {size[0]}x{size[1]} images; the bench measures "
                             f"at {self.input_size[0]}x{self.input_size[1]}")
         if embedder.config != self.config:
-            raise DeenError(f"{where}: exported with {embedder.config}, the bench measures "
-                            f"{self.config}")
+            raise DeenError(f"{where}: exported with {embedder.config.describe()}, the bench "
+                            f"measures {self.config.describe()}")
         return label, embedder
 
 
@@ -261,7 +262,7 @@ def check_backends(names: list[str]) -> None:
     known = formats.bench_backends()
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ParameterError("backends", ",".join(names), f"unknown {', '.join(unknown)}; "
+        raise BadValueError("backends", ",".join(names), f"unknown {', '.join(unknown)}; "
                              f"choose from {', '.join(known)}")
 
 
@@ -301,8 +302,7 @@ def run_bench(model: DEEN, source: SourceInfo, input_size: tuple[int, int],
     backends: files (an ``.onnx``, an OpenVINO ``.xml``, a TensorRT engine) or served
     models (``triton://HOST:PORT/NAME``), whose times include the trip to the server."""
     check_backends(backends)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device", device, "no CUDA GPU is visible to PyTorch")
+    torch_device(device)  # a CUDA device that is not here: one line, before any work
     model = model.cpu().eval()
     split = None
     if dataset is not None:  # before building anything: a bad root fails fast

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from deen.datasets.common import ImageRecord, ProtocolSplit
-from deen.errors import ParameterError
+from deen.errors import BadValueError
 
 #: A protocol setting (e.g. "all-search", "visible-to-infrared") and the splits whose trials
 #: are averaged for it.
@@ -76,7 +76,7 @@ def get(name: str) -> Dataset:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ParameterError("dataset", name, f"choose one of {', '.join(DATASETS)}") from None
+        raise BadValueError("dataset", name, f"choose one of {', '.join(DATASETS)}") from None
 
 
 def layout(name: str) -> Layout:

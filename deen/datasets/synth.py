@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deen.errors import DeenError, ParameterError
+from deen.errors import BadValueError, DeenError
 from deen.fileio import publish_dir, require_new_folder
 from deen.modality import Modality
 from deen.synthetic import Identity, render_person
@@ -114,12 +114,19 @@ def write_synthetic_dataset(out: Path, layout: str, identities: int = 24,
     from deen.datasets import registry
 
     if layout not in registry.synthetic_names():
-        raise ParameterError("layout", layout,
+        raise BadValueError("layout", layout,
                              f"choose one of {', '.join(registry.synthetic_names())}")
     writer_function = globals()[registry.get(layout).synthetic]  # type: ignore[index]
-    require_new_folder(out)
     if identities < 4:
-        raise DeenError(f"need at least 4 identities, got {identities}")
+        raise BadValueError("identities", identities, "must be at least 4 (people for the "
+                            "train, validation and test splits)")
+    if per_camera < 1:
+        raise BadValueError("per_camera", per_camera, "must be at least 1")
+    if min(size) < 16:
+        raise BadValueError("size", f"{size[0]}x{size[1]}", "images must be at least 16x16")
+    if seed < 0:
+        raise BadValueError("seed", seed, "must not be negative")
+    require_new_folder(out)
     rng = np.random.default_rng(seed)
     people = {i: Identity.random(rng) for i in range(1, identities + 1)}
     ids = list(people)

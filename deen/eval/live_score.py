@@ -537,7 +537,10 @@ def draw_timeline(line: PersonTimeline, path: Path, width: int = 900) -> None:
             cv2.rectangle(image, (x, y + 4), (x + max(1, int(scale)), y + row_h - 4), colour, -1)
     y = top + row_h * len(rows) + 16
     for frame in range(0, line.frames + 1, max(1, line.frames // 10)):
-        x = label_w + int(frame * scale)
+        # Each label centred on its frame, kept inside the image (the last one ends at the
+        # right edge, where it would be cut).
+        (text_w, _), _ = cv2.getTextSize(str(frame), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
+        x = min(label_w + int(frame * scale) - text_w // 2, width - text_w - 3)
         cv2.putText(image, str(frame), (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (80, 80, 80), 1,
                     cv2.LINE_AA)
     with atomic_path(path) as tmp:
@@ -545,8 +548,13 @@ def draw_timeline(line: PersonTimeline, path: Path, width: int = 900) -> None:
         tmp.write_bytes(encoded.tobytes())
 
 
+#: What :func:`write_score` puts in its folder (an earlier score there is these).
+SCORE_FILES = ("score.json", "score.md", "timelines")
+
+
 def write_score(score: LiveScore, out_dir: Path) -> list[Path]:
-    """``score.json``, ``score.md`` and ``timelines/<person>.png`` in ``out_dir``."""
+    """``score.json``, ``score.md`` and ``timelines/<person>.png`` in ``out_dir``
+    (:data:`SCORE_FILES`)."""
     out_dir = Path(out_dir)
     written = []
     for name, text in (("score.json", json.dumps(score.to_dict(), indent=2) + "\n"),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError
+from deen.errors import BadValueError, DeenError
 from deen.preprocess import DEFAULT_INPUT_SIZE
 
 if TYPE_CHECKING:
@@ -22,7 +22,19 @@ if TYPE_CHECKING:
     from deen.models.checkpoint import SourceInfo
     from deen.models.deen import DEEN
 
-DEFAULT_OPSET = 18
+DEFAULT_OPSET = 18  # also the lowest: PyTorch's exporter writes 18 for any lower opset
+
+
+def check_opset(opset: int) -> int:
+    """``opset`` if the exporter writes it: from :data:`DEFAULT_OPSET` up to the newest
+    that the installed ONNX knows."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not DEFAULT_OPSET <= opset <= newest:
+        raise BadValueError("opset", opset, f"must lie between {DEFAULT_OPSET} and {newest} "
+                            "(the exporter writes no older opset; ONNX here knows none newer)")
+    return opset
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,9 @@ class ExportSettings:
     dee_op: str = "standard"
     onnx_path: Path | None = None
     options: Any = field(default=None)
+
+    def __post_init__(self) -> None:
+        check_opset(self.opset)
 
 
 @dataclass(frozen=True)

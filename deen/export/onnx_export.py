@@ -38,8 +38,14 @@ from deen.backends.artifact import (
 from deen.backends.onnxrt_backend import OnnxRuntimeEmbedder
 from deen.backends.torch_backend import TorchEmbedder
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError, ParameterError, first_line
-from deen.export.base import DEFAULT_OPSET, ExportResult, ExportSettings, require_verified
+from deen.errors import BadValueError, DeenError, first_line
+from deen.export.base import (
+    DEFAULT_OPSET,
+    ExportResult,
+    ExportSettings,
+    check_opset,
+    require_verified,
+)
 from deen.export.verify import verify_embedder
 from deen.fileio import atomic_path, sha256_file
 from deen.models.checkpoint import SourceInfo
@@ -118,9 +124,10 @@ def export_onnx(model: DEEN, out: str | os.PathLike[str], *, config: EmbeddingCo
     out = Path(out)
     row = formats.get("onnx")
     row.check_export(out, precision, dee_op)
+    check_opset(opset)
     input_size = check_input_size(input_size)
     if dee_op == "custom" and precision != "fp32":
-        raise ParameterError("dee_op", dee_op,
+        raise BadValueError("dee_op", dee_op,
                              "is fp32 only (the DeeConv kernel takes float32)")
     model = model.cpu().eval()
     if dee_op == "custom":

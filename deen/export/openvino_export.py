@@ -139,8 +139,10 @@ def _fp32_onnx(model: DEEN, scratch: Path, config: EmbeddingConfig, source: Sour
         raise ParameterError("onnx_path", given, "OpenVINO IRs are made from an fp32 ONNX "
                              "export with standard operators")
     if embedder.config != config or tuple(embedder.input_size) != tuple(input_size):
-        raise ParameterError("onnx_path", given, f"exported with {embedder.config} at "
-                             f"{embedder.input_size}, not {config} at {input_size}")
+        height, width = embedder.input_size
+        raise ParameterError("onnx_path", given, f"exported with {embedder.config.describe()} "
+                             f"at {height}x{width}, not {config.describe()} at "
+                             f"{input_size[0]}x{input_size[1]}")
     return Path(given), embedder.manifest
 
 

@@ -30,7 +30,7 @@ from deen import formats
 from deen.backends.artifact import INPUT_IMAGES, INPUT_MODALITY
 from deen.backends.tensorrt_env import require_tensorrt
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError, ParameterError
+from deen.errors import BadValueError, DeenError, ParameterError
 from deen.export.base import ExportResult, ExportSettings, require_verified
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class TrtBuildOptions:
     def __post_init__(self) -> None:
         precisions = formats.get("trt").precisions
         if self.precision not in precisions:
-            raise ParameterError("precision", self.precision,
+            raise BadValueError("precision", self.precision,
                                  f"TensorRT engines are {', '.join(precisions)}")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
             names = ("min_batch", "opt_batch", "max_batch")
@@ -60,13 +60,13 @@ class TrtBuildOptions:
             # Name the first bound broken: the one to change.
             culprit = next((n for n, lo, hi in zip(names, (1, *values[:2]), values, strict=True)
                             if hi < lo), "max_batch")
-            raise ParameterError(
+            raise BadValueError(
                 culprit, getattr(self, culprit),
                 "the batch profile must satisfy 1 <= {min_batch} <= {opt_batch} <= "
                 f"{{max_batch}}, got {self.min_batch}, {self.opt_batch}, {self.max_batch}",
                 names)
         if self.workspace_mib < 1:
-            raise ParameterError("workspace_mib", self.workspace_mib, "must be positive")
+            raise BadValueError("workspace_mib", self.workspace_mib, "must be positive")
 
     def profile_shapes(self, input_size: tuple[int, int]
                        ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:

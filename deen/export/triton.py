@@ -29,7 +29,7 @@ from deen.backends.artifact import (
     MANIFEST_PARAMETER,
     OUTPUT_EMBEDDING,
 )
-from deen.errors import DeenError, ParameterError
+from deen.errors import BadValueError, DeenError
 from deen.export.base import ExportResult, ExportSettings
 from deen.export.tensorrt_build import TrtBuildOptions
 from deen.fileio import require_new_folder
@@ -51,12 +51,12 @@ class ServingOptions:
     def __post_init__(self) -> None:
         for name in ("max_batch", "instances"):
             if getattr(self, name) < 1:
-                raise ParameterError(name, getattr(self, name), "must be at least 1")
+                raise BadValueError(name, getattr(self, name), "must be at least 1")
         if self.max_queue_delay_us < 0:
-            raise ParameterError("max_queue_delay_us", self.max_queue_delay_us,
+            raise BadValueError("max_queue_delay_us", self.max_queue_delay_us,
                                  "must not be negative")
         if any(b < 1 or b > self.max_batch for b in self.preferred_batches):
-            raise ParameterError("preferred_batches", list(self.preferred_batches),
+            raise BadValueError("preferred_batches", list(self.preferred_batches),
                                  f"preferred batch sizes must lie in 1..{self.max_batch} "
                                  "({max_batch})", ("max_batch",))
 
@@ -104,7 +104,7 @@ def export(model: DEEN, out: Path, settings: ExportSettings) -> ExportResult:
 
     out = Path(out)
     options = settings.options or TritonOptions()
-    require_new_folder(out, "for the repository")
+    require_new_folder(out)
     preflight(settings)
     with tempfile.TemporaryDirectory(prefix="deen-triton-") as scratch:
         onnx = export_onnx(model, Path(scratch) / "model.onnx", config=settings.config,
@@ -189,7 +189,7 @@ def write_repository(out: Path, onnx_path: Path, manifest: dict[str, Any],
     """Write the repository into the new folder ``out`` (built beside it, then renamed, so a
     failure leaves nothing); returns the files written."""
     out = Path(out)
-    require_new_folder(out, "for the repository")
+    require_new_folder(out)
     if not manifest.get("dynamic_batch", True):
         raise DeenError(f"{onnx_path}: Triton batching needs a dynamic-batch export")
     tmp = out.with_name(f".{out.name}.partial")

@@ -4,8 +4,11 @@ or a PostgreSQL database that every box of a site shares.
 Each enrolment is one row per image embedding (name, modality, vector) written in a single
 transaction: a killed process leaves either all of an enrolment or none of it (SQLite's
 journal with ``synchronous=FULL``; PostgreSQL's transactions). A gallery belongs to one
-model: embeddings of different models are not comparable, so the store records the model's
-fingerprint and refuses another.
+model: embeddings of different weights or embedding settings are not comparable, so the
+store records the model's :class:`ModelIdentity` (the checkpoint its weights come from, the
+variant, flip and ``a``) and refuses another, naming both in words. Every verified export of
+one checkpoint (the checkpoint itself, an fp32 ONNX, an int8 OpenVINO IR) embeds alike
+within its export tolerance and so shares one gallery.
 
 :data:`GALLERY_STORES` is the table of kinds: a location names its kind by its URL scheme
 (``postgresql://``, ``postgres://``) or is a file path. A running ``deen run`` calls
@@ -16,6 +19,7 @@ reported by the caller and retried, while the names already loaded keep working.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 import time
@@ -23,12 +27,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError, first_line, redact_url
+from deen.fileio import sha256_file
 from deen.modality import Modality
+
+if TYPE_CHECKING:
+    from deen.backends.base import Embedder
 
 DEFAULT_GALLERY_THRESHOLD = 0.6
 #: Seconds a database connection attempt may take before the gallery gives up on it.
@@ -47,8 +56,9 @@ class GalleryStore(Protocol):
     def meta(self) -> dict[str, str]:
         """The recorded model and embedding size (empty for a new gallery)."""
 
-    def claim(self, model: str, dim: int) -> dict[str, str]:
-        """Record ``model`` and ``dim`` if nothing is recorded yet; return what is."""
+    def claim(self, entries: dict[str, str]) -> dict[str, str]:
+        """Record ``entries`` (``model``, ``dim``, ``described``) where nothing is recorded
+        yet; return what is."""
 
     def insert(self, rows: Iterable[Row]) -> int:
         """Add every row in one transaction: all of them or, on any failure, none."""
@@ -112,10 +122,11 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             raise DeenError(f"{self.path}: not a gallery database ({exc})") from None
 
-    def claim(self, model: str, dim: int) -> dict[str, str]:
+    def claim(self, entries: dict[str, str]) -> dict[str, str]:
         with self._transaction():
-            self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)",
-                                [("model", model), ("dim", str(dim))])
+            if not self.db.execute("SELECT 1 FROM meta WHERE key = 'model'").fetchone():
+                self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)",
+                                    list(entries.items()))
         return self.meta()
 
     def insert(self, rows: Iterable[Row]) -> int:
@@ -226,12 +237,16 @@ class PostgresStore:
             return dict(db.execute("SELECT key, value FROM deen_gallery_meta").fetchall())
         return self._run(read)
 
-    def claim(self, model: str, dim: int) -> dict[str, str]:
+    def claim(self, entries: dict[str, str]) -> dict[str, str]:
         def write(db: Any) -> None:
             with db.transaction():
+                db.execute("LOCK TABLE deen_gallery_meta IN EXCLUSIVE MODE")
+                if db.execute("SELECT 1 FROM deen_gallery_meta WHERE key = 'model'"
+                              ).fetchone():
+                    return
                 db.cursor().executemany(
                     "INSERT INTO deen_gallery_meta VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    [("model", model), ("dim", str(dim))])
+                    list(entries.items()))
         self._run(write)
         return self.meta()
 
@@ -321,6 +336,97 @@ def open_store(location: str | Path, create: bool = True) -> GalleryStore:
     return store_format(location).open(str(location), create)
 
 
+#: Engine names of export manifests, as messages name them.
+_ENGINES = {"onnx": "ONNX", "openvino": "OpenVINO", "tensorrt": "TensorRT"}
+#: How galleries written before :class:`ModelIdentity` recorded their model: the first 16
+#: hex digits of the model file's SHA-256 (not its checkpoint's), variant, flip and a.
+_LEGACY_ID = re.compile(r"[0-9a-f]{16}:[^:]+:flip=(True|False):a=.*")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a gallery's embeddings depend on: the weights (the checkpoint they come from, by
+    SHA-256), the network variant and the embedding settings (flip, ``a``). ``described``
+    names the model file and its precision in words, for messages; ``legacy`` is the id a
+    gallery written before this identity recorded for the same file."""
+
+    weights: str  # "sha256:HEX" of the source checkpoint; "random-init:seed=N"; or the file's
+    variant: str
+    flip: bool
+    a: float | None
+    described: str
+    legacy: str = ""
+
+    @property
+    def key(self) -> str:
+        """The identity as the store records it."""
+        return f"weights={self.weights}:{self.variant}:flip={self.flip}:a={self.a}"
+
+    def settings(self) -> str:
+        """Variant and embedding settings in words: ``sysu, flip on, equal part weights``."""
+        return f"{self.variant}, {EmbeddingConfig(self.flip, self.a).describe()}"
+
+
+def model_id(path: Path | str, embedder: Embedder) -> ModelIdentity:
+    """The :class:`ModelIdentity` of the model at ``path`` (a file, or a served model's
+    ``triton://`` URL) that ``embedder`` runs: the checkpoint an export's manifest records
+    as its source, or the checkpoint file itself."""
+    fingerprint = embedder.fingerprint()
+    file_digest = (hashlib.sha256(fingerprint.encode()).hexdigest() if fingerprint is not None
+                   else sha256_file(path))
+    config = embedder.config
+    legacy = f"{file_digest[:16]}:{embedder.variant}:flip={config.flip}:a={config.a}"
+    source = embedder.weights_source() or {}
+    name = str(path) if fingerprint is not None else Path(path).name
+    if source.get("sha256"):
+        weights = f"sha256:{source['sha256']}"
+        origin = (f"checkpoint {Path(source.get('checkpoint') or '?').name}, "
+                  f"SHA-256 {source['sha256'][:12]}…")
+    elif source.get("kind") == "random-init" and source.get("seed") is not None:
+        weights = f"random-init:seed={source['seed']}"
+        origin = f"a random-initialised DEEN, seed {source['seed']}"
+    else:  # weights of unknown origin: the file is its own identity
+        weights = f"file:{file_digest}"
+        origin = f"weights of unknown origin, SHA-256 {file_digest[:12]}…"
+    manifest = embedder.manifest
+    if manifest is None:
+        what = f"{name} (checkpoint, SHA-256 {source['sha256'][:12]}…)" \
+            if source.get("sha256") else f"{name} ({origin})"
+    else:
+        engine = _ENGINES.get(manifest.get("engine", ""), manifest.get("engine", "model"))
+        what = f"{name} ({engine} {manifest.get('precision', 'fp32')} export of {origin})"
+    return ModelIdentity(weights, embedder.variant, config.flip, config.a, what, legacy)
+
+
+def _refusal(location: str, stored: dict[str, str], model: ModelIdentity | str,
+             dim: int) -> str | None:
+    """Why the gallery at ``location`` (its ``stored`` meta) does not take ``model``; None
+    when it does."""
+    recorded = stored.get("model", "")
+    same_dim = stored.get("dim") == str(dim)
+    if not isinstance(model, ModelIdentity):
+        if recorded == model and same_dim:
+            return None
+        return (f"{location}: gallery was built with model {recorded} (dim "
+                f"{stored.get('dim')}), not this model ({model}, dim {dim}); use a new "
+                "gallery for a new model")
+    if _LEGACY_ID.fullmatch(recorded):
+        if recorded == model.legacy and same_dim:
+            return None
+        return (f"{location}: gallery was built by an earlier deen, which recorded the model "
+                f"file ({recorded}) rather than its checkpoint, and {model.described} is not "
+                "that file; open it with the file it was built with, or rebuild it: enrol its "
+                "people again into a new gallery")
+    if recorded == model.key and same_dim:
+        return None
+    built = stored.get("described") or f"model {recorded}"
+    why = ("another checkpoint" if not recorded.startswith(f"weights={model.weights}:")
+           else "other embedding settings")
+    return (f"{location}: gallery was built with {built}; not with {model.described}, "
+            f"{model.settings()} ({why}); a gallery keeps to one checkpoint and its "
+            "embedding settings: use a new gallery for this model")
+
+
 @dataclass(frozen=True)
 class Recognition:
     name: str
@@ -331,18 +437,21 @@ class Gallery:
     """``Gallery(location, model_id, dim)``: a file path or a ``postgresql://`` URL; use as
     a context manager or call :meth:`close`."""
 
-    def __init__(self, location: str | Path, model_id: str, dim: int,
+    def __init__(self, location: str | Path, model_id: ModelIdentity | str, dim: int,
                  create: bool = True) -> None:
-        """``create=False`` refuses a gallery that does not exist yet."""
+        """``model_id``: the model's :class:`ModelIdentity` (:func:`model_id`), or the key
+        a gallery records. ``create=False`` refuses a gallery that does not exist yet."""
         self.store = open_store(location, create)
         self.location, self.model_id, self.dim = self.store.location, model_id, dim
         try:
-            stored = self.store.meta() or self.store.claim(model_id, dim)
-            if stored.get("model") != model_id or int(stored.get("dim", -1)) != dim:
-                raise DeenError(
-                    f"{self.location}: gallery was built with model {stored.get('model')} "
-                    f"(dim {stored.get('dim')}), not this model ({model_id}, dim {dim}); "
-                    "use a new gallery for a new model")
+            entries = {"model": model_id.key if isinstance(model_id, ModelIdentity)
+                       else model_id, "dim": str(dim)}
+            if isinstance(model_id, ModelIdentity):
+                entries["described"] = f"{model_id.described}, {model_id.settings()}"
+            stored = self.store.meta() or self.store.claim(entries)
+            refusal = _refusal(self.location, stored, model_id, dim)
+            if refusal is not None:
+                raise DeenError(refusal)
             self._names: list[str] = []
             self._means = np.zeros((0, dim))
             self._version = (-1, -1)

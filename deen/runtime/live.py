@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,13 +12,13 @@ import numpy as np
 from deen.address import ListenAddress
 from deen.backends.base import Embedder
 from deen.errors import DeenError, ParameterError
-from deen.fileio import IMAGE_SUFFIXES, sha256_file
+from deen.fileio import IMAGE_SUFFIXES
 from deen.modality import Modality
 from deen.runtime.annotate import AnnotatedVideo, LiveWindow, display_available
 from deen.runtime.detect import Detector, open_detector
 from deen.runtime.event_sinks import open_event_sinks
 from deen.runtime.events import EventLog
-from deen.runtime.gallery import Gallery, StoreKind, store_format
+from deen.runtime.gallery import Gallery, StoreKind, model_id, store_format
 from deen.runtime.outputs import Output
 from deen.runtime.pipeline import Pipeline, RunSummary, run, stop_on_signals
 from deen.runtime.settings import LiveSettings
@@ -28,15 +27,6 @@ from deen.runtime.tracks_out import TracksWriter
 from deen.runtime.web import LiveView, WebServer
 from deen.streams import STREAMS
 from deen.synthetic import make_people, render_person
-
-
-def model_id(path: Path | str, embedder: Embedder) -> str:
-    """What a gallery's embeddings depend on: the model file (for a served model, the
-    identity its manifest gives) and the embedding settings."""
-    fingerprint = embedder.fingerprint()
-    digest = (hashlib.sha256(fingerprint.encode()).hexdigest() if fingerprint is not None
-              else sha256_file(path))
-    return f"{digest[:16]}:{embedder.variant}:flip={embedder.config.flip}:a={embedder.config.a}"
 
 
 def run_live(embedder: Embedder, model_path: Path | str, settings: LiveSettings,

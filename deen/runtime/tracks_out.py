@@ -37,6 +37,9 @@ from deen.runtime.pipeline import PipelineSnapshot
 from deen.runtime.sources import Frame
 from deen.streams import OTHER_STREAM, STREAM_MODALITY, STREAMS
 
+#: The files a tracks folder holds (a folder holding any of them holds an earlier run).
+TRACKS_FILES = ("rgb.txt", "ir.txt", "matches.txt", "matches.json", "names.txt", "run.npz",
+                SETTLED_MARK)
 #: A row: (frame, track id, person id, (x1, y1, x2, y2)).
 Row = tuple[int, int, int, tuple[float, ...]]
 #: A match row: (stream, frame, track, person, partner track, partner person, partner frame).

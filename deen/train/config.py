@@ -10,7 +10,7 @@ from typing import Any
 import tomllib
 
 from deen.datasets import registry
-from deen.errors import DeenError, ParameterError
+from deen.errors import BadValueError, DeenError
 from deen.preprocess import check_input_size
 
 SCHEDULES = ("paper", "reference", "cosine")
@@ -51,17 +51,31 @@ class TrainConfig:
     stop_after_steps: int = 0  # stop (as on an interrupt) after this many steps; 0: never
 
     def validate(self) -> TrainConfig:
+        """``self`` if every setting is usable; else a :class:`BadValueError` naming the
+        setting (or a :class:`DeenError` for what is missing or contradictory)."""
         registry.get(self.dataset)  # an unknown name is a ParameterError naming the choices
         if not self.root:
             raise DeenError("no dataset root: set root in the config or on the command line")
         if self.schedule not in SCHEDULES:
-            raise DeenError(f"schedule must be one of {', '.join(SCHEDULES)}, "
-                            f"got {self.schedule!r}")
-        for name in ("identities", "per_identity", "epochs", "height", "width"):
-            if getattr(self, name) < 1:
-                raise DeenError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.erasing_p <= 1.0:
-            raise DeenError(f"erasing_p must be a probability (0..1), got {self.erasing_p}")
+            raise BadValueError("schedule", self.schedule, f"choose one of {', '.join(SCHEDULES)}")
+        for name in ("identities", "per_identity", "epochs", "height", "width",
+                     "checkpoint_every", "eval_every"):
+            if not getattr(self, name) >= 1:
+                raise BadValueError(name, getattr(self, name), "must be at least 1")
+        for name in ("warmup_epochs", "workers", "steps_per_epoch", "stop_after_steps",
+                     "body_lr_scale", "weight_decay", "lambda_cpm", "lambda_ort"):
+            if not getattr(self, name) >= 0:
+                raise BadValueError(name, getattr(self, name), "must not be negative")
+        if not self.lr > 0:
+            raise BadValueError("lr", self.lr, "must be positive")
+        for name in ("erasing_p", "momentum"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise BadValueError(name, getattr(self, name), "must lie between 0 and 1")
+        if self.val_identities < -1:
+            raise BadValueError("val_identities", self.val_identities,
+                                "must be -1 (10% of the identities), 0 or more")
+        if not 1 <= self.regdb_trial <= 10:
+            raise BadValueError("regdb_trial", self.regdb_trial, "RegDB's trials are 1 to 10")
         check_input_size((self.height, self.width), "height/width")
         if self.init and self.imagenet:
             raise DeenError("init and imagenet both set: a run starts from one of them")
@@ -91,12 +105,15 @@ def _coerce(name: str, text: str, kind: Any) -> Any:
             raise ValueError(text)
         return {"int": int, "float": float, "str": str}.get(kind, kind)(text)
     except ValueError:
-        raise ParameterError("overrides", f"{name}={text}", f"not a valid {kind}") from None
+        raise BadValueError("overrides", f"{name}={text}", f"not a valid {kind}") from None
 
 
 def load_config(path: Path | None, overrides: list[str],
-                base: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults ← ``base`` (e.g. a resumed run's saved settings) ← TOML file ← overrides."""
+                base: dict[str, Any] | None = None, check: bool = True) -> TrainConfig:
+    """Defaults ← ``base`` (e.g. a resumed run's saved settings) ← TOML file ← overrides,
+    checked (:meth:`TrainConfig.validate`) unless ``check`` is false. A bad value is named
+    where it was set: ``overrides=epochs=0: …`` for an override, ``FILE: epochs=0: …`` for
+    the file."""
     values: dict[str, Any] = dict(base or {})
     types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     if path is not None:
@@ -109,13 +126,34 @@ def load_config(path: Path | None, overrides: list[str],
     unknown = sorted(set(values) - set(types))
     if unknown:
         raise DeenError(f"{path or 'saved config'}: unknown settings: {', '.join(unknown)}")
+    python_types = {"int": int, "float": float, "str": str, "bool": bool}
+    for name, value in values.items():
+        kind = python_types[types[name]]  # type: ignore[index]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            values[name] = float(value)
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise DeenError(f"{path or 'saved config'}: {name} = {value!r}: not a valid "
+                            f"{types[name]}")
+    overridden = {}
     for item in overrides:
         name, sep, text = item.partition("=")
         if not sep or name not in types:
-            raise ParameterError("overrides", item, "expected KEY=VALUE with KEY one of "
-                                 f"{', '.join(types)}")
+            raise BadValueError("overrides", item, "expected KEY=VALUE with KEY one of "
+                                f"{', '.join(types)}")
         values[name] = _coerce(name, text, types[name])
+        overridden[name] = item
     try:
-        return TrainConfig(**values)
+        config = TrainConfig(**values)
     except TypeError as exc:
         raise DeenError(f"bad configuration: {exc}") from None
+    if not check:
+        return config
+    try:
+        return config.validate()
+    except BadValueError as exc:
+        if exc.parameter in overridden:
+            raise BadValueError("overrides", overridden[exc.parameter], exc.problem) from None
+        if path is not None:
+            raise DeenError(f"{path}: {exc}") from None
+        raise
+

@@ -27,12 +27,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from deen.backends.devices import torch_device
 from deen.backends.torch_backend import TorchEmbedder
 from deen.datasets import registry
 from deen.datasets.common import ImageRecord, ProtocolSplit
 from deen.embedding import EmbeddingConfig
 from deen.errors import DeenError, ParameterError
 from deen.eval.evaluate import FeatureCache, evaluate_split
+from deen.fileio import check_output
 from deen.modality import Modality
 from deen.models.checkpoint import (
     load_imagenet_resnet50,
@@ -104,8 +106,13 @@ def interrupt_flag() -> Iterator[dict[str, bool]]:
     completed step, which is what ``last.pt`` records, so a long step never delays the stop
     (a resumed run repeats the abandoned step)."""
     flag = {"stop": False, "abortable": False}
+    owner = os.getpid()
 
     def handler(signum: int, frame: object) -> None:
+        # Ctrl-C in a terminal signals the whole process group: the data loader's worker
+        # processes (forked with this handler) ignore it; the loop stops and ends them.
+        if os.getpid() != owner:
+            return
         first = not flag["stop"]
         flag["stop"] = True
         if first and int(os.environ.get("RANK", 0)) == 0:
@@ -127,18 +134,19 @@ RUN_FILES = ("config.toml", "log.csv", "last.pt", "best.pt", "final.pt")
 
 
 def _claim_run_folder(out: Path, force: bool) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ParameterError("out", out, "is a file, not a run folder")
-    if not any(out.iterdir()):
-        return
-    if not force:
-        raise ParameterError("out", out, "already holds a run: continue it with {resume} "
-                             f"{out / 'last.pt'} or replace it with {{force}}",
+    """Refuse a run folder holding an earlier run (suggesting ``resume`` only where a
+    resumable ``last.pt`` is there), unless ``force``, which deletes that run's files."""
+    earlier = [name for name in RUN_FILES if (out / name).is_file()] if out.is_dir() else []
+    if earlier and not force:
+        if "last.pt" in earlier:
+            hint = f"continue it with {{resume}} {out / 'last.pt'}, or replace it with {{force}}"
+        else:
+            saved = ", ".join(n for n in earlier if n.endswith(".pt")) or "none"
+            hint = (f"its checkpoints ({saved}) are not resumable; choose another run "
+                    "folder, or replace it with {force}")
+        raise ParameterError("out", out, f"already holds a run: {hint}",
                              mentions=("resume", "force"))
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
+    check_output(out, "out", folder=True, results=RUN_FILES, force=force)
 
 
 class Trainer:
@@ -154,7 +162,7 @@ class Trainer:
             _claim_run_folder(Path(config.out), force)
         self.rank = int(os.environ.get("RANK", 0))
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
-        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch_device(config.device or None)
         if device == "cuda" and self.world_size > 1:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         self.device = torch.device(device)
@@ -202,6 +210,7 @@ class Trainer:
             self.network = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.epoch, self.step_in_epoch, self.global_step, self.best_map = 0, 0, 0, -1.0
+        self.stopped_at: str | None = None  # where an early stop left the run (position())
         if resume is not None:
             self._restore(resume if isinstance(resume, dict) else read_resume_state(resume))
 
@@ -284,6 +293,8 @@ class Trainer:
             print(self.summary(), file=sys.stderr, flush=True)
         with interrupt_flag() as flag:
             while self.epoch < self.config.epochs:
+                if flag["stop"]:  # came between epochs (while validating or saving)
+                    return self._stop(None, handle) if lead else last
                 self.sampler.set_epoch(self.epoch, self.step_in_epoch)
                 sums = dict.fromkeys(LOSS_TERMS, 0.0)
                 steps, started = 0, time.perf_counter()
@@ -292,6 +303,8 @@ class Trainer:
                 if progress is not None:
                     progress.__enter__()
                 for images, labels, modality in self.loader:
+                    if flag["stop"]:  # came while the batch loaded: no step after it
+                        return self._stop(progress, handle) if lead else last
                     try:
                         terms = self._step(images, labels, modality, flag)
                     except KeyboardInterrupt:  # abandoned mid-step: save the last done
@@ -306,8 +319,8 @@ class Trainer:
                                          f"{self.optimizer.param_groups[1]['lr']:.6g}",
                                          *(f"{terms[k]:.6f}" for k in LOSS_TERMS)])
                         handle.flush()
-                        progress.advance(note=" ".join(f"{k} {terms[k]:.3f}"
-                                                       for k in ("id", "tri", "total")))
+                        progress.advance(note=" ".join(f"{k} {terms[k]:.3f}"  # cut from
+                                                       for k in ("total", "id", "tri")))  # the end
                     stop_now = self.config.stop_after_steps and \
                         self.global_step >= self.config.stop_after_steps
                     if flag["stop"] or stop_now:
@@ -343,14 +356,24 @@ class Trainer:
             dist.destroy_process_group()
         return last
 
-    def _stop(self, progress: Progress, handle: Any) -> Path:
-        """End the run early: close the bar and the log, save a resumable ``last.pt``."""
-        progress.__exit__(None, None, None)
+    def _stop(self, progress: Progress | None, handle: Any) -> Path:
+        """End the run early: close the bar and the log, save a resumable ``last.pt``;
+        :attr:`stopped_at` says where, as the bar showed it."""
+        if progress is not None:
+            progress.__exit__(None, None, None)
         last = self.save("last.pt")
-        print(f"\nstopped at epoch {self.epoch} step {self.step_in_epoch}; "
-              f"resume with: deen train --resume {last}", file=sys.stderr)
         handle.close()
+        self.stopped_at = self.position(in_epoch=progress is not None)
         return last
+
+    def position(self, in_epoch: bool = True) -> str:
+        """Where the run is, in the progress bar's words: ``epoch 2/50, step 7/12`` (the
+        epoch its bar shows and the steps done in it), or ``after epoch 2/50`` between
+        epochs (``in_epoch`` false: no bar of the next epoch yet)."""
+        epochs = self.config.epochs
+        if not in_epoch and self.epoch > 0:
+            return f"after epoch {self.epoch}/{epochs}"
+        return f"epoch {self.epoch + 1}/{epochs}, step {self.step_in_epoch}/{len(self.sampler)}"
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor, modality: torch.Tensor,
               flag: dict[str, bool] | None = None) -> dict[str, float]:
