@@ -256,14 +256,37 @@ def _live_options(args: argparse.Namespace):
                            match_gate=args.match_gate, placed_threshold=args.placed_threshold)
 
 
+#: Where a URL's password belongs instead of the command line, by scheme.
+_PASSWORD_HOMES = {**dict.fromkeys(("postgresql", "postgres"), "$PGPASSWORD or ~/.pgpass"),
+                   **dict.fromkeys(("mqtt", "mqtts"), "$DEEN_MQTT_PASSWORD")}
+
+
+def _warn_command_line_passwords(command: str, options: dict[str, list[str]]) -> None:
+    """One line on stderr for each URL given with a password (``options``: flag → values):
+    other users see it in process lists, and shells keep it in their history. The URL is
+    still used."""
+    from deen.errors import redact_url, url_has_password
+
+    for flag, values in options.items():
+        for value in dict.fromkeys(v for v in values if v):
+            scheme = value.split("://", 1)[0].lower()
+            if scheme in _PASSWORD_HOMES and url_has_password(value):
+                print(f"{command}: warning: {flag} {redact_url(value)}: a password on the "
+                      "command line shows in process lists and shell history; give it in "
+                      f"{_PASSWORD_HOMES[scheme]} instead", file=sys.stderr, flush=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from deen.backends import open_embedder
     from deen.runtime.live import LiveSettings, open_events, run_live
     from deen.runtime.sources import quiet_video_backends
     from deen.runtime.web import ServeAddress
+    from deen.runtime.web_access import web_access
 
     if not args.debug:
         quiet_video_backends()
+    _warn_command_line_passwords("deen run", {"--gallery": [args.gallery or ""],
+                                              "--events": args.events or []})
     # Settings are checked (and a bad address refused) before the model loads.
     settings = LiveSettings(
         rgb=args.rgb, ir=args.ir, detector=args.detector,
@@ -271,10 +294,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         site_name=args.site_name, video_out=args.video_out,
         show=args.show, gallery=args.gallery, loop=args.loop, duration_s=args.duration,
         status_every_s=args.status_every, realtime=not args.no_realtime,
-        timeout_s=args.timeout, fps=args.fps, serve=args.serve, tracks_out=args.tracks_out,
-        settle_tracks=not args.tracks_live_ids)
-    if args.serve is not None:
-        ServeAddress.parse(args.serve)
+        timeout_s=args.timeout, fps=args.fps, serve=args.serve,
+        serve_tls=tuple(args.serve_tls) if args.serve_tls else None,
+        tracks_out=args.tracks_out, settle_tracks=not args.tracks_live_ids)
+    if args.serve is not None:  # its token and TLS files too
+        web_access(ServeAddress.parse(args.serve).host, settings.serve_token_file,
+                   settings.serve_tls, generate=False)
     events = open_events(settings)  # a broker that cannot be reached fails before the model
     try:
         embedder = open_embedder(args.model, config=_model_embedding_config(args),
@@ -302,6 +327,8 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     from deen.runtime.gallery import Gallery
     from deen.runtime.live import enrol
 
+    _warn_command_line_passwords(f"deen gallery {args.gallery_command}",
+                                 {"--gallery": [args.gallery]})
     if args.gallery_command == "add":
         embedder = open_embedder(args.model, config=_model_embedding_config(args),
                              device=args.device)
@@ -441,9 +468,9 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--events", action="append", metavar="TARGET",
                      help="where events go; repeat for several, each getting every event: a "
                           "JSON-lines file (appended), '-' for stdout (the default), 'none', or "
-                          "an MQTT broker mqtt[s]://[USER[:PASS]@]HOST[:PORT]/TOPIC-PREFIX "
-                          "(QoS 1, topics PREFIX/BOX/EVENT; TLS options ?ca=FILE&cert=FILE&"
-                          "key=FILE&insecure=1; a password may come from $DEEN_MQTT_PASSWORD)")
+                          "an MQTT broker mqtt[s]://[USER@]HOST[:PORT]/TOPIC-PREFIX (QoS 1, "
+                          "topics PREFIX/BOX/EVENT; TLS options ?ca=FILE&cert=FILE&key=FILE&"
+                          "insecure=1; the password from $DEEN_MQTT_PASSWORD)")
     run.add_argument("--site-name", default=None, metavar="BOX",
                      help="this box's name in broker topics (default: the host name)")
     run.add_argument("--video-out", type=Path, default=None, metavar="FILE.mp4",
@@ -461,11 +488,17 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--serve", default=None, metavar="HOST:PORT",
                      help="serve a web view while the run lasts: / (page), /video.mjpg, "
                           "/status.json, /events (Server-Sent Events); a bare :PORT or PORT "
-                          "listens on loopback only (default: off)")
+                          "listens on loopback only, open; any other address asks for a "
+                          "token: $DEEN_WEB_TOKEN, the file $DEEN_WEB_TOKEN_FILE, or one "
+                          "generated and kept in ~/.local/state/deen/web-token (default: off)")
+    run.add_argument("--serve-tls", nargs=2, type=Path, default=None,
+                     metavar=("CERT.pem", "KEY.pem"),
+                     help="serve the web view over HTTPS with this certificate and key")
     run.add_argument("--gallery", default=None, metavar="DB",
                      help="name tracks from this gallery (see deen gallery add): a SQLite "
-                          "file, or postgresql://USER[:PASS]@HOST[:PORT]/DB shared by a site's "
-                          "boxes; enrolments made elsewhere are picked up within a second")
+                          "file, or postgresql://USER@HOST[:PORT]/DB shared by a site's boxes "
+                          "(the password from $PGPASSWORD or ~/.pgpass); enrolments made "
+                          "elsewhere are picked up within a second")
     run.add_argument("--loop", action="store_true", help="restart video files at their end")
     run.add_argument("--duration", type=float, default=0.0, metavar="S",
                      help="stop after S seconds (default: when the streams end, or Ctrl-C)")
@@ -559,9 +592,9 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     remove.add_argument("name")
     for parser in (add, listing, remove):
         parser.add_argument("--gallery", default="gallery.db", metavar="DB",
-                            help="the gallery: a SQLite file or postgresql://USER[:PASS]@"
-                                 "HOST[:PORT]/DB (a password may also come from $PGPASSWORD "
-                                 "or ~/.pgpass; default gallery.db)")
+                            help="the gallery: a SQLite file or postgresql://USER@HOST[:PORT]/"
+                                 "DB (the password from $PGPASSWORD or ~/.pgpass; default "
+                                 "gallery.db)")
     gallery.set_defaults(handler=_cmd_gallery)
 
 
@@ -852,7 +885,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 #: Library parameters set by a flag of another name.
-_PARAMETER_DESTS = {"overrides": "set", "onnx_path": "onnx"}
+_PARAMETER_DESTS = {"overrides": "set", "onnx_path": "onnx", "tls": "serve_tls"}
 
 
 def _flags_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:

@@ -26,6 +26,7 @@ from deen.runtime.sources import Frame, FrameSource, open_source
 from deen.runtime.streams import STREAMS
 from deen.runtime.tracks_out import TracksWriter
 from deen.runtime.web import LiveView, ServeAddress, WebServer
+from deen.runtime.web_access import web_access
 from deen.synthetic import make_people, render_person
 
 
@@ -57,6 +58,10 @@ class LiveSettings:
     timeout_s: float = 5.0
     fps: float = 0.0  # pacing of files/folders; 0: the file's own rate (folders: 10)
     serve: str | None = None  # HOST:PORT of the web view (deen.runtime.web); None: off
+    # The web view's token file and TLS (certificate, key) (deen.runtime.web_access); beyond
+    # loopback a token is required, from this file, $DEEN_WEB_TOKEN(_FILE) or generated.
+    serve_token_file: Path | None = None
+    serve_tls: tuple[Path, Path] | None = None
     tracks_out: Path | None = None  # folder for tracks and matches (deen.runtime.tracks_out)
     settle_tracks: bool = True  # tracks_out's person ids settled when the run ends
 
@@ -93,10 +98,12 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
         raise ParameterError("show", settings.show, "needs a display and an OpenCV build with "
                              "a GUI (this one is headless or DISPLAY is unset); record to a "
                              "video file instead")
+    address = ServeAddress.parse(settings.serve) if settings.serve is not None else None
+    access = (web_access(address.host, settings.serve_token_file, settings.serve_tls)
+              if address is not None else None)
     detector = detector or open_detector(settings.detector)
     gallery = (Gallery(settings.gallery, model_id(model_path, embedder), embedder.dim,
                        create=False) if settings.gallery is not None else None)
-    address = ServeAddress.parse(settings.serve) if settings.serve is not None else None
     ready = threading.Event()
     sources: dict[Modality, FrameSource] = {}
     events = events or open_events(settings)
@@ -123,8 +130,9 @@ def run_live(embedder: Embedder, model_path: Path, settings: LiveSettings,
             view = LiveView(sources)
             outputs.append(view)
             events.listeners.append(view.on_event)
-            server = WebServer(view, address).start()
-            print(f"[deen run] web view: {server.url}", file=sys.stderr, flush=True)
+            server = WebServer(view, address, access).start()
+            print(f"[deen run] web view: {server.login_url} ({server.access.note})",
+                  file=sys.stderr, flush=True)
         pipeline = Pipeline(embedder, detector, events, options, gallery)
 
         def on_round(p: Pipeline, frames: dict[Modality, Frame | None]) -> None:
