@@ -6,6 +6,7 @@ URL, an unreachable broker and refused credentials each end the run at start in 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -118,7 +119,8 @@ def test_a_bad_url_an_unreachable_broker_and_wrong_credentials_end_the_run_at_st
 
     with Mosquitto(tmp_path / "broker", users={"box": "right"}) as broker:
         url = f"mqtt://box:wrong@127.0.0.1:{broker.port}/deen"
-        done = _deen(*common, "--events", url, timeout=60)
+        done = _deen(*common, "--events", f"mqtt://box@127.0.0.1:{broker.port}/deen",
+                     timeout=60, env={**os.environ, "DEEN_MQTT_PASSWORD": "wrong"})
         assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
         assert "the broker refused the connection (Not authorized)" in done.stderr
         assert "wrong" not in done.stderr
