@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import Mosquitto, free_port
+from servers import Mosquitto, free_port, require
 
 from deen.errors import DeenError, ParameterError
 from deen.runtime.event_sinks import (
@@ -196,3 +196,21 @@ def test_an_overflowing_outbox_drops_the_oldest_events_and_counts_them(tmp_path)
     assert faults["events:mqtt dropped"][0] == 3
     assert "outbox of 5 events full" in faults["events:mqtt dropped"][1]
     assert faults["events:mqtt outage"][0] == 1
+
+
+def test_the_site_demo_fails_in_one_line_when_its_subscriber_hears_nothing(tmp_path) -> None:
+    """scripts/site-demo.sh checks its broker subscriber with a probe before starting
+    anything else: a subscriber that hears nothing (here: listening elsewhere) ends it with
+    exit 1 and one line, not a report of zero events and exit 0."""
+    require("mosquitto", "mosquitto")
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql; "
+                    "scripts/setup.sh --dev installs it)")
+    done = subprocess.run(["bash", str(REPO / "scripts" / "site-demo.sh"), str(tmp_path / "site")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SITE_DEMO_SUBSCRIBE": "elsewhere/#"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        "site-demo: the broker's subscriber received nothing (a probe on deen/site-demo/probe, "
+        f"within 5 s); see {tmp_path / 'site' / 'broker.log'}"], done.stderr
+    assert "== gallery" not in done.stdout  # it stopped before starting anything else
