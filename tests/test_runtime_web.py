@@ -240,9 +240,14 @@ def test_run_ends_cleanly_on_ctrl_c_with_viewers_attached(live) -> None:
     assert any("rounds in" in line for line in live.lines)
 
 
-@pytest.mark.parametrize("serve, needle", [("nowhere", "expected HOST:PORT"),
-                                           ("busy", "cannot listen there")])
-def test_bad_serve_address_is_one_line(serve, needle, tmp_path) -> None:
+@pytest.mark.parametrize("serve, extra, environ, needle", [
+    ("nowhere", [], {}, "--serve nowhere: expected HOST:PORT"),
+    ("busy", [], {}, "cannot listen there"),
+    ("0.0.0.0:0", [], {"DEEN_WEB_TOKEN": "too-short"},
+     "$DEEN_WEB_TOKEN: the web view's token must be at least 16 characters"),
+    (":0", ["--serve-tls", "nothere.pem", "key.pem"], {}, "--serve-tls nothere.pem: no such file"),
+])
+def test_bad_serve_settings_are_one_line(serve, extra, environ, needle, tmp_path) -> None:
     blocker = socket.create_server(("127.0.0.1", 0))
     if serve == "busy":
         serve = f"127.0.0.1:{blocker.getsockname()[1]}"
@@ -251,10 +256,13 @@ def test_bad_serve_address_is_one_line(serve, needle, tmp_path) -> None:
     cv2.imwrite(str(frames / "0.png"), np.zeros((64, 64, 3), np.uint8))
     model, _ = random_model("regdb", 0)
     save_checkpoint(model, tmp_path / "m.pt", {"input_size": [64, 24]})
+    (tmp_path / "key.pem").write_text("not a key")
     done = subprocess.run([sys.executable, "-m", "deen", "run", "--rgb", str(frames), "--ir",
-                           str(frames), "--model", str(tmp_path / "m.pt"), "--serve", serve],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+                           str(frames), "--model", str(tmp_path / "m.pt"), "--serve", serve,
+                           *extra], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **environ})
     blocker.close()
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], done.stderr
+    assert "too-short" not in done.stderr  # a token is never shown

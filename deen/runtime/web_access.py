@@ -25,7 +25,6 @@ once here, so a wrong file is refused in one line before the run starts.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -36,7 +35,6 @@ import ssl
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -119,7 +117,10 @@ class _TokenGate:
     """ASGI middleware: HTTP requests without the token get a bare 401."""
 
     def __init__(self, app: Any, access: WebAccess, port: int) -> None:
+        from starlette.requests import cookie_parser  # as Starlette reads cookies
+
         self.app, self.access, self.cookie = app, access, access.cookie_name(port)
+        self.cookies = cookie_parser
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -128,13 +129,10 @@ class _TokenGate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
         query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [])
-        jar = SimpleCookie()
-        with contextlib.suppress(Exception):  # a malformed cookie header is no token
-            jar.load(headers.get("cookie", ""))
+        cookies = self.cookies(headers.get("cookie", ""))
         scheme, _, bearer = headers.get("authorization", "").partition(" ")
         offered = [bearer.strip() if scheme.lower() == "bearer" else None,
-                   jar[self.cookie].value if self.cookie in jar else None,
-                   query[-1] if query else None]
+                   cookies.get(self.cookie), query[-1] if query else None]
         if not any(self.access.accepts(token) for token in offered if token):
             await send({"type": "http.response.start", "status": 401,
                         "headers": [(b"www-authenticate", b'Bearer realm="deen"'),
