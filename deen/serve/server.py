@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from deen.errors import DeenError, ParameterError
@@ -56,8 +55,6 @@ def server_python() -> Path:
 
 SCRATCH_PREFIX = "deen-serve-"
 OWNER_FILE = "owner.json"
-#: Seconds after which a scratch folder without an owner file is a start that died at once.
-UNOWNED_AFTER_S = 60.0
 
 
 def process_start(pid: int) -> int | None:
@@ -98,20 +95,15 @@ def _shared_memory(worker: int) -> list[Path]:
 
 def remove_stale_scratch(root: Path | None = None) -> list[Path]:
     """Remove this user's scratch folders under ``root`` (default: the temporary folder)
-    whose processes are all gone, and their shared-memory files; the folders removed."""
+    whose recorded processes are all gone, and their shared-memory files; the folders
+    removed. A folder without an owner file is left alone: nothing says it is stale."""
     removed = []
     for folder in Path(root or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
         try:
             if not folder.is_dir() or folder.stat().st_uid != os.getuid():
                 continue
             owner = json.loads((folder / OWNER_FILE).read_text())
-        except FileNotFoundError:
-            with contextlib.suppress(OSError):
-                if time.time() - folder.stat().st_mtime > UNOWNED_AFTER_S:
-                    shutil.rmtree(folder, ignore_errors=True)
-                    removed.append(folder)
-            continue
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # no owner recorded: whose it is cannot be known
             continue
         if _alive(owner.get("pid"), owner.get("started")) or _alive(
                 owner.get("worker"), owner.get("worker_started")):
