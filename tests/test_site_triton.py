@@ -255,17 +255,20 @@ def test_a_killed_deen_serve_leaves_nothing_behind(exported) -> None:
         with pytest.raises(DeenError, match="cannot reach"):
             open_embedder(f"triton://127.0.0.1:{port}/deen")
 
-        # Left by processes that are gone (a process that has ended), and by one that lives.
+        # Left by processes that are gone (a process that has ended), by one that lives,
+        # and by someone unknown (no owner file: not known to be stale).
         ended = subprocess.Popen(["true"])
         ended.wait()
-        stale, live = scratch_root / "deen-serve-stale", scratch_root / "deen-serve-live"
-        for folder, pid in ((stale, ended.pid), (live, os.getpid())):
+        stale, live, unknown = (scratch_root / f"deen-serve-{name}"
+                                for name in ("stale", "live", "unknown"))
+        for folder, pid in ((stale, ended.pid), (live, os.getpid()), (unknown, None)):
             (folder / "triton").mkdir(parents=True)
-            (folder / OWNER_FILE).write_text(json.dumps(
-                {"pid": pid, "started": process_start(pid) or 0}))
+            if pid is not None:
+                (folder / OWNER_FILE).write_text(json.dumps(
+                    {"pid": pid, "started": process_start(pid) or 0}))
         process = _serve(exported, port, scratch_root)
-        ours = [f for f in scratch_root.glob("deen-serve-*") if f not in (stale, live)]
-        assert not stale.exists() and live.is_dir() and len(ours) == 1
+        ours = [f for f in scratch_root.glob("deen-serve-*") if f not in (stale, live, unknown)]
+        assert not stale.exists() and live.is_dir() and unknown.is_dir() and len(ours) == 1
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         assert not ours[0].exists()
