@@ -250,6 +250,7 @@ def test_a_killed_deen_serve_leaves_nothing_behind(exported) -> None:
             time.sleep(0.05)
         took = time.monotonic() - killed
         left = {pid: name for pid, name in server.items() if pid in _processes()}
+        print(f"server processes gone and port free {took:.1f} s after the SIGKILL")
         assert took < 5 and not left and _port_free(port), (took, left)
         assert not list(scratch_root.glob("deen-serve-*"))
         with pytest.raises(DeenError, match="cannot reach"):
