@@ -174,7 +174,7 @@ for box in a b; do
   "$py" -m deen run --rgb "$work/pair-$box/visible.mp4" --ir "$work/pair-$box/infrared.mp4" \
     --detector "$work/pair-$box/boxes.jsonl" --model "$served" --gallery "$gallery" \
     "${threshold[@]}" --events "$work/box-$box.jsonl" \
-    --events "mqtt://127.0.0.1:$mqtt_port/deen" --site-name "box-$box" --duration 25 \
+    --events "mqtt://127.0.0.1:$mqtt_port/deen" --site-name "box-$box" --loop --duration 150 \
     --status-every 0 2> "$work/box-$box.log" &
   pids+=($!)
   boxes+=($!)
@@ -188,6 +188,14 @@ done
 echo "== enrolling alice once, while both boxes run"
 "$py" -m deen gallery add alice --images "$work/alice" --modality visible --model "$served" \
   --gallery "$gallery"
+# The boxes' corridors loop: they run until each has recognised alice (at most 90 s; a
+# busy machine embeds few crops a second), then stop as on Ctrl-C, flushing their events.
+for _ in $(seq 900); do
+  grep -q '"name": "alice"' "$work/box-a.jsonl" && grep -q '"name": "alice"' "$work/box-b.jsonl" &&
+    break
+  sleep 0.1
+done
+kill -INT "${boxes[@]}" 2>/dev/null || true
 names=(a b)
 for i in 0 1; do
   wait "${boxes[$i]}" ||
