@@ -28,12 +28,10 @@ class ListenAddress:
                                  "port up to 65535 (e.g. 127.0.0.1:8080)")
         return cls(host, int(port))
 
-    @property
-    def loopback(self) -> bool:
-        """Whether only this machine can connect (127.0.0.0/8, ::1, localhost)."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+
+def is_loopback(host: str) -> bool:
+    """Whether the bound address ``host`` can be reached from this machine only."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -368,6 +368,26 @@ def _setting_message(exc, args: argparse.Namespace, values: dict[str, Any],
     return f"{flags.get(dest, dest)} {shown}: {exc.problem}"
 
 
+#: Where a URL's password belongs instead of the command line, by scheme.
+_PASSWORD_HOMES = {**dict.fromkeys(("postgresql", "postgres"), "$PGPASSWORD or ~/.pgpass"),
+                   **dict.fromkeys(("mqtt", "mqtts"), "$DEEN_MQTT_PASSWORD")}
+
+
+def _warn_command_line_passwords(command: str, options: dict[str, list[str]]) -> None:
+    """One line on stderr for each URL given with a password (``options``: flag → values):
+    other users see it in process lists, and shells keep it in their history. The URL is
+    still used."""
+    from deen.errors import redact_url, url_has_password
+
+    for flag, values in options.items():
+        for value in dict.fromkeys(v for v in values if v):
+            scheme = value.split("://", 1)[0].lower()
+            if scheme in _PASSWORD_HOMES and url_has_password(value):
+                print(f"{command}: warning: {flag} {redact_url(value)}: a password on the "
+                      "command line shows in process lists and shell history; give it in "
+                      f"{_PASSWORD_HOMES[scheme]} instead", file=sys.stderr, flush=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from deen import settings as tree
     from deen.runtime.sources import quiet_video_backends
@@ -388,12 +408,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from deen.runtime.event_sinks import SinkKind, sink_format
     from deen.runtime.live import open_events, run_live
     from deen.runtime.tracks_out import TRACKS_FILES
+    from deen.runtime.web_access import web_access
 
     if not args.debug:
         quiet_video_backends()
+    _warn_command_line_passwords("deen run", {
+        "--gallery": [args.gallery or ""], "--events": args.events or [],
+        "--set": [item.partition("=")[2] for item in args.set]})
     out = settings.outputs  # every output is checked before any work starts
-    if out.serve:
-        ListenAddress.parse(out.serve)
+    if out.serve:  # the address, and the web view's token and TLS files
+        web_access(ListenAddress.parse(out.serve).host, settings.web.token_file or None,
+                   settings.web.tls, generate=False)
     if out.tracks_out:
         check_output(out.tracks_out, "tracks_out", folder=True,
                      results=(*TRACKS_FILES, *SCORE_FILES), force=args.force)
@@ -434,6 +459,8 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     from deen.runtime.gallery import Gallery
     from deen.runtime.live import enrol
 
+    _warn_command_line_passwords(f"deen gallery {args.gallery_command}",
+                                 {"--gallery": [args.gallery]})
     if args.gallery_command == "add":
         embedder = open_embedder(args.model, config=_model_embedding_config(args),
                              device=args.device)
@@ -597,8 +624,13 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
                                 "format, matches.txt, matches.json, names.txt)"))
     run.add_argument("--serve", metavar="HOST:PORT",
                      help=about("serve", ": / (page), /video.mjpg, /status.json, /events; a "
-                                "bare :PORT or PORT listens on loopback only"))
-    run.add_argument("--gallery", metavar="DB", help=about("gallery"))
+                                "bare :PORT or PORT listens on loopback only, open; any other "
+                                "address asks for a token: web.token_file, $DEEN_WEB_TOKEN, "
+                                "the file $DEEN_WEB_TOKEN_FILE, or one generated and kept in "
+                                "~/.local/state/deen/web-token; HTTPS with web.tls_cert and "
+                                "web.tls_key"))
+    run.add_argument("--gallery", metavar="DB",
+                     help=about("gallery", " (the password from $PGPASSWORD or ~/.pgpass)"))
     run.add_argument("--loop", action="store_const", const=True, help=about("loop"))
     run.add_argument("--duration", type=float, metavar="S", help=about("duration"))
     run.add_argument("--no-realtime", dest="realtime", action="store_const", const=False,
@@ -642,9 +674,9 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     remove.add_argument("name")
     for parser in (add, listing, remove):
         parser.add_argument("--gallery", default="gallery.db", metavar="DB",
-                            help="the gallery: a SQLite file or postgresql://USER[:PASS]@"
-                                 "HOST[:PORT]/DB (a password may also come from $PGPASSWORD "
-                                 "or ~/.pgpass; default gallery.db)")
+                            help="the gallery: a SQLite file or postgresql://USER@HOST[:PORT]/"
+                                 "DB (the password from $PGPASSWORD or ~/.pgpass; default "
+                                 "gallery.db)")
     gallery.set_defaults(handler=_cmd_gallery)
 
 
@@ -964,7 +996,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 #: Library parameters set by a flag of another name.
-_PARAMETER_DESTS = {"overrides": "set", "onnx_path": "onnx"}
+_PARAMETER_DESTS = {"overrides": "set", "onnx_path": "onnx", "tls_cert": "web.tls_cert",
+                    "tls_key": "web.tls_key", "token_file": "web.token_file"}
 
 
 def _flags_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
@@ -991,8 +1024,10 @@ def _in_flags(exc: ParameterError, flags: dict[str, str]) -> str:
     if isinstance(value, float):
         value = f"{value:g}"  # as typed: 0, not 0.0
     subject = flag(exc.parameter)
-    subject = f"{subject} {value}".rstrip() if subject.startswith("--") else str(exc).split(
-        ": ", 1)[0]
+    # A flag or a settings key (web.tls_cert) is named with the value; else the library's
+    # own wording stands.
+    subject = f"{subject} {value}".rstrip() if subject.startswith("--") or "." in subject \
+        else str(exc).split(": ", 1)[0]
     return exc.render(flag, subject)
 
 

@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Callable
+from urllib.parse import unquote
 
 
 class DeenError(Exception):
@@ -29,9 +30,57 @@ def first_line(exc: BaseException) -> str:
     return (meaningful or lines or [type(exc).__name__])[0]
 
 
+#: Query options that carry a secret (libpq's ``?password=``, ``?sslpassword=``).
+_SECRET_OPTIONS = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")
+
+
+def _userinfo_end(url: str) -> int:
+    """Where ``scheme://USER:PASSWORD@`` ends (the index of its ``@``), -1 without one.
+    The last ``@`` before any query or fragment counts, so a password that holds an
+    unescaped ``@`` or ``/`` is still taken whole."""
+    start = url.find("://")
+    if start < 0:
+        return -1
+    stop = min((i for i in (url.find("?", start), url.find("#", start)) if i >= 0),
+               default=len(url))
+    at = url.rfind("@", start, stop)
+    return at if at >= 0 and ":" in url[start + 3:at] else -1
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords ``url`` carries, as written: ``scheme://USER:PASSWORD@…`` and any
+    password option of its query (empty ones left out)."""
+    found = []
+    at = _userinfo_end(url)
+    if at >= 0:
+        found.append(url[url.find("://") + 3:at].split(":", 1)[1])
+    found += [m.group(0)[len(m.group(1)):] for m in _SECRET_OPTIONS.finditer(url)]
+    return [secret for secret in found if secret]
+
+
+def url_has_password(url: str) -> bool:
+    return bool(url_secrets(url))
+
+
 def redact_url(url: str) -> str:
-    """``url`` with its password (``scheme://user:PASSWORD@host``) starred, for messages."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    """``url`` with its password (``scheme://user:PASSWORD@host``, ``?password=``) starred,
+    for messages."""
+    at = _userinfo_end(url)
+    if at >= 0:
+        start = url.find("://") + 3
+        user = url[start:at].split(":", 1)[0]
+        url = f"{url[:start]}{user}:***{url[at:]}"
+    return _SECRET_OPTIONS.sub(r"\1***", url)
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` (a library's message about ``url``) with ``url`` and its passwords starred
+    wherever they appear, as written or decoded: a driver may quote either."""
+    text = text.replace(url, redact_url(url))
+    for secret in url_secrets(url):
+        for form in sorted({secret, unquote(secret)}, key=len, reverse=True):
+            text = text.replace(form, "***")
+    return text
 
 
 class ParameterError(DeenError):

@@ -135,6 +135,15 @@ class Postgres:
         password = self.password if password is None else password
         return f"postgresql://deen:{password}@127.0.0.1:{self.port}/{database}"
 
+    def address(self, database: str = "postgres") -> str:
+        """The URL without the password, for command lines (which take it from
+        ``$PGPASSWORD``, as :meth:`environ` sets it, or ``~/.pgpass``)."""
+        return f"postgresql://deen@127.0.0.1:{self.port}/{database}"
+
+    def environ(self, password: str | None = None) -> dict[str, str]:
+        """This process's environment with ``$PGPASSWORD`` (default: the right one)."""
+        return {**os.environ, "PGPASSWORD": self.password if password is None else password}
+
     def start(self) -> Postgres:
         self.process = subprocess.Popen(
             [*self.user_prefix, self.program, "-D", str(self.data), "-p", str(self.port),

@@ -8,7 +8,7 @@ outage and the run goes on."""
 from __future__ import annotations
 
 import json
-import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +57,11 @@ def scene(tmp_path_factory):
                              fps=10, seed=2)
 
 
+def _address(url: str) -> str:
+    """``url`` without its password, as a command line should give it."""
+    return re.sub(r"://([^:@/]+):[^@]*@", r"://\1@", url)
+
+
 def _deen(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "deen", *args], capture_output=True,
                           text=True, cwd=REPO, **kwargs)
@@ -84,18 +89,20 @@ def test_bad_database_targets_get_one_line(postgres, database, small_model) -> N
     with Gallery(database, "another-model", 8):
         pass
     cases = [
-        (postgres.url("wrong"), "password authentication failed"),
-        (f"postgresql://deen@127.0.0.1:{free_port()}/postgres", "cannot connect"),
-        ("postgresql://deen@127.0.0.1:port/postgres", "cannot connect"),
-        (postgres.url(database="nothere"), 'database "nothere" does not exist'),
+        (postgres.address(), "wrong", "password authentication failed"),
+        (f"postgresql://deen@127.0.0.1:{free_port()}/postgres", None, "cannot connect"),
+        ("postgresql://deen@127.0.0.1:port/postgres", None, "cannot connect"),
+        (postgres.address("nothere"), None, 'database "nothere" does not exist'),
     ]
-    for url, problem in cases:
-        done = _deen("gallery", "list", "--gallery", url, timeout=60)
+    for url, password, problem in cases:
+        done = _deen("gallery", "list", "--gallery", url, timeout=60,
+                     env=postgres.environ(password))
         assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
         assert problem in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert "wrong" not in done.stderr  # the password is never printed
     done = _deen("run", "--rgb", "x.mp4", "--ir", "y.mp4", "--model", str(small_model),
-                 "--device", "cpu", "--gallery", database, timeout=60)
+                 "--device", "cpu", "--gallery", _address(database), timeout=60,
+                 env=postgres.environ())
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "gallery was built with model another-model" in done.stderr
 
@@ -142,12 +149,14 @@ def test_two_live_runs_recognise_a_person_enrolled_elsewhere_and_ride_out_an_out
     embedder = open_embedder(small_model, device="cpu")
     Gallery(database, model_id(small_model, embedder), embedder.dim).close()  # empty
     logs = [tmp_path / f"box{i}.jsonl" for i in range(2)]
-    one_core = {**os.environ, "OMP_NUM_THREADS": "1"}  # two boxes share this machine's cores
+    # Two boxes share this machine's cores; the password comes from the environment.
+    one_core = {**postgres.environ(), "OMP_NUM_THREADS": "1"}
     runs = [subprocess.Popen(
         [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
          str(scene.infrared), "--loop", "--model", str(small_model), "--device", "cpu",
-         "--detector", str(scene.boxes), "--duration", "18", "--set", "outputs.status_every_s=0",
-         "--gallery", database, "--set", "gallery.threshold=-1", "--events", str(log)],
+         "--detector", str(scene.boxes), "--duration", "18", "--set",
+         "outputs.status_every_s=0", "--gallery", _address(database), "--set",
+         "gallery.threshold=-1", "--events", str(log)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=one_core) for log in logs]
     try:

@@ -6,6 +6,7 @@ URL, an unreachable broker and refused credentials each end the run at start in 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import Mosquitto, free_port
+from servers import Mosquitto, free_port, require
 
 from deen.errors import DeenError, ParameterError
 from deen.runtime.event_sinks import (
@@ -118,7 +119,8 @@ def test_a_bad_url_an_unreachable_broker_and_wrong_credentials_end_the_run_at_st
 
     with Mosquitto(tmp_path / "broker", users={"box": "right"}) as broker:
         url = f"mqtt://box:wrong@127.0.0.1:{broker.port}/deen"
-        done = _deen(*common, "--events", url, timeout=60)
+        done = _deen(*common, "--events", f"mqtt://box@127.0.0.1:{broker.port}/deen",
+                     timeout=60, env={**os.environ, "DEEN_MQTT_PASSWORD": "wrong"})
         assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
         assert "the broker refused the connection (Not authorized)" in done.stderr
         assert "wrong" not in done.stderr
@@ -194,3 +196,21 @@ def test_an_overflowing_outbox_drops_the_oldest_events_and_counts_them(tmp_path)
     assert faults["events:mqtt dropped"][0] == 3
     assert "outbox of 5 events full" in faults["events:mqtt dropped"][1]
     assert faults["events:mqtt outage"][0] == 1
+
+
+def test_the_site_demo_fails_in_one_line_when_its_subscriber_hears_nothing(tmp_path) -> None:
+    """scripts/site-demo.sh checks its broker subscriber with a probe before starting
+    anything else: a subscriber that hears nothing (here: listening elsewhere) ends it with
+    exit 1 and one line, not a report of zero events and exit 0."""
+    require("mosquitto", "mosquitto")
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql; "
+                    "scripts/setup.sh --dev installs it)")
+    done = subprocess.run(["bash", str(REPO / "scripts" / "site-demo.sh"), str(tmp_path / "site")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SITE_DEMO_SUBSCRIBE": "elsewhere/#"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        "site-demo: the broker's subscriber received nothing (a probe on deen/site-demo/probe, "
+        f"within 5 s); see {tmp_path / 'site' / 'broker.log'}"], done.stderr
+    assert "== gallery" not in done.stdout  # it stopped before starting anything else

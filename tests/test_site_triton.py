@@ -1,15 +1,20 @@
 """A model served by a real Triton Inference Server (``deen serve``, PyTriton's server in
 its own environment): embeddings through ``triton://`` are the local model's; ``deen run``
 works on a served model; the server prints one line when ready and stops on SIGTERM; a
-server that is not there, a model it does not serve and a malformed URL get one line."""
+server that is not there, a model it does not serve and a malformed URL get one line; a
+deen serve killed by SIGKILL leaves no process, port or folder behind."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +29,7 @@ from deen.errors import DeenError
 from deen.export.onnx_export import export_onnx
 from deen.models.checkpoint import random_model
 from deen.scenes import write_stream_pair
-from deen.serve.server import ModelServer, server_python
+from deen.serve.server import OWNER_FILE, ModelServer, process_start, server_python
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (64, 24)
@@ -190,24 +195,85 @@ def test_a_client_expecting_other_settings_is_refused(served) -> None:
         open_embedder(served.url, variant="regdb")
 
 
-def test_a_killed_deen_serve_takes_its_server_with_it(exported) -> None:
-    """SIGKILL cannot be passed on: the server notices its deen serve is gone and stops, so
-    the port is free again (a model server must not outlive the command that started it)."""
-    port = free_port()
+def _processes() -> dict[int, tuple[str, int, int, str]]:
+    """Every live process: pid → (name, parent, session, state); zombies, which hold
+    nothing, left out."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            state, parent, _, session = stat[stat.rindex(")") + 2:].split()[:4]
+            if state != "Z":
+                found[int(entry.name)] = (name, int(parent), int(session), state)
+    return found
+
+
+def _serve(exported: Path, port: int, scratch_root: Path) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "deen", "serve", str(exported), "--listen", f"127.0.0.1:{port}"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "TMPDIR": str(scratch_root)})
+    assert f"127.0.0.1:{port}" in process.stdout.readline()
+    return process
+
+
+def _port_free(port: int) -> bool:
     try:
-        assert f"127.0.0.1:{port}" in process.stdout.readline()
-    finally:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_a_killed_deen_serve_leaves_nothing_behind(exported) -> None:
+    """SIGKILL cannot be passed on: the server notices its deen serve is gone and stops
+    (and ends every process of its own that is slow to), so within 5 s no server process
+    is left and the port is free, and its scratch folder is gone. A scratch folder whose
+    processes were all killed at once (a supervisor killing the whole service) is removed
+    by the next start, and one whose process lives is not."""
+    scratch_root = Path(tempfile.mkdtemp(prefix="ds-"))  # short: Triton's sockets live there
+    try:
+        port = free_port()
+        process = _serve(exported, port, scratch_root)
+        worker = next(pid for pid, (_, parent, _, _) in _processes().items()
+                      if parent == process.pid)
+        server = {pid: info[0] for pid, info in _processes().items() if info[2] == worker}
+        assert "tritonserver" in server.values(), server
         process.kill()
+        killed = time.monotonic()
         process.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
+        while time.monotonic() - killed < 10 and not (
+                _port_free(port) and not set(server) & set(_processes())):
+            time.sleep(0.05)
+        took = time.monotonic() - killed
+        left = {pid: name for pid, name in server.items() if pid in _processes()}
+        print(f"server processes gone and port free {took:.1f} s after the SIGKILL")
+        assert took < 5 and not left and _port_free(port), (took, left)
+        assert not list(scratch_root.glob("deen-serve-*"))
+        with pytest.raises(DeenError, match="cannot reach"):
             open_embedder(f"triton://127.0.0.1:{port}/deen")
-        except DeenError:
-            break
-        time.sleep(0.5)
-    with pytest.raises(DeenError, match="cannot reach"):
-        open_embedder(f"triton://127.0.0.1:{port}/deen")
+
+        # Left by processes that are gone (a process that has ended), by one that lives,
+        # and by someone unknown (no owner file: not known to be stale).
+        ended = subprocess.Popen(["true"])
+        ended.wait()
+        stale, live, unknown = (scratch_root / f"deen-serve-{name}"
+                                for name in ("stale", "live", "unknown"))
+        for folder, pid in ((stale, ended.pid), (live, os.getpid()), (unknown, None)):
+            (folder / "triton").mkdir(parents=True)
+            if pid is not None:
+                (folder / OWNER_FILE).write_text(json.dumps(
+                    {"pid": pid, "started": process_start(pid) or 0}))
+        process = _serve(exported, port, scratch_root)
+        ours = [f for f in scratch_root.glob("deen-serve-*") if f not in (stale, live, unknown)]
+        assert not stale.exists() and live.is_dir() and unknown.is_dir() and len(ours) == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert not ours[0].exists()
+    finally:
+        shutil.rmtree(scratch_root, ignore_errors=True)

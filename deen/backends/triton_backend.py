@@ -24,7 +24,7 @@ from deen.backends.artifact import (
     parse_manifest,
 )
 from deen.backends.base import Embedder, validated_batch
-from deen.errors import DeenError, first_line
+from deen.errors import DeenError, first_line, redact_url
 
 SCHEME = "triton"
 #: Seconds to wait for the server when connecting and for each request.
@@ -41,16 +41,17 @@ class TritonEmbedder(Embedder):
     def __init__(self, url: str, *, device: str | None = None) -> None:
         import tritonclient.http as http
 
-        self.url = str(url)
-        parts = urlsplit(self.url)
+        self.url = redact_url(str(url))  # how messages name it
+        parts = urlsplit(str(url))
         try:
             port = parts.port
         except ValueError:
             port = None
         name = parts.path.strip("/")
         if parts.scheme != SCHEME or not parts.hostname or port is None or not name \
-                or "/" in name:
-            raise DeenError(f"{self.url}: expected triton://HOST:PORT/NAME")
+                or "/" in name or "@" in parts.netloc:
+            raise DeenError(f"{self.url}: expected triton://HOST:PORT/NAME (a served model "
+                            "takes no user or password)")
         self.name, self._http = name, http
         self.client = http.InferenceServerClient(f"{parts.hostname}:{port}",
                                                  connection_timeout=TIMEOUT_S,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from deen.embedding import EmbeddingConfig
-from deen.errors import DeenError, first_line, redact_url
+from deen.errors import DeenError, first_line, redact, redact_url
 from deen.fileio import sha256_file
 from deen.modality import Modality
 
@@ -212,7 +212,7 @@ class PostgresStore:
                                        connect_timeout=CONNECT_TIMEOUT_S)
         except psycopg.Error as exc:
             raise DeenError(f"{self.location}: cannot connect to the gallery database "
-                            f"({_pg_reason(exc)})") from None
+                            f"({redact(_pg_reason(exc), self.url)})") from None
         return self._db
 
     def _run(self, work: Callable[[Any], Any]) -> Any:
@@ -227,7 +227,7 @@ class PostgresStore:
             if self._db is not None:
                 self._db.close()
             raise DeenError(f"{self.location}: the gallery database went away "
-                            f"({_pg_reason(exc)})") from None
+                            f"({redact(_pg_reason(exc), self.url)})") from None
 
     def meta(self) -> dict[str, str]:
         def read(db: Any) -> dict[str, str]:

@@ -25,6 +25,7 @@ from deen.runtime.settings import LiveSettings
 from deen.runtime.sources import Frame, FrameSource, open_source
 from deen.runtime.tracks_out import TracksWriter
 from deen.runtime.web import LiveView, WebServer
+from deen.runtime.web_access import web_access
 from deen.streams import STREAMS
 from deen.synthetic import make_people, render_person
 
@@ -45,9 +46,11 @@ def run_live(embedder: Embedder, model_path: Path | str, settings: LiveSettings,
         raise ParameterError("show", out.show, "needs a display and an OpenCV build with a GUI "
                              "(this one is headless or DISPLAY is unset); record to a video "
                              "file instead")
-    gallery = open_gallery(settings, model_path, embedder)
     address = ListenAddress.parse(out.serve) if out.serve else None
+    access = (web_access(address.host, settings.web.token_file or None, settings.web.tls)
+              if address is not None else None)
     detector = detector or open_detector(settings.detection.detector)
+    gallery = open_gallery(settings, model_path, embedder)
     ready = threading.Event()
     sources: dict[Modality, FrameSource] = {}
     events = events or open_events(settings)
@@ -71,8 +74,8 @@ def run_live(embedder: Embedder, model_path: Path | str, settings: LiveSettings,
             view = LiveView(sources)
             outputs.append(view)
             events.listeners.append(view.on_event)
-            server = WebServer(view, address).start()
-            log(f"web view: {server.url}")
+            server = WebServer(view, address, access).start()
+            log(f"web view: {server.login_url} ({server.access.note})")
         pipeline = Pipeline(embedder, detector, events, settings, gallery)
 
         def on_round(p: Pipeline, frames: dict[Modality, Frame | None]) -> None:

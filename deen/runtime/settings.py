@@ -25,7 +25,8 @@ from deen.runtime.sources import SourceSettings
 from deen.runtime.tracking import TrackingSettings
 from deen.settings import Section, SettingError, setting
 
-__all__ = ["GallerySettings", "LiveSettings", "ModelSettings", "OutputSettings", "RunSettings"]
+__all__ = ["GallerySettings", "LiveSettings", "ModelSettings", "OutputSettings", "RunSettings",
+           "WebSettings"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,30 @@ class OutputSettings(Section):
 
 
 @dataclass(frozen=True)
+class WebSettings(Section):
+    """Who may watch the operator's web view (:mod:`deen.runtime.web_access`). On loopback it
+    is open unless a token is given; on any other address a token is required: from
+    ``token_file``, else ``$DEEN_WEB_TOKEN`` or the file ``$DEEN_WEB_TOKEN_FILE``, else one
+    generated once and kept, readable by its owner only."""
+
+    token_file: str = setting("", "a file holding the login token (readable by its owner "
+                                  "only); empty: the environment or a generated one")
+    tls_cert: str = setting("", "serve the web view over HTTPS: the certificate (PEM)")
+    tls_key: str = setting("", "… and its private key (PEM)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if bool(self.tls_cert) != bool(self.tls_key):
+            given = "tls_cert" if self.tls_cert else "tls_key"
+            raise SettingError(given, getattr(self, given), "HTTPS needs both a certificate "
+                               "and a key ({tls_cert} and {tls_key})", ("tls_cert", "tls_key"))
+
+    @property
+    def tls(self) -> tuple[str, str] | None:
+        return (self.tls_cert, self.tls_key) if self.tls_cert else None
+
+
+@dataclass(frozen=True)
 class RunSettings(Section):
     """How long the run lasts and when it gives up."""
 
@@ -111,4 +136,5 @@ class LiveSettings(Section):
     relink: RelinkSettings = field(default_factory=RelinkSettings)
     gallery: GallerySettings = field(default_factory=GallerySettings)
     outputs: OutputSettings = field(default_factory=OutputSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     run: RunSettings = field(default_factory=RunSettings)

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deen.errors import DeenError, ParameterError
+from deen.errors import DeenError, ParameterError, redact_url
 from deen.fileio import IMAGE_SUFFIXES
 from deen.settings import Section, setting
 
@@ -78,6 +78,12 @@ class SourceSpec:
                              "an image folder, a camera index or an rtsp:// / http:// URL)")
 
     @property
+    def shown(self) -> str:
+        """The target as messages, events and the status name it: a URL's password
+        starred."""
+        return redact_url(self.target)
+
+    @property
     def live(self) -> bool:
         """Live sources are reconnected when lost; files and folders end."""
         return self.kind in ("camera", "url")
@@ -126,7 +132,7 @@ class _Reader:
             self.files = sorted(p for p in Path(spec.target).iterdir()
                                 if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.files:
-                raise DeenError(f"{spec.target}: no images ({', '.join(IMAGE_SUFFIXES)}) "
+                raise DeenError(f"{spec.shown}: no images ({', '.join(IMAGE_SUFFIXES)}) "
                                 "in this folder")
             self.position, self.total = 0, len(self.files)
             return
@@ -140,9 +146,9 @@ class _Reader:
         if not capture.isOpened():
             capture.release()
             what = {"camera": f"camera {spec.target}: cannot open this camera",
-                    "url": f"{spec.target}: cannot connect (unreachable, refused or no video "
+                    "url": f"{spec.shown}: cannot connect (unreachable, refused or no video "
                            f"within {self.timeout_s:g} s)",
-                    "file": f"{spec.target}: not a readable video (corrupt, truncated or an "
+                    "file": f"{spec.shown}: not a readable video (corrupt, truncated or an "
                             "unsupported format)"}[spec.kind]
             raise DeenError(what)
         if spec.kind == "file":
@@ -301,7 +307,7 @@ class FrameSource:
         reader = self._reader
         if not self.spec.live:
             if reader.total and reader.position < reader.total and self.spec.kind == "file":
-                self.stats.message = (f"{self.spec.target}: ended early at frame "
+                self.stats.message = (f"{self.spec.shown}: ended early at frame "
                                       f"{reader.position} of {reader.total} (truncated?)")
             if self.loop and reader.position > 0:
                 reader.close()

@@ -6,6 +6,14 @@ environment (``.venv-serve`` beside deen's ``.venv``, made by ``scripts/setup.sh
 ``--serve``; ``$DEEN_SERVE_PYTHON`` names another). Its Python backend stub links to the
 shared ``libpython`` of that Python, which is put on ``LD_LIBRARY_PATH`` so that the stub
 and the standard library it loads are the same release.
+
+Nothing is left behind, however the server ends. Each server has a scratch folder
+(``$TMPDIR/deen-serve-*``: the manifest, the server's log, Triton's workspace) whose
+``owner.json`` names the process that made it and the server process, each with its start
+time (so a reused process id is not taken for it). The server stops when that process
+dies, even by SIGKILL, and removes the folder itself (:mod:`deen.serve.triton_worker`);
+when both were killed at once (a supervisor killing the whole service), the next start
+removes the folders whose processes are all gone, and their shared-memory files.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -44,6 +53,70 @@ def server_python() -> Path:
                     "naming a Python that has PyTriton and ONNX Runtime")
 
 
+SCRATCH_PREFIX = "deen-serve-"
+OWNER_FILE = "owner.json"
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot, from ``/proc``), None when there
+    is no such process. With the id it names one process: ids are reused, start times are
+    not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the name
+
+
+def _alive(pid: int | None, started: int | None) -> bool:
+    if pid is None:
+        return False
+    if started is None:  # recorded without /proc: the id alone tells
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return process_start(pid) == started
+
+
+def _write_owner(folder: Path, **owner: int | None) -> None:
+    temporary = folder / f".{OWNER_FILE}"
+    temporary.write_text(json.dumps(owner))
+    temporary.replace(folder / OWNER_FILE)
+
+
+def _shared_memory(worker: int) -> list[Path]:
+    """The shared-memory files PyTriton made in the server process ``worker``."""
+    return list(Path("/dev/shm").glob(f"pytrtion{worker}-*"))
+
+
+def remove_stale_scratch(root: Path | None = None) -> list[Path]:
+    """Remove this user's scratch folders under ``root`` (default: the temporary folder)
+    whose recorded processes are all gone, and their shared-memory files; the folders
+    removed. A folder without an owner file is left alone: nothing says it is stale."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            if not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+            owner = json.loads((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):  # no owner recorded: whose it is cannot be known
+            continue
+        if _alive(owner.get("pid"), owner.get("started")) or _alive(
+                owner.get("worker"), owner.get("worker_started")):
+            continue
+        if owner.get("worker") is not None:
+            for memory in _shared_memory(owner["worker"]):
+                with contextlib.suppress(OSError):
+                    memory.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 def free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -69,10 +142,13 @@ class ModelServer:
         self.manifest, self.listen, self.name = embedder.manifest, listen, name
         del embedder
         python = server_python()
-        self._scratch = tempfile.TemporaryDirectory(prefix="deen-serve-")
-        manifest_file = Path(self._scratch.name) / "manifest.json"
+        remove_stale_scratch()
+        self.scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+        owner = {"pid": os.getpid(), "started": process_start(os.getpid())}
+        _write_owner(self.scratch, **owner)
+        manifest_file = self.scratch / "manifest.json"
         manifest_file.write_text(json.dumps(self.manifest))
-        self.log_path = Path(self._scratch.name) / "server.log"
+        self.log_path = self.scratch / "server.log"
         self._log_file = self.log_path.open("w")
         libdir = subprocess.run(
             [str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
@@ -85,9 +161,11 @@ class ModelServer:
              "--grpc-port", str(free_port(listen.host)),
              "--metrics-port", str(free_port(listen.host)),
              "--max-batch", str(max_batch), "--queue-delay-us", str(queue_delay_us),
-             "--workspace", str(Path(self._scratch.name) / "triton")],
+             "--workspace", str(self.scratch / "triton"), "--scratch", str(self.scratch)],
             stdout=subprocess.PIPE, stderr=self._log_file, text=True, env=env,
             start_new_session=True)
+        _write_owner(self.scratch, **owner, worker=self.process.pid,
+                     worker_started=process_start(self.process.pid))
         ready = threading.Event()
         threading.Thread(target=self._wait_ready, args=(ready,), daemon=True).start()
         if not ready.wait(READY_TIMEOUT_S) or not self._ready:
@@ -96,7 +174,7 @@ class ModelServer:
                 if self.log_path.exists() else []
             # The last exception line says why (Triton's own lines are prefixed E/W/I).
             errors = [line for line in lines if re.match(r"\w*(Error|Exception)\b", line)]
-            self._scratch.cleanup()
+            shutil.rmtree(self.scratch, ignore_errors=True)
             raise DeenError(f"{model}: the model server did not start "
                             f"({(errors or lines or ['no output'])[-1].strip()})")
 
@@ -129,7 +207,7 @@ class ModelServer:
             os.killpg(self.process.pid, 9)
         self._log_file.close()
         if self._ready:  # else the caller reads the log first, then cleans up
-            self._scratch.cleanup()
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def __enter__(self) -> ModelServer:
         return self

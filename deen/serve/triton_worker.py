@@ -14,6 +14,7 @@ is the one it expects before using it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -33,18 +34,41 @@ from pytriton.triton import Triton, TritonConfig
 READY = "deen-serve-ready"
 
 
-def stop_when_orphaned(poll_s: float = 0.5) -> None:
-    """Stop the server (as Ctrl-C does, so Triton and its workspace are cleaned up) when the
-    deen process that started this one dies, even by SIGKILL, which it cannot pass on: a
-    served model must not outlive its ``deen serve`` and hold the port."""
+#: Seconds a server whose deen serve died may take to stop as Ctrl-C stops it, before all
+#: of its processes are killed.
+ORPHAN_GRACE_S = 2.0
+
+
+def stop_when_orphaned(scratch: Path, grace_s: float = ORPHAN_GRACE_S,
+                       poll_s: float = 0.1) -> None:
+    """Stop the server when the deen process that started this one dies, even by SIGKILL,
+    which it cannot pass on: a served model must not outlive its ``deen serve`` and hold
+    the port. First as Ctrl-C does (Triton and PyTriton clean up after themselves); if
+    that takes longer than ``grace_s`` (a busy machine), every process of the server is
+    killed. Either way ``scratch``, the folder that deen serve would have removed, goes."""
     parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_s)
+        orphaned.set()
         os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(grace_s)
+        remove_leftovers(scratch)
+        os.killpg(os.getpgrp(), signal.SIGKILL)  # this process leads the server's group
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+orphaned = threading.Event()
+
+
+def remove_leftovers(scratch: Path) -> None:
+    """``scratch`` and the shared memory PyTriton made in this process."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    for memory in Path("/dev/shm").glob(f"pytrtion{os.getpid()}-*"):
+        with contextlib.suppress(OSError):
+            memory.unlink()
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -66,9 +90,11 @@ def main() -> int:
     parser.add_argument("--queue-delay-us", type=int, default=2000)
     parser.add_argument("--workspace", required=True,
                         help="a new folder for Triton's sockets and files, removed at the end")
+    parser.add_argument("--scratch", required=True,
+                        help="deen serve's scratch folder, removed here if deen serve dies")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, interrupt)
-    stop_when_orphaned()
+    stop_when_orphaned(Path(args.scratch))
 
     manifest = json.loads(Path(args.manifest).read_text(encoding="utf-8"))
     session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
@@ -109,6 +135,8 @@ def main() -> int:
             triton.serve()
     finally:
         shutil.rmtree(args.workspace, ignore_errors=True)
+        if orphaned.is_set():
+            remove_leftovers(Path(args.scratch))
     return 0
 
 

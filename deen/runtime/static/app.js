@@ -47,5 +47,10 @@ async function listen() {
   }));
 }
 
+// A first visit with ?token= has set the login cookie: keep the token out of the address
+// bar and the browser's history.
+if (new URLSearchParams(location.search).has("token")) {
+  history.replaceState(null, "", location.pathname);
+}
 listen();
 refresh(); setInterval(refresh, 1000);
