@@ -1,6 +1,7 @@
-"""The README's layout section names every module, so a module cannot be added undocumented.
+"""docs/layout.md names every module, so a module cannot be added undocumented; the README
+stays a short guide that points to the docs.
 
-How the layout section is read (the rule the README's tree follows):
+How the layout section is read (the rule the layout page's tree follows):
 
 - the section runs from the line ``## Layout`` to the next line that starts with ``## ``;
   its first fenced code block (```` ``` ````) is the tree;
@@ -23,7 +24,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+LAYOUT = REPO / "docs" / "layout.md"
 SECTION = "## Layout"
+#: The README is the user's guide; the runtime's design, the layout and development notes
+#: live in docs/.
+README_LINES = 300
 _ENTRY = re.compile(r"^( *)([\w.-]+/|[\w.-]+\.\w+)(?:\s|$)")
 
 
@@ -70,21 +75,21 @@ def undocumented(readme_text: str, modules: list[str]) -> list[str]:
     return [m for m in modules if m not in named]
 
 
-def test_every_module_is_in_the_readme_layout():
-    missing = undocumented(README.read_text(encoding="utf-8"), documented_modules())
-    assert not missing, (f"README.md's {SECTION!r} section does not name: {missing}; add each "
-                         "under its folder with a few words")
+def test_every_module_is_in_the_layout_page():
+    missing = undocumented(LAYOUT.read_text(encoding="utf-8"), documented_modules())
+    assert not missing, (f"docs/layout.md's {SECTION!r} section does not name: {missing}; add "
+                         "each under its folder with a few words")
 
 
-def test_the_readme_layout_names_no_missing_module():
-    named = layout_paths(layout_section(README.read_text(encoding="utf-8")))
+def test_the_layout_page_names_no_missing_module():
+    named = layout_paths(layout_section(LAYOUT.read_text(encoding="utf-8")))
     stale = sorted(p for p in named if p.endswith(".py")
                    and p.startswith(("deen/", "benchmarks/")) and not (REPO / p).is_file())
-    assert not stale, f"README.md's {SECTION!r} section names files that do not exist: {stale}"
+    assert not stale, f"docs/layout.md's {SECTION!r} section names files that do not exist: {stale}"
 
 
 def test_the_check_catches_a_missing_or_misplaced_module():
-    text = README.read_text(encoding="utf-8")
+    text = LAYOUT.read_text(encoding="utf-8")
     assert undocumented(text, ["deen/runtime/web.py"]) == []
     assert undocumented(text, ["deen/runtime/no_such_module.py"]) == [
         "deen/runtime/no_such_module.py"]
@@ -93,6 +98,9 @@ def test_the_check_catches_a_missing_or_misplaced_module():
         "deen/web.py", "deen/eval/web.py"]
 
 
-def test_set_up_commands_are_in_the_readme():
+def test_the_readme_is_a_short_guide_with_both_set_up_commands():
     text = README.read_text(encoding="utf-8")
     assert "bash scripts/demo.sh" in text and "bash scripts/test.sh" in text
+    assert len(text.splitlines()) <= README_LINES
+    for page in ("docs/runtime.md", "docs/layout.md", "docs/development.md"):
+        assert page in text and (REPO / page).is_file(), page
