@@ -1018,7 +1018,8 @@ def _flags_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict
 def _in_flags(exc: ParameterError, flags: dict[str, str]) -> str:
     """A library parameter error worded for the command line: ``--flag value: problem``."""
     def flag(name: str) -> str:
-        return flags.get(_PARAMETER_DESTS.get(name, name), name)
+        mapped = _PARAMETER_DESTS.get(name, name)
+        return flags.get(mapped, mapped)
 
     value = exc.value if not isinstance(exc.value, bool) else ""
     if isinstance(value, float):

@@ -216,7 +216,7 @@ def test_an_input_size_deen_cannot_run_at_is_one_line_before_any_work(size):
 def test_run_refuses_a_video_out_that_is_not_mp4_before_loading_anything(tmp_path):
     result = _deen("run", "--rgb", "a.mp4", "--ir", "b.mp4", "--model", "none.onnx",
                    "--video-out", str(tmp_path / "out.avi"))
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # an argument error
     assert result.stderr.strip().endswith("out.avi: must end in .mp4 (the annotated view is "
                                           "written as MPEG-4)")
 
@@ -332,7 +332,7 @@ def test_bench_demo_and_data_refuse_before_any_work(tmp_path):
               "deen data synth: error: --identities 3: must be at least 4 (people for the "
               "train, validation and test splits)")
     _one_line(_deen("data", "scene", "--out", str(tmp_path / "new"), "--seed", "-1"), 2,
-              "deen data scene: error: --seed -1: must not be negative")
+              "deen data scene: error: --seed -1: must be at least 0")
     assert _deen("data", "synth", "--layout", "sysu", "--out", str(tmp_path / "new"),
                  "--seed", "-1").returncode == 2  # argparse: a seed is 0 or more
     assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier"]

@@ -67,7 +67,8 @@ def _run(scene, embedder: Embedder, model: Path, detector=None):
     settings = LiveSettings().updated({
         "sources.rgb": str(scene.visible), "sources.ir": str(scene.infrared),
         "detection.detector": str(scene.boxes), "outputs.events": (),
-        "sources.realtime": False, "outputs.status_every_s": 0.0, "matching.threshold": 0.0})
+        "sources.realtime": False, "outputs.status_every_s": 0.0, "matching.threshold": 0.0,
+        "matching.without_map": True})
     events = EventLog(None)
     summary = run_live(embedder, model, settings, detector=detector, events=events)
     return summary, list(events.recent), events

@@ -106,7 +106,8 @@ def offline_run(scene, small_model, tmp_path_factory):
                                (Modality.INFRARED, scene.infrared))}
     events = EventLog(folder / "events.jsonl")
     pipeline = Pipeline(embedder, _FailsOnce(scene.boxes), events,
-                        OFFLINE.updated({"matching.threshold": 0.0, "gallery.threshold": 0.0}),
+                        OFFLINE.updated({"matching.threshold": 0.0, "gallery.threshold": 0.0,
+                                         "matching.without_map": True}),
                         gallery)
     seen: list[tuple[PipelineSnapshot, str, dict]] = []
 

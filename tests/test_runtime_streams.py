@@ -5,7 +5,6 @@ an RTSP publisher killed and restarted mid-run."""
 from __future__ import annotations
 
 import json
-import re
 import signal
 import socket
 import subprocess
@@ -247,7 +246,8 @@ def test_deen_run_on_a_generated_pair_produces_events_and_video(scene, small_mod
                    "--model", str(small_model), "--device", "cpu", "--detector",
                    str(scene.boxes), "--events", str(events_path), "--video-out", str(video),
                    "--no-realtime", "--set", "outputs.status_every_s=1", "--set",
-                   "matching.threshold=0.0", timeout=300)
+                   "matching.threshold=0.0", "--set", "matching.without_map=true",
+                   timeout=300)
     assert result.returncode == 0, result.stderr
     events = _events(events_path)
     kinds = {e["event"] for e in events}
@@ -260,41 +260,66 @@ def test_deen_run_on_a_generated_pair_produces_events_and_video(scene, small_mod
         assert len(people) <= len(started) <= 2 * len(people) and len(ended) == len(started)
     assert all(e["latency_ms"] >= 0 for e in events if "latency_ms" in e)
     assert "[deen run]" in result.stderr and "dropped" in result.stderr
-    # One annotated frame per round. How many rounds there are depends on how the two
-    # streams' frames interleave (a round takes whichever frames are ready), so the video is
-    # checked against the run's own count, not against the scene's length.
-    # The files declare their sizes, so the layout is fixed from the start: one frame a round.
-    rounds = int(re.search(r"\[deen run\] (\d+) rounds", result.stderr).group(1))
+    # One annotated picture per frame of the visible stream, whatever the rounds.
     capture = cv2.VideoCapture(str(video))
-    assert capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) == rounds > 0
+    assert capture.isOpened() and capture.get(cv2.CAP_PROP_FRAME_COUNT) == scene.frames
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_a_real_time_video_lasts_as_long_as_its_source(small_model, tmp_path):
+    """A 10 s, 10 fps pair run in real time: about two rounds per source frame (each stream's
+    frames arrive on their own), and a video of one picture per visible frame: 100."""
+    pair = write_stream_pair(tmp_path / "pair", people=2, seconds=10, fps=10, seed=6)
+    video = tmp_path / "out.mp4"
+    result = _deen("run", "--rgb", str(pair.visible), "--ir", str(pair.infrared), "--model",
+                   str(small_model), "--device", "cpu", "--detector", str(pair.boxes),
+                   "--events", "none", "--video-out", str(video), "--set",
+                   "outputs.status_every_s=0", timeout=120)
+    assert result.returncode == 0, result.stderr
+    capture = cv2.VideoCapture(str(video))
+    assert abs(capture.get(cv2.CAP_PROP_FRAME_COUNT) - 100) <= 3
+    assert capture.get(cv2.CAP_PROP_FPS) == 10
 
 
 @pytest.mark.parametrize("sizes", [((480, 640), (480, 640)), ((576, 768), (288, 384)),
                                    ((720, 1280), (480, 640))])
-def test_annotated_video_keeps_every_round_whatever_the_cameras_aspect(sizes, tmp_path):
+def test_annotated_video_has_one_picture_per_visible_frame_whatever_the_aspect(sizes, tmp_path):
+    """Rounds holding only the infrared stream's frame add no picture; a visible frame the
+    pipeline had no time for (dropped: its index skipped) repeats the picture before it."""
     from types import SimpleNamespace
 
     from deen.modality import Modality
     from deen.runtime.annotate import AnnotatedVideo
 
     snapshot = SimpleNamespace(tracks={Modality.VISIBLE: (), Modality.INFRARED: ()})
-    frames = {m: SimpleNamespace(image=np.full((*size, 3), 90, np.uint8))
+    images = {m: np.full((*size, 3), 90, np.uint8)
               for m, size in zip((Modality.VISIBLE, Modality.INFRARED), sizes, strict=True)}
-    declared = {m: (f.image.shape[1], f.image.shape[0]) for m, f in frames.items()}
+    declared = {m: (image.shape[1], image.shape[0]) for m, image in images.items()}
+
+    def frame(modality: Modality, index: int) -> SimpleNamespace:
+        return SimpleNamespace(image=images[modality], index=index)
+
     for known in (declared, None):  # sizes the sources declare, or none (live streams)
         path = tmp_path / f"run-{known is None}.mp4"
         video = AnnotatedVideo(path, fps=10, frame_sizes=known)
-        for _ in range(3):  # the infrared stream starts late
-            video(snapshot, {Modality.VISIBLE: frames[Modality.VISIBLE],
+        for index in range(3):  # the infrared stream starts late
+            video(snapshot, {Modality.VISIBLE: frame(Modality.VISIBLE, index),
                              Modality.INFRARED: None})
-        for round_ in range(10):  # then rounds holding one stream's frame, or both
-            held = [Modality.VISIBLE, Modality.INFRARED] if round_ % 3 else [Modality.INFRARED]
-            video(snapshot, {m: frames[m] if m in held else None for m in frames})
+        visible = 3
+        for round_ in range(12):  # then rounds holding the infrared frame alone, or both
+            if round_ % 3 == 0:
+                video(snapshot, {Modality.VISIBLE: None,
+                                 Modality.INFRARED: frame(Modality.INFRARED, round_)})
+                continue
+            visible += 2 if round_ == 4 else 1  # frame 4 of the visible stream was dropped
+            video(snapshot, {Modality.VISIBLE: frame(Modality.VISIBLE, visible - 1),
+                             Modality.INFRARED: frame(Modality.INFRARED, round_)})
         video.close()
         capture = cv2.VideoCapture(str(path))
-        # Declared sizes: every round; otherwise from the round the late stream arrives.
-        assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == (13 if known else 10)
+        # Declared sizes: every visible frame (12, the dropped one repeated); otherwise from
+        # the first round after the infrared stream's first frame: the three before it
+        # have no picture.
+        assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == (visible if known else visible - 3)
         assert capture.get(cv2.CAP_PROP_FRAME_HEIGHT) == 360
         width = sum(round(w * 360 / h) + round(w * 360 / h) % 2 for w, h in declared.values())
         assert capture.get(cv2.CAP_PROP_FRAME_WIDTH) == width

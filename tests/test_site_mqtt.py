@@ -109,7 +109,7 @@ def test_a_bad_url_an_unreachable_broker_and_wrong_credentials_end_the_run_at_st
     common = ("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared), "--model",
               str(small_model), "--device", "cpu", "--detector", str(scene.boxes))
     done = _deen(*common, "--events", "mqtt://127.0.0.1/a/+", timeout=60)
-    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr  # malformed
     assert "--events mqtt://127.0.0.1/a/+: the path must be a topic prefix" in done.stderr
 
     port = free_port()  # nothing listens here

@@ -132,7 +132,11 @@ class MqttTarget:
     insecure: bool = False
 
     @classmethod
-    def parse(cls, text: str, parameter: str = "events") -> MqttTarget:
+    def parse(cls, text: str, parameter: str = "events", files_exist: bool = True
+              ) -> MqttTarget:
+        """``text`` as a broker target; ``parameter`` names it in errors. With
+        ``files_exist`` off, only the URL's form is checked, not that its TLS files exist."""
+
         def bad(problem: str) -> ParameterError:
             return ParameterError(parameter, redact_url(text), problem)
 
@@ -160,7 +164,7 @@ class MqttTarget:
         for option in ("ca", "cert", "key"):
             if option in query:
                 path = Path(query[option]).expanduser()
-                if not path.is_file():
+                if files_exist and not path.is_file():
                     raise bad(f"{option}={path}: no such file")
                 files[option] = path
         if ("cert" in files) != ("key" in files):

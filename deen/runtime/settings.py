@@ -79,7 +79,7 @@ class OutputSettings(Section):
         for target in self.events:
             try:
                 if sink_format(target).kind is SinkKind.MQTT:
-                    MqttTarget.parse(target, "events")
+                    MqttTarget.parse(target, "events", files_exist=False)  # the URL's form
             except ParameterError as exc:
                 raise SettingError("events", exc.value, exc.problem) from None
         if self.video_out and Path(self.video_out).suffix.lower() != ".mp4":

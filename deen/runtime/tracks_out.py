@@ -147,8 +147,8 @@ def settle_run(run: Path, out: Path, force: bool = False) -> dict[str, int]:
     run, out = Path(run), Path(out)
     source = run / "run.npz"
     if not source.is_file():
-        raise DeenError(f"{source}: missing (deen run --tracks-out writes it beside rgb.txt "
-                        "and ir.txt)")
+        raise DeenError(f"{source}: missing (a live run's tracks folder holds it beside "
+                        "rgb.txt and ir.txt)")
     if force and out.exists():
         shutil.rmtree(out)
     require_new_folder(out)
