@@ -82,6 +82,9 @@ class RelinkSettings(Section):
     follow_after: int = setting(8, "with a view map: embeddings a track of the other stream "
                                    "waits for a match before it compares its own look",
                                 at_least=1)
+    joint_quantile: float = setting(0.9, "a person seen by both cameras, back in both: the "
+                                         "quantile each stream's look must reach when both "
+                                         "agree on who it is", at_least=0.0, at_most=1.0)
     cross: bool = setting(True, "link a track to a person seen only by the other camera, by "
                                 "appearance across the modalities")
     cross_quantile: float = setting(0.99, "the cross-modality threshold: this quantile of the "
@@ -160,14 +163,16 @@ class Identities:
         return key in self.linked or (key in self.matched
                                       and key[0] != self.settings.lead_modality)
 
-    def threshold(self, kind: Modality | str) -> float:
+    def threshold(self, kind: Modality | str, quantile: float | None = None) -> float:
+        """The calibrated threshold of ``kind`` (a stream's modality, or ``"cross"``), at
+        its setting's quantile or at ``quantile``."""
         s = self.settings
         if kind == "cross":
             seen = self.negatives.get("cross", ())
-            return calibrated(np.fromiter(seen, float), s.cross_quantile, s.cross_floor, 2.0,
-                              s.min_negatives)
+            return calibrated(np.fromiter(seen, float), quantile or s.cross_quantile,
+                              s.cross_floor, 2.0, s.min_negatives)
         seen = self.negatives.get(Modality(kind).name, ())
-        return calibrated(np.fromiter(seen, float), s.quantile, s.floor, s.default,
+        return calibrated(np.fromiter(seen, float), quantile or s.quantile, s.floor, s.default,
                           s.min_negatives)
 
     # -- the round -------------------------------------------------------------------------
@@ -284,6 +289,13 @@ class Identities:
             self.linked.add(key)
         return Change(key, previous.id, person.id, reason, similarity)
 
+    def _both(self, modality: Modality, vector: np.ndarray, partner: np.ndarray,
+              absent: list[Person]) -> tuple[Person, float] | None:
+        q = self.settings.joint_quantile
+        return _joint(absent, modality, vector, partner,
+                      (self.threshold(modality, q), self.threshold(_other(modality), q)),
+                      2 * self.settings.margin)
+
     def _relink(self, book: AppearanceBook, active: dict[Modality, list[int]], now: float,
                 follow: bool) -> list[Change]:
         s, changes = self.settings, []
@@ -303,18 +315,25 @@ class Identities:
                 if last is not None and (s.again <= 1 or entry.count < s.again * last):
                     continue
                 self.compared[key] = entry.count
-                change = self._compare(key, entry.vector, now)
+                change = self._compare(key, entry.vector, now, book)
                 if change is not None:
                     changes.append(change)
         return changes
 
-    def _compare(self, key: TrackKey, vector: np.ndarray, now: float) -> Change | None:
+    def _compare(self, key: TrackKey, vector: np.ndarray, now: float,
+                 book: AppearanceBook) -> Change | None:
         """Link ``key`` to the person who is in no view now whose look clearly is its own:
-        in its own modality first, else across the modalities."""
+        by both cameras' looks when the track's person is in both streams now (matched),
+        else in its own modality, else across the modalities."""
         s, modality = self.settings, key[0]
         own = self.persons[self.track_person[key]]
         absent = [p for p in self.persons.values() if not p.live and p.id != own.id
                   and p.id not in own.seen_with and now - p.left <= s.window_s]
+        partner = own.live.get(_other(modality))
+        if partner is not None and partner in book.entries:
+            best = self._both(modality, vector, book.entries[partner].vector, absent)
+            if best is not None:
+                return self._assign(key, best[0], Reason.RELINKED, best[1])
         same = [p for p in absent if modality in p.totals]
         best = _clear(same, modality, vector, self.threshold(modality), s.margin,
                       certain_rivals=True)
@@ -329,6 +348,30 @@ class Identities:
         if best is not None:
             return self._assign(key, best[0], Reason.CROSS_RELINKED, best[1])
         return None
+
+
+def _joint(candidates: list[Person], modality: Modality, vector: np.ndarray,
+           partner: np.ndarray, thresholds: tuple[float, float], margin: float
+           ) -> tuple[Person, float] | None:
+    """The candidate whose looks in both modalities are most like the track's (``vector``)
+    and its partner's (``partner``, the other stream's track of the same person), if it is
+    the most alike in each modality, reaches each modality's threshold, and its summed
+    similarity is ``margin`` ahead of every other candidate's. Two cameras agreeing on who
+    someone is are surer than one alone, so each threshold may be lower than one camera's."""
+    other = _other(modality)
+    both = [p for p in candidates if modality in p.totals and other in p.totals]
+    if not both:
+        return None
+    own = np.array([unit(p.totals[modality]) @ vector for p in both])
+    theirs = np.array([unit(p.totals[other]) @ partner for p in both])
+    summed = own + theirs
+    order = np.argsort(-summed)
+    k = int(order[0])
+    runner_up = summed[order[1]] if len(both) > 1 else -2.0
+    if (own[k] >= thresholds[0] and theirs[k] >= thresholds[1] and own[k] == own.max()
+            and theirs[k] == theirs.max() and summed[k] - runner_up >= margin):
+        return both[k], float(own[k])
+    return None
 
 
 def _clear(candidates: list[Person], modality: Modality, vector: np.ndarray, threshold: float,
