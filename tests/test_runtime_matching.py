@@ -216,10 +216,10 @@ def _identities(**settings):
     return Identities(RelinkSettings(**settings))
 
 
-def _round(ids, book, live, now=0.0, matches=(), apart=None, follow=False):
+def _round(ids, book, live, now=0.0, matches=(), apart=None, follow=False, near=None):
     """One identity round with ``live`` = {modality: [track ids]}."""
     return ids.update(book, {V: live.get(V, []), R: live.get(R, [])}, now, list(matches),
-                      apart, follow)
+                      apart, follow, near)
 
 
 def _leave(ids, book, keys, now):
@@ -287,6 +287,45 @@ def test_a_match_makes_one_person_and_a_returning_person_brings_their_partner_ba
     assert ids.person_of((V, 7)) == alice_id and ids.person_of((R, 9)) != alice_id
     (change,) = _round(ids, book, {V: [7], R: [9]}, now=2.0, matches=[(7, 9)], follow=True)
     assert (change.key, change.person, str(change.reason)) == ((R, 9), alice_id, "matched")
+
+
+def test_a_new_track_alone_at_a_tracks_place_in_the_other_stream_is_that_person_at_once():
+    """Under the view map, infrared track 4 starts where visible track 1 (Alice, seen before)
+    is and nobody else: it is Alice from its first round, before any embedding; a track near
+    two people waits for a match."""
+    ids = _identities(min_embeddings=1)
+    book = AppearanceBook()
+    _round(ids, book, {V: [1, 2]})
+    alice = ids.person_of((V, 1))
+    places = {(R, 4): (V, 1), (R, 5): None}
+    _round(ids, book, {V: [1, 2], R: [4, 5]}, follow=True, near=places.get)
+    assert ids.person_of((R, 4)) == alice and ids.person_of((R, 5)) not in (
+        alice, ids.person_of((V, 2)))
+
+
+def test_both_cameras_agreeing_recognise_a_returning_person_one_camera_alone_would_not():
+    """Alice and Bob were each seen by both cameras. Alice comes back, matched across the
+    cameras: her visible look alone (0.90) is under the visible threshold, but both cameras
+    put her first and above their lower quantile: she is recognised."""
+    ids = _identities(min_embeddings=1, min_negatives=3, quantile=1.0, joint_quantile=0.5,
+                      floor=0.0)
+    alice_v, bob_v = np.array([1.0, 0.0, 0.0]), np.array([0.6, 0.8, 0.0])
+    alice_r, bob_r = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])
+    book = AppearanceBook()
+    for key, vector in (((V, 1), alice_v), ((V, 2), bob_v), ((R, 3), alice_r),
+                        ((R, 4), bob_r), ((V, 9), np.array([0.6, 0.8, 0.05]))):
+        book.add(key, vector, 0.0)
+    _round(ids, book, {V: [1, 2, 9], R: [3, 4]}, matches=[(1, 3), (2, 4)], follow=True)
+    alice = ids.person_of((V, 1))
+    assert ids.threshold(V) > 0.9  # Bob and the stranger 9 look much alike in visible
+    _leave(ids, book, [(V, 1), (V, 2), (V, 9), (R, 3), (R, 4)], 1.0)
+    book.add((V, 7), np.array([0.9, 0.3, 0.3]), 2.0)  # 0.90 Alice, 0.78 Bob
+    book.add((R, 8), np.array([0.0, 0.95, 0.31]), 2.0)
+    (change,) = [c for c in _round(ids, book, {V: [7], R: [8]}, now=2.0, matches=[(7, 8)],
+                                   follow=True) if c.key == (V, 7)]
+    assert (change.person, str(change.reason)) == (alice, "relinked")
+    _round(ids, book, {V: [7], R: [8]}, now=2.1, matches=[(7, 8)], follow=True)
+    assert ids.person_of((R, 8)) == alice  # its match brings the infrared track along
 
 
 def test_a_track_matched_to_the_lead_stream_follows_it_and_not_its_own_look():

@@ -32,6 +32,7 @@ event says so: nothing is rewritten silently.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -82,6 +83,8 @@ class RelinkSettings(Section):
     follow_after: int = setting(8, "with a view map: embeddings a track of the other stream "
                                    "waits for a match before it compares its own look",
                                 at_least=1)
+    place_join: bool = setting(True, "with a view map: a new track alone at the place of one "
+                                     "track of the other stream is that track's person at once")
     joint_quantile: float = setting(0.9, "a person seen by both cameras, back in both: the "
                                          "quantile each stream's look must reach when both "
                                          "agree on who it is", at_least=0.0, at_most=1.0)
@@ -149,6 +152,7 @@ class Identities:
     track_person: dict[TrackKey, int] = field(default_factory=dict)
     linked: set[TrackKey] = field(default_factory=set)  # linked to a person seen before
     matched: set[TrackKey] = field(default_factory=set)  # matched across the cameras
+    placed: set[TrackKey] = field(default_factory=set)  # joined by place before a match
     compared: dict[TrackKey, int] = field(default_factory=dict)  # embeddings at last compare
     negatives: dict[str, deque[float]] = field(default_factory=dict)  # rgb, ir, cross
     next_id: int = 1
@@ -200,23 +204,29 @@ class Identities:
             del self.persons[pid]  # never embedded and gone: nothing to remember
         self.linked.discard(key)
         self.matched.discard(key)
+        self.placed.discard(key)
         self.compared.pop(key, None)
         return pid
 
     def update(self, book: AppearanceBook, active: dict[Modality, list[int]], now: float,
                matches: list[tuple[int, int]], apart: dict[tuple[int, int], bool] | None,
-               follow: bool) -> list[Change]:
+               follow: bool, near: Callable[[TrackKey], TrackKey | None] | None = None
+               ) -> list[Change]:
         """One round: learn who was seen together, join matched tracks, then link the
         undecided tracks that are ready. ``matches`` are the confirmed (visible, infrared)
         track pairs; ``apart`` says, for each co-live (visible, infrared) pair, whether
         the two are certainly different people (None: not known); ``follow``: a match is
-        possible (a view map), so the other stream's tracks wait for one."""
+        possible (a view map), so the other stream's tracks wait for one; ``near`` gives a
+        track's only counterpart at the corresponding place in the other stream (under the
+        view map), if it has one."""
         for modality, ids in active.items():
             for track in ids:
                 if (modality, track) not in self.track_person:
                     self.start((modality, track))
         self._learn(book, active, apart)
         changes = [c for v, i in matches for c in self._join(v, i)]
+        if near is not None:
+            changes += self._place(active, near)
         if self.settings.enabled:
             changes += self._relink(book, active, now, follow)
         return changes
@@ -248,14 +258,16 @@ class Identities:
     def _negative(self, kind: str, values: np.ndarray) -> None:
         self.negatives.setdefault(kind, deque(maxlen=4000)).extend(values.tolist())
 
-    def _join(self, visible: int, infrared: int) -> list[Change]:
-        """A confirmed match: both tracks are one person. The person kept is the one known
-        before when only one was; else the lead stream's (or the older)."""
+    def _join(self, visible: int, infrared: int, confirmed: bool = True) -> list[Change]:
+        """Both tracks are one person (a confirmed match, or ``confirmed=False``: at one
+        place under the view map). The person kept is the one known before when only one
+        was; else the lead stream's (or the older)."""
         keys = ((Modality.VISIBLE, visible), (Modality.INFRARED, infrared))
         if any(k not in self.track_person for k in keys):
             return []
         pv, pi = (self.persons[self.track_person[k]] for k in keys)
-        self.matched.update(keys)
+        if confirmed:
+            self.matched.update(keys)
         if pv.id == pi.id:
             return []
         lead = self.settings.lead_modality
@@ -270,6 +282,26 @@ class Identities:
             return []
         keep.known = True
         return [self._assign(moved, keep, Reason.MATCHED)]
+
+    def _place(self, active: dict[Modality, list[int]],
+               near: Callable[[TrackKey], TrackKey | None]) -> list[Change]:
+        """A new track alone at the place where the other stream sees one person (under the
+        view map) is that person, before appearance has had time to say so: the one id it
+        gets at once is the one a match would give it a few rounds later. Joined once."""
+        changes = []
+        for modality, ids in active.items():
+            for track in ids:
+                key = (modality, track)
+                if key in self.placed or key in self.matched or key in self.linked:
+                    continue
+                partner = near(key)
+                if partner is None or partner not in self.track_person:
+                    continue
+                self.placed.update((key, partner))
+                visible, infrared = (key, partner) if modality == Modality.VISIBLE else \
+                    (partner, key)
+                changes += self._join(visible[1], infrared[1], confirmed=False)
+        return changes
 
     def _assign(self, key: TrackKey, person: Person, reason: Reason,
                 similarity: float | None = None) -> Change:

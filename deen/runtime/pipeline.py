@@ -132,7 +132,7 @@ class Pipeline:
         events.on_write_error = lambda exc: self.faults.failed("sink:events", exc)
         self.state = LiveState()
         self.track = Track(settings.tracking)
-        self.place = Place() if settings.view_map.enabled else None
+        self.place = Place(settings.matching.gate) if settings.view_map.enabled else None
         self.embed = Embed(embedder, self.faults, settings.embedding,
                            background=settings.sources.realtime)
         self.match = Match(settings.matching, self.place)

@@ -239,14 +239,17 @@ class Place:
 
     name = "place"
 
-    def __init__(self) -> None:
+    def __init__(self, gate: float = MatchingSettings.gate) -> None:
         self.registration = CameraRegistration()
         self.geometry = PairGeometry()
+        self.gate = gate  # mapped distance, in person heights, of one place
+        self.live: dict[Modality, list[int]] = {m: [] for m in STREAMS}
 
     def __call__(self, round_: Round, state: LiveState) -> None:
         if not round_.paired or any(round_.found.get(m) is None for m in round_.frames):
             return
         placed = {m: [(t.track_id, t.box) for t in state.active[m]] for m in STREAMS}
+        self.live = {m: [t for t, _ in placed[m]] for m in STREAMS}
         self.registration.observe(placed[Modality.VISIBLE], placed[Modality.INFRARED])
         if self.registration.current is not None:
             self.geometry.observe(self.registration.current, placed[Modality.VISIBLE],
@@ -255,6 +258,19 @@ class Place:
     def distances(self) -> Callable[[list[int], list[int]], np.ndarray] | None:
         """The mapped distances of pairs, once there is a map."""
         return None if self.registration.current is None else self.geometry.matrix
+
+    def near(self, key: TrackKey) -> TrackKey | None:
+        """The other stream's track at ``key``'s place under the map, when it is the only
+        one within ``gate`` and no other is within twice that (none while there is no map)."""
+        if not self.mapped:
+            return None
+        other = Modality.INFRARED if key[0] == Modality.VISIBLE else Modality.VISIBLE
+        pairs = [(self.geometry.distance.get((key[1], t) if key[0] == Modality.VISIBLE
+                                             else (t, key[1])), t) for t in self.live[other]]
+        close = sorted((d, t) for d, t in pairs if d is not None and d <= 2 * self.gate)
+        if len(close) == 1 and close[0][0] <= self.gate:
+            return (other, close[0][1])
+        return None
 
     @property
     def mapped(self) -> bool:
@@ -405,6 +421,7 @@ class Relink:
     def __init__(self, match: Match, place: Place | None = None,
                  settings: RelinkSettings = RelinkSettings()) -> None:
         self.identities = Identities(settings)
+        self.settings = settings
         self.match, self.place = match, place
         self.announced: dict[TrackKey, int] = {}  # the person each live track's events gave
         self.ended: dict[TrackKey, int] = {}  # tracks ended this round → their person
@@ -415,7 +432,8 @@ class Relink:
         changes = self.identities.update(
             state.book, {m: [t.track_id for t in state.active[m]] for m in STREAMS},
             state.clock, list(self.match.matcher.confirmed),
-            None if place is None else place.apart(state), place is not None and place.mapped)
+            None if place is None else place.apart(state), place is not None and place.mapped,
+            None if place is None or not self.settings.place_join else place.near)
         reasons = {c.key: c for c in changes}
         for modality, frame in round_.frames.items():
             self.newest[modality] = frame.index
