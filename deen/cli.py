@@ -194,7 +194,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.out_dir is not None:
         check_output(args.out_dir, "out_dir", folder=True, results=KEPT, force=args.force)
     return run_demo(args.checkpoint, args.variant, args.people, args.seed, config,
-                    args.out_dir, repeats=args.repeats, train=args.train)
+                    args.out_dir, repeats=args.repeats, train=args.train,
+                    log=lambda line: print(line, flush=True))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -68,43 +68,44 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return float(np.median(times))
 
 
-def _print_matrix(similarity: np.ndarray) -> None:
+def _print_matrix(similarity: np.ndarray, log: Callable[[str], None]) -> None:
     n = similarity.shape[0]
-    print("        " + "".join(f"{'ir' + str(j):>9}" for j in range(n)))
+    log("        " + "".join(f"{'ir' + str(j):>9}" for j in range(n)))
     for i in range(n):
         row = "".join(f"{s:9.3f}" if i != j else f"{s:8.3f}*" for j, s in enumerate(similarity[i]))
-        print(f"  vis{i:<3d}{row}")
+        log(f"  vis{i:<3d}{row}")
 
 
 def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: int,
              config: EmbeddingConfig, out_dir: Path | None, repeats: int = 3,
-             train: bool = False) -> int:
+             train: bool = False, log: Callable[[str], None] = lambda line: None) -> int:
     """Without ``checkpoint``: the cached model trained on generated people when there is
-    one (trained first when ``train``), else a seeded random DEEN; the demo says which."""
+    one (trained first when ``train``), else a seeded random DEEN; the demo says which.
+    What it shows goes to ``log``, a line at a time."""
     loaded = None
     if checkpoint is None:
         checkpoint = generated_model() if train else cached_model()
         if checkpoint is not None:
             loaded = load_checkpoint(checkpoint)
             if variant is not None and loaded.model.variant.name != variant:
-                print(f"The DEEN trained here on generated people ({checkpoint}) is a "
+                log(f"The DEEN trained here on generated people ({checkpoint}) is a "
                       f"{loaded.model.variant.name} model, not {variant}: not using it.")
                 checkpoint = loaded = None
         if checkpoint is not None:
-            print(f"No --checkpoint given: using the DEEN trained here on generated people "
+            log(f"No --checkpoint given: using the DEEN trained here on generated people "
                   f"({checkpoint}). The people below are new to it, so its matches show "
                   "re-identification, on generated people only.")
     if checkpoint is None:
-        print(_boxed([line.format(seed=seed, minutes=MINUTES)
+        log(_boxed([line.format(seed=seed, minutes=MINUTES)
                       for line in RANDOM_INIT_WARNING]))
         model, source = random_model(variant or DEFAULT_VARIANT, seed)
         input_size = DEFAULT_INPUT_SIZE
     else:
         loaded = loaded or load_checkpoint(checkpoint, variant=variant)
         model, source, input_size = loaded.model, loaded.source, loaded.input_size
-        print(f"checkpoint: {checkpoint} ({loaded.source_format} format, "
+        log(f"checkpoint: {checkpoint} ({loaded.source_format} format, "
               f"{len(loaded.ignored)} unused tensors ignored)")
-    print(f"model: DEEN {model.variant.name}, {model.variant.embedding_dim}-d features, "
+    log(f"model: DEEN {model.variant.name}, {model.variant.embedding_dim}-d features, "
           f"{6 * model.variant.embedding_dim}-d embedding, flip {'on' if config.flip else 'off'}")
     kept = None
     if out_dir is not None:
@@ -112,16 +113,16 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
 
     with tempfile.TemporaryDirectory(prefix="deen-demo-") as scratch:
         onnx_path = (out_dir or Path(scratch)) / "deen.onnx"
-        print(f"exporting to {onnx_path} and verifying with ONNX Runtime ...", flush=True)
+        log(f"exporting to {onnx_path} and verifying with ONNX Runtime ...")
         start = time.perf_counter()
         result = export_onnx(model, onnx_path, config=config, source=source,
                              input_size=input_size)
-        print(f"  done in {time.perf_counter() - start:.1f} s: {result.verification.summary()}")
+        log(f"  done in {time.perf_counter() - start:.1f} s: {result.verification.summary()}")
 
         backends: list[Embedder] = [TorchEmbedder(model, config, "cpu", input_size),
                                     OnnxRuntimeEmbedder(onnx_path, device="cpu")]
         openvino = _openvino_int8(model, config, source, input_size, result.model_path,
-                                  onnx_path.with_name("deen_int8.xml"))
+                                  onnx_path.with_name("deen_int8.xml"), log)
         if openvino is not None:
             backends.append(openvino)
         visible, infrared = render_pairs(make_people(people, seed), seed)
@@ -132,30 +133,30 @@ def run_demo(checkpoint: Path | None, variant: str | None, people: int, seed: in
 
         torch_emb, ort_emb = embeddings["pytorch"], embeddings["onnxruntime"]
         similarity = cosine_similarity(ort_emb[:people], ort_emb[people:])
-        print("\ncross-modality similarity (cosine of embeddings, -1..1, as deen run and the "
+        log("\ncross-modality similarity (cosine of embeddings, -1..1, as deen run and the "
               "gallery report it), onnxruntime; rows: visible, columns: infrared, "
               "* = same person")
-        _print_matrix(similarity)
+        _print_matrix(similarity, log)
         hits = int((similarity.argmax(axis=1) == np.arange(people)).sum())
-        print(f"rank-1 visible→infrared: {hits}/{people} (chance level: 1/{people})")
+        log(f"rank-1 visible→infrared: {hits}/{people} (chance level: 1/{people})")
         for name, emb in embeddings.items():
             if name != "pytorch":
-                print(f"pytorch vs {name} on these {2 * people} images: max abs diff "
+                log(f"pytorch vs {name} on these {2 * people} images: max abs diff "
                       f"{np.abs(torch_emb - emb).max():.3g}, min cosine "
                       f"{row_cosines(torch_emb, emb).min():.7f}")
 
         latency = {e.backend: _median_seconds(lambda e=e: e.run(batch, codes), repeats)
                    for e in backends}
         reference = latency["pytorch"]
-        print(f"latency, batch {len(images)}, flip {'on' if config.flip else 'off'}, CPU, median "
+        log(f"latency, batch {len(images)}, flip {'on' if config.flip else 'off'}, CPU, median "
               f"of {repeats}: " + ", ".join(
                   f"{name} {seconds * 1e3:.0f} ms ({reference / seconds:.2f}× pytorch)"
                   for name, seconds in latency.items()))
         fastest = min(backends[1:], key=lambda e: latency[e.backend])
         model_path = getattr(fastest, "path", result.model_path)
-        _live_demo(fastest, model_path, Path(scratch), seed)
+        _live_demo(fastest, model_path, Path(scratch), seed, log)
         if kept is not None:
-            print(f"kept: the checkpoint {kept} (deen export --checkpoint {kept} makes other "
+            log(f"kept: the checkpoint {kept} (deen export --checkpoint {kept} makes other "
                   "exports of it, e.g. an fp32 OpenVINO IR or a --no-flip ONNX), "
                   f"{result.model_path} and {result.manifest_path.name}"
                   + (f", {openvino.path.name} (.bin, .json)" if openvino is not None else ""))
@@ -178,11 +179,12 @@ def _keep_checkpoint(checkpoint: Path | None, model: DEEN, source: SourceInfo,
 
 
 def _openvino_int8(model: DEEN, config: EmbeddingConfig, source: SourceInfo,
-                   input_size: tuple[int, int], onnx_path: Path, out: Path) -> Embedder | None:
+                   input_size: tuple[int, int], onnx_path: Path, out: Path,
+                   log: Callable[[str], None]) -> Embedder | None:
     """The fastest CPU path this toolchain builds: an OpenVINO int8 IR (NNCF, calibrated on a
     few generated people of both modalities), or None, with the reason, where it cannot."""
-    print("quantising for OpenVINO (int8, NNCF, 16 generated calibration images) and "
-          "verifying ...", flush=True)
+    log("quantising for OpenVINO (int8, NNCF, 16 generated calibration images) and "
+          "verifying ...")
     start = time.perf_counter()
     try:
         from deen.backends.openvino_backend import OpenVinoEmbedder
@@ -192,9 +194,9 @@ def _openvino_int8(model: DEEN, config: EmbeddingConfig, source: SourceInfo,
                                  input_size=input_size, precision="int8", onnx_path=onnx_path,
                                  calibration_images=16)
     except (DeenError, ImportError) as exc:
-        print(f"  skipped: {exc}")
+        log(f"  skipped: {exc}")
         return None
-    print(f"  done in {time.perf_counter() - start:.1f} s: {result.verification.summary()}")
+    log(f"  done in {time.perf_counter() - start:.1f} s: {result.verification.summary()}")
     return OpenVinoEmbedder(result.model_path)
 
 
@@ -212,10 +214,11 @@ def _describe(event: dict) -> str:
     return f"  {kind:<14} {what}{latency}"
 
 
-def _live_demo(embedder: Embedder, model_path: Path, scratch: Path, seed: int) -> None:
+def _live_demo(embedder: Embedder, model_path: Path, scratch: Path, seed: int,
+               log: Callable[[str], None]) -> None:
     """`deen run` on a generated visible/infrared camera pair, in real time."""
     pair = write_stream_pair(scratch / "streams", people=3, seconds=6, fps=10, seed=seed)
-    print(f"\nlive pipeline (deen run) on a generated camera pair, 6 s at 10 fps, detections "
+    log(f"\nlive pipeline (deen run) on a generated camera pair, 6 s at 10 fps, detections "
           f"from the generator's boxes ({pair.boxes.name}), embedder: {embedder.backend} ...",
           flush=True)
     settings = LiveSettings().updated({
@@ -225,6 +228,6 @@ def _live_demo(embedder: Embedder, model_path: Path, scratch: Path, seed: int) -
     log = EventLog(None, keep=10_000)
     summary = run_live(embedder, model_path, settings, events=log)
     for event in log.recent:
-        print(_describe(event))
+        log(_describe(event))
     for line in summary.lines():
-        print(f"  {line}")
+        log(f"  {line}")

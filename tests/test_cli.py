@@ -97,14 +97,14 @@ def test_demo_uses_the_cached_generated_people_model_when_there_is_one(tmp_path,
 
     monkeypatch.setattr(demo, "export_onnx", stop)
     with pytest.raises(SystemExit):
-        demo.run_demo(None, None, 2, 0, EmbeddingConfig(), None)
+        demo.run_demo(None, None, 2, 0, EmbeddingConfig(), None, log=print)
     assert final == generated_model.cached_model() and exported == ["sysu"]
     out = capsys.readouterr().out
     assert "trained here on generated people" in out and "RANDOMLY" not in out
     # Another variant asked for: the cached model is not it, so the demo says so and runs
     # a random model of that variant instead of failing.
     with pytest.raises(SystemExit):
-        demo.run_demo(None, "regdb", 2, 0, EmbeddingConfig(), None)
+        demo.run_demo(None, "regdb", 2, 0, EmbeddingConfig(), None, log=print)
     out = capsys.readouterr().out
     assert "is a sysu model, not regdb: not using it" in out and "RANDOMLY INITIALISED" in out
     assert exported == ["sysu", "regdb"]

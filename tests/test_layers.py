@@ -104,3 +104,31 @@ def test_the_live_runtime_on_an_exported_model_needs_no_pytorch() -> None:
             "sys.exit(f'imported {loaded[:3]}' if loaded else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_model_server_imports_nothing_of_the_live_runtime() -> None:
+    """deen serve is a model for many boxes, not a live box: its modules reach no module of
+    deen.runtime (the address parser both use lives in deen.address)."""
+    graph = import_graph()
+    serve = [m for m in graph if m.startswith("deen.serve")]
+    reached = set(serve)
+    frontier = list(serve)
+    while frontier:
+        for nxt in graph[frontier.pop()] - reached:
+            reached.add(nxt)
+            frontier.append(nxt)
+    assert not [m for m in reached if m.startswith("deen.runtime")]
+
+
+def test_library_code_does_not_print() -> None:
+    """Only the command line (deen/cli.py, deen/__main__.py) writes to the terminal; library
+    code hands its lines to a log callable it is given."""
+    calls = []
+    for path in PACKAGE_ROOT.rglob("*.py"):
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                    node.func.id == "print":
+                calls.append(f"{path.relative_to(PACKAGE_ROOT)}:{node.lineno}")
+    assert not calls, calls

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -98,8 +98,18 @@ def read_resume_state(path: Path) -> dict[str, Any]:
     return payload
 
 
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _to_stdout(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 @contextmanager
-def interrupt_flag() -> Iterator[dict[str, bool]]:
+def interrupt_flag(log: Callable[[str], None]) -> Iterator[dict[str, bool]]:
     """SIGINT/SIGTERM set a flag; the loop saves a resumable checkpoint and stops. While a
     step computes its forward and backward passes (``flag["abortable"]``), the signal
     abandons that step at once: the weights and optimiser state are still those of the last
@@ -116,7 +126,7 @@ def interrupt_flag() -> Iterator[dict[str, bool]]:
         first = not flag["stop"]
         flag["stop"] = True
         if first and int(os.environ.get("RANK", 0)) == 0:
-            print("\nstopping: saving last.pt ...", file=sys.stderr, flush=True)
+            log("\nstopping: saving last.pt ...")
         if flag["abortable"]:  # forward/backward: drop the step, keep the last one done
             flag["abortable"] = False
             raise KeyboardInterrupt
@@ -151,13 +161,17 @@ def _claim_run_folder(out: Path, force: bool) -> None:
 
 class Trainer:
     def __init__(self, config: TrainConfig,
-                 resume: Path | dict[str, Any] | None = None, force: bool = False) -> None:
+                 resume: Path | dict[str, Any] | None = None, force: bool = False,
+                 log: Callable[[str], None] = _to_stderr,
+                 out_line: Callable[[str], None] = _to_stdout) -> None:
         """``resume``: a ``last.pt`` path, or the payload :func:`read_resume_state` read.
 
         A new run (no ``resume``) refuses a run folder that already holds a run, so that
         two runs never mix their logs and checkpoints; ``force`` deletes that run's files
-        first."""
+        first. Messages about the run (what it trains on, a stop) go to ``log``, each
+        epoch's line to ``out_line``."""
         self.config = config.validate()
+        self.log, self.out_line = log, out_line
         if resume is None:
             _claim_run_folder(Path(config.out), force)
         self.rank = int(os.environ.get("RANK", 0))
@@ -290,8 +304,8 @@ class Trainer:
         self.model.train()
         last = self.out / "last.pt"
         if lead:
-            print(self.summary(), file=sys.stderr, flush=True)
-        with interrupt_flag() as flag:
+            self.log(self.summary())
+        with interrupt_flag(self.log) as flag:
             while self.epoch < self.config.epochs:
                 if flag["stop"]:  # came between epochs (while validating or saving)
                     return self._stop(None, handle) if lead else last
@@ -343,7 +357,7 @@ class Trainer:
                         if val_map > self.best_map:
                             self.best_map = val_map
                             self.save("best.pt", with_training_state=False)
-                    print(line, flush=True)
+                    self.out_line(line)
                     if self.epoch % self.config.checkpoint_every == 0:
                         last = self.save("last.pt")
             if lead:
