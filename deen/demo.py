@@ -219,15 +219,14 @@ def _live_demo(embedder: Embedder, model_path: Path, scratch: Path, seed: int,
     """`deen run` on a generated visible/infrared camera pair, in real time."""
     pair = write_stream_pair(scratch / "streams", people=3, seconds=6, fps=10, seed=seed)
     log(f"\nlive pipeline (deen run) on a generated camera pair, 6 s at 10 fps, detections "
-          f"from the generator's boxes ({pair.boxes.name}), embedder: {embedder.backend} ...",
-          flush=True)
+          f"from the generator's boxes ({pair.boxes.name}), embedder: {embedder.backend} ...")
     settings = LiveSettings().updated({
         "sources.rgb": str(pair.visible), "sources.ir": str(pair.infrared),
         "detection.detector": str(pair.boxes), "outputs.events": (),
         "outputs.status_every_s": 0.0})
-    log = EventLog(None, keep=10_000)
-    summary = run_live(embedder, model_path, settings, events=log)
-    for event in log.recent:
+    events = EventLog(None, keep=10_000)
+    summary = run_live(embedder, model_path, settings, events=events)
+    for event in events.recent:
         log(_describe(event))
     for line in summary.lines():
         log(f"  {line}")
