@@ -303,6 +303,29 @@ def test_a_new_track_alone_at_a_tracks_place_in_the_other_stream_is_that_person_
         alice, ids.person_of((V, 2)))
 
 
+def test_a_track_joined_at_its_partners_place_goes_along_when_the_partner_is_recognised():
+    """Alice left. She comes back as visible 7, and infrared 8 starts at her place: 8 is
+    joined with 7's new person at once. When 7 is recognised as Alice, 8 is Alice in the
+    same round, not only when a match confirms it later."""
+    ids = _identities(min_embeddings=2, default=0.8, margin=0.05)
+    alice, bob = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    book = AppearanceBook()
+    for key, vector in (((V, 1), alice), ((V, 2), bob)):
+        for _ in range(2):
+            book.add(key, vector, 0.0)
+    _round(ids, book, {V: [1, 2]})
+    alice_id = ids.person_of((V, 1))
+    _leave(ids, book, [(V, 1), (V, 2)], 1.0)
+    book.add((V, 7), alice, 2.0)
+    places = {(R, 8): (V, 7)}
+    _round(ids, book, {V: [7], R: [8]}, now=2.0, follow=True, near=places.get)
+    assert ids.person_of((R, 8)) == ids.person_of((V, 7)) != alice_id
+    book.add((V, 7), alice, 2.1)
+    changes = _round(ids, book, {V: [7], R: [8]}, now=2.1, follow=True, near=places.get)
+    assert [(c.key, c.person, str(c.reason)) for c in changes] == [
+        ((V, 7), alice_id, "relinked"), ((R, 8), alice_id, "matched")]
+
+
 def test_both_cameras_agreeing_recognise_a_returning_person_one_camera_alone_would_not():
     """Alice and Bob were each seen by both cameras. Alice comes back, matched across the
     cameras: her visible look alone (0.90) is under the visible threshold, but both cameras

@@ -347,10 +347,23 @@ class Identities:
                 if last is not None and (s.again <= 1 or entry.count < s.again * last):
                     continue
                 self.compared[key] = entry.count
+                before = self.persons[self.track_person[key]]
                 change = self._compare(key, entry.vector, now, book)
                 if change is not None:
                     changes.append(change)
+                    changes += self._carry(before, self.persons[change.person])
         return changes
+
+    def _carry(self, before: Person, after: Person) -> list[Change]:
+        """A track just recognised as ``after`` leaves ``before``; the other stream's track
+        joined with it (matched, or at its place) is the same person and goes along at
+        once, rather than a few rounds later when the match confirms it again."""
+        if not before.live or before.id not in self.persons:
+            return []
+        (modality, partner), = before.live.values()
+        if modality in after.live:
+            return []
+        return [self._assign((modality, partner), after, Reason.MATCHED)]
 
     def _compare(self, key: TrackKey, vector: np.ndarray, now: float,
                  book: AppearanceBook) -> Change | None:
