@@ -202,7 +202,7 @@ def test_snapshot_feeds_the_renderer_and_the_status_line(offline_run) -> None:
     image = render(snapshot, images)
     assert image.shape[0] == 360 and image.shape[1] > 360 and image.dtype == np.uint8
     line = status_line(snapshot, offline_run["sources"], 1.0)
-    assert line.startswith("[deen run] rgb ") and f"matches {len(snapshot.matches)}" in line
+    assert line.startswith("rgb ") and f"matches {len(snapshot.matches)}" in line
     final, reset = offline_run["final"], offline_run["reset"]
     assert sum(final.processed.values()) > 0 and final.rounds > 0
     assert dict(reset.processed) == dict.fromkeys(STREAMS, 0) and reset.rounds == 0

@@ -125,6 +125,19 @@ def test_tracker_keeps_identity_of_a_walking_person_and_ends_lost_tracks():
     assert [t.track_id for t in update.ended] == [started[0].track_id]
 
 
+def test_a_walking_person_keeps_their_track_across_frames_the_camera_dropped():
+    """A small person (20×60 px) walking 8 px a frame; a live camera drops frames 6-9: the
+    prediction moves them the five frames that passed, so frame 10 is still their track."""
+    tracker = ByteTracker(TrackingSettings(min_hits=1))
+    ids = set()
+    for frame in [*range(6), *range(10, 14)]:
+        x = 10 + 8 * frame
+        update = tracker.update(Detections(np.array([[x, 20, x + 20, 80]], np.float32),
+                                           np.array([0.9], np.float32)), frame)
+        ids |= {t.track_id for t in update.active}
+    assert len(ids) == 1
+
+
 def test_a_part_or_a_merge_is_fitted_to_the_persons_learnt_size():
     """Legs the colour of the floor leave a moving region on the upper body, and two people
     crossing make one region as wide as both: the track keeps its person's height and width

@@ -64,7 +64,7 @@ class RelinkSettings(Section):
                         choices=("visible", "infrared", "none"))
     window_s: float = setting(600.0, "how long a person who left is remembered, seconds",
                               above=0.0)
-    min_embeddings: int = setting(3, "a new track's embeddings before it is compared",
+    min_embeddings: int = setting(1, "a new track's embeddings before it is compared",
                                   at_least=1)
     margin: float = setting(0.05, "the best person must beat the runner-up by this",
                             at_least=0.0, at_most=2.0)

@@ -29,7 +29,9 @@ Distances = Callable[[list[int], list[int]], np.ndarray]
 class EmbeddingSettings(Section):
     """Which crops are embedded, and how (:func:`choose_tracks`, the embedding stage)."""
 
-    budget: int = setting(8, "crops embedded per round; new tracks first, then the stalest",
+    # A real-time call of the whole budget holds the next new track's first embedding
+    # back: benchmarks/README.md, "Live identity in real time".
+    budget: int = setting(4, "crops embedded per round; new tracks first, then the stalest",
                           at_least=1)
     # Memory grows with the batch and CPU throughput hardly does: benchmarks/README.md,
     # "Embedding batch".

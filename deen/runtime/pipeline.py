@@ -148,13 +148,18 @@ class Pipeline:
         self.state.stages = self.stages
         self.timer = StageTimer(tuple(s.name for s in self.stages if s.name != "emit"))
         self.processed = dict.fromkeys(STREAMS, 0)
+        self.latest: dict[Modality, float] = {}  # each stream's newest frame's capture time
 
     def process(self, frames: dict[Modality, Frame | None]) -> None:
         """One round over the frames taken (None: no new frame of that stream)."""
         present = {m: f for m, f in frames.items() if f is not None}
         round_ = Round(present)
-        if len(present) == 2:  # the newest frame of each stream: a pair if close enough
-            skew = abs(present[Modality.VISIBLE].timestamp - present[Modality.INFRARED].timestamp)
+        self.latest.update({m: f.timestamp for m, f in present.items()})
+        if present and len(self.latest) == 2:
+            # A new frame and the other stream's newest (the tracks' boxes there) are one
+            # moment when close enough in time: cameras at different rates rarely deliver
+            # both in one round.
+            skew = abs(self.latest[Modality.VISIBLE] - self.latest[Modality.INFRARED])
             if skew <= self.settings.view_map.pair_skew_s:
                 round_.paired = True
                 self.timer.pairs += 1
@@ -387,6 +392,6 @@ def status_line(snapshot: PipelineSnapshot, sources: dict[Modality, FrameSource]
     pairs = (f"{snapshot.pairs} pairs (mean skew {snapshot.skew_ms / snapshot.pairs:.0f} ms)"
              if snapshot.pairs else "no pairs")
     faults = summarise(snapshot.faults)
-    return (f"[deen run] {streams} | {pairs} | ms/round: {stages} | tracks {tracks}, "
+    return (f"{streams} | {pairs} | ms/round: {stages} | tracks {tracks}, "
             f"matches {len(snapshot.matches)}, embed queue {snapshot.pending}"
             + (f" | faults: {faults}" if faults else ""))

@@ -56,7 +56,7 @@ class Round:
     stages found in them."""
 
     frames: dict[Modality, Frame]
-    paired: bool = False  # both frames close enough in time to be one moment
+    paired: bool = False  # its new frame and the other stream's newest are one moment
     found: dict[Modality, Detections | None] = field(default_factory=dict)  # None: failed
     ended: set[TrackKey] = field(default_factory=set)  # tracks that ended this round
     crops: dict[TrackKey, tuple[np.ndarray, Frame]] = field(default_factory=dict)  # new crops

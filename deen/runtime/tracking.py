@@ -42,15 +42,16 @@ class BoxKalman:
         s = max(h, 1.0)
         self.P = np.diag(np.square([0.1 * s, 0.1 * s, 0.1 * s, 0.1 * s,
                                     0.5 * s, 0.5 * s, 0.5 * s, 0.5 * s]))
-        self.F = np.eye(8)
-        self.F[:4, 4:] = np.eye(4)
         self.H = np.eye(4, 8)
 
-    def predict(self) -> None:
+    def predict(self, steps: int = 1) -> None:
+        """Move the box ``steps`` frames on (frames a live camera dropped count too)."""
         s = max(self.x[3], 1.0)
-        q = np.square([0.05 * s] * 4 + [0.01 * s] * 4)
-        self.x = self.F @ self.x
-        self.P = self.F @ self.P @ self.F.T + np.diag(q)
+        q = steps * np.square([0.05 * s] * 4 + [0.01 * s] * 4)
+        move = np.eye(8)
+        move[:4, 4:] = steps * np.eye(4)
+        self.x = move @ self.x
+        self.P = move @ self.P @ move.T + np.diag(q)
 
     def update(self, box: np.ndarray) -> None:
         z = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2,
@@ -167,6 +168,7 @@ class ByteTracker:
         self.min_hits, self.max_lost = settings.min_hits, settings.max_lost
         self.tracks: list[Track] = []
         self._next_id = 1
+        self._frame: int | None = None  # the last frame's index
 
     def _associate(self, tracks: list[Track], boxes: np.ndarray
                    ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
@@ -180,8 +182,10 @@ class ByteTracker:
                 [j for j in range(len(boxes)) if j not in matched_d])
 
     def update(self, detections: Detections, frame: int) -> TrackUpdate:
+        steps = 1 if self._frame is None else max(1, frame - self._frame)
+        self._frame = frame
         for track in self.tracks:
-            track.kalman.predict()
+            track.kalman.predict(steps)
             track.box = track.kalman.box
         high = detections.scores >= self.high
         low = ~high & (detections.scores >= self.low)
