@@ -201,6 +201,9 @@ def _live_accuracy(folder: Path, isa: str, report: dict) -> list[str]:
     held = " — seeds not looked at when the settings were chosen" \
         if "heldout" in folder.name else ""
     flags = (" --realtime" if report["realtime"] else "") + f" --views {report['views']}"
+    detectors = sorted({r["detector"] for r in report["scenes"]})
+    if detectors != ["boxes", "default"]:  # live_accuracy.py runs both unless told
+        flags += f" --detectors {','.join(detectors)}"
     out = ["", f"### {isa}/{folder.name}: {report['views']} views, {mode}, ids as "
            f"emitted{held}",
            "", f"Machine: {report['machine']['description']}. Model: the DEEN trained on "

@@ -279,6 +279,22 @@ def test_the_relink_threshold_is_calibrated_on_people_seen_together():
     assert ids.threshold(V) == pytest.approx(pairs.max())
 
 
+def test_two_people_seen_together_for_many_rounds_are_one_calibration_pair():
+    """Two people in view for a minute are one observation of two different people, not
+    six hundred: the stream keeps the default threshold until min_negatives distinct pairs
+    have been seen, however long one pair stays."""
+    ids = _identities(min_embeddings=1, min_negatives=3, quantile=1.0, floor=0.1,
+                      default=0.9)
+    book = AppearanceBook()
+    for track, vector in ((0, [1.0, 0.0]), (1, [0.6, 0.8]), (2, [0.0, 1.0])):
+        book.add((V, track), np.array(vector), 0.0)
+    for _ in range(50):
+        _round(ids, book, {V: [0, 1]})
+    assert ids.threshold(V) == 0.9
+    _round(ids, book, {V: [0, 1, 2]})  # three distinct pairs now
+    assert ids.threshold(V) == pytest.approx(0.8)
+
+
 def test_a_match_makes_one_person_and_a_returning_person_brings_their_partner_back():
     """Alice was visible track 1 matched to infrared track 2: one person. She comes back as
     visible 7 (recognised: alike) and infrared 9, whose infrared look alone is not clear

@@ -31,7 +31,6 @@ event says so: nothing is rewritten silently.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -41,6 +40,9 @@ import numpy as np
 from deen.modality import Modality, parse_modality
 from deen.runtime.matching import AppearanceBook, TrackKey, unit
 from deen.settings import Section, setting
+
+#: Pairs of certainly different people kept per kind for the thresholds (the newest).
+NEGATIVE_PAIRS = 2000
 
 
 def calibrated(negatives: np.ndarray, quantile: float, floor: float, default: float,
@@ -77,10 +79,10 @@ class RelinkSettings(Section):
     floor: float = setting(0.5, "the threshold in a stream is at least this", at_least=-1.0,
                            at_most=1.0)
     default: float = setting(0.9, "the threshold in a stream until min_negatives "
-                                  "similarities are seen", at_least=-1.0, at_most=1.0)
-    min_negatives: int = setting(30, "similarities of certainly different people before a "
+                                  "pairs are seen", at_least=-1.0, at_most=1.0)
+    min_negatives: int = setting(30, "pairs of certainly different people before a "
                                      "threshold is calibrated", at_least=1)
-    follow_after: int = setting(8, "with a view map: embeddings a track of the other stream "
+    follow_after: int = setting(4, "with a view map: embeddings a track of the other stream "
                                    "waits for a match before it compares its own look",
                                 at_least=1)
     place_join: bool = setting(True, "with a view map: a new track alone at the place of one "
@@ -154,7 +156,10 @@ class Identities:
     matched: set[TrackKey] = field(default_factory=set)  # matched across the cameras
     placed: set[TrackKey] = field(default_factory=set)  # joined by place before a match
     compared: dict[TrackKey, int] = field(default_factory=dict)  # embeddings at last compare
-    negatives: dict[str, deque[float]] = field(default_factory=dict)  # rgb, ir, cross
+    # Per kind (a stream's modality name, or "cross"): each pair of tracks certainly two
+    # people → their newest similarity. One value per pair, not per round: a pair seen
+    # together for a minute is one observation, not six hundred.
+    negatives: dict[str, dict[tuple[int, int], float]] = field(default_factory=dict)
     next_id: int = 1
 
     # -- reading ---------------------------------------------------------------------------
@@ -172,12 +177,12 @@ class Identities:
         its setting's quantile or at ``quantile``."""
         s = self.settings
         if kind == "cross":
-            seen = self.negatives.get("cross", ())
-            return calibrated(np.fromiter(seen, float), quantile or s.cross_quantile,
+            seen = self.negatives.get("cross", {})
+            return calibrated(np.fromiter(seen.values(), float), quantile or s.cross_quantile,
                               s.cross_floor, 2.0, s.min_negatives)
-        seen = self.negatives.get(Modality(kind).name, ())
-        return calibrated(np.fromiter(seen, float), quantile or s.quantile, s.floor, s.default,
-                          s.min_negatives)
+        seen = self.negatives.get(Modality(kind).name, {})
+        return calibrated(np.fromiter(seen.values(), float), quantile or s.quantile, s.floor,
+                          s.default, s.min_negatives)
 
     # -- the round -------------------------------------------------------------------------
     def start(self, key: TrackKey) -> int:
@@ -243,20 +248,31 @@ class Identities:
                 self.persons[pid].seen_with.update(pids - {pid})
             ready[modality] = [t for t in ids if (modality, t) in book.entries
                                and book.entries[modality, t].count >= least]
-            if len(ready[modality]) >= 2:
-                vectors = np.stack([book.entries[modality, t].vector for t in ready[modality]])
-                upper = (vectors @ vectors.T)[np.triu_indices(len(vectors), 1)]
-                self._negative(modality.name, upper)
+            tracks = ready[modality]
+            if len(tracks) >= 2:
+                vectors = np.stack([book.entries[modality, t].vector for t in tracks])
+                rows, cols = np.triu_indices(len(tracks), 1)
+                similar = (vectors @ vectors.T)[rows, cols]
+                self._negative(modality.name, [(tracks[a], tracks[b]) for a, b in
+                                               zip(rows.tolist(), cols.tolist(), strict=True)],
+                               similar)
         if apart:
             pairs = [(v, i) for v in ready.get(Modality.VISIBLE, [])
                      for i in ready.get(Modality.INFRARED, []) if apart.get((v, i))]
             if pairs:
-                self._negative("cross", np.array([
+                self._negative("cross", pairs, np.array([
                     book.entries[Modality.VISIBLE, v].vector
                     @ book.entries[Modality.INFRARED, i].vector for v, i in pairs]))
 
-    def _negative(self, kind: str, values: np.ndarray) -> None:
-        self.negatives.setdefault(kind, deque(maxlen=4000)).extend(values.tolist())
+    def _negative(self, kind: str, pairs: list[tuple[int, int]], values: np.ndarray) -> None:
+        """Each pair's newest similarity; the oldest pairs are forgotten beyond
+        :data:`NEGATIVE_PAIRS`."""
+        seen = self.negatives.setdefault(kind, {})
+        for pair, value in zip(pairs, values.tolist(), strict=True):
+            seen.pop(pair, None)
+            seen[pair] = value
+        while len(seen) > NEGATIVE_PAIRS:
+            del seen[next(iter(seen))]
 
     def _join(self, visible: int, infrared: int, confirmed: bool = True) -> list[Change]:
         """Both tracks are one person (a confirmed match, or ``confirmed=False``: at one

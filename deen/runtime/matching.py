@@ -29,9 +29,10 @@ Distances = Callable[[list[int], list[int]], np.ndarray]
 class EmbeddingSettings(Section):
     """Which crops are embedded, and how (:func:`choose_tracks`, the embedding stage)."""
 
-    # A real-time call of the whole budget holds the next new track's first embedding
-    # back: benchmarks/README.md, "Live identity in real time".
-    budget: int = setting(4, "crops embedded per round; new tracks first, then the stalest",
+    # One crop per call: a person who walks in waits for one crop's call, not a whole
+    # budget's, before their first embedding (a call's time grows with its crops and
+    # throughput hardly does): benchmarks/README.md, "Live identity in real time".
+    budget: int = setting(1, "crops embedded per round; new tracks first, then the stalest",
                           at_least=1)
     # Memory grows with the batch and CPU throughput hardly does: benchmarks/README.md,
     # "Embedding batch".
@@ -49,7 +50,9 @@ class MatchingSettings(Section):
     threshold: float = setting(0.5, "least cosine similarity of a visible/infrared pair",
                                at_least=-1.0, at_most=1.0)
     confirm_rounds: int = setting(3, "rounds a pair must hold before it is a match", at_least=1)
-    break_rounds: int = setting(5, "rounds without the pair before a match is broken",
+    # A match kept after its pair is gone is a wrong row each round: benchmarks/README.md,
+    # "Live identity in real time".
+    break_rounds: int = setting(2, "rounds without the pair before a match is broken",
                                 at_least=1)
     gate: float = setting(0.5, "with a view map: the farthest apart, in person heights, that "
                                "a pair may be", at_least=0.0)
