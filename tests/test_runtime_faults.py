@@ -68,7 +68,9 @@ def _run(scene, embedder: Embedder, model: Path, detector=None):
         "sources.rgb": str(scene.visible), "sources.ir": str(scene.infrared),
         "detection.detector": str(scene.boxes), "outputs.events": (),
         "sources.realtime": False, "outputs.status_every_s": 0.0, "matching.threshold": 0.0,
-        "matching.without_map": True})
+        "matching.without_map": True,
+        # Two crops per call: a call can hold finite and non-finite rows at once.
+        "embedding.budget": 2})
     events = EventLog(None)
     summary = run_live(embedder, model, settings, detector=detector, events=events)
     return summary, list(events.recent), events
