@@ -132,11 +132,10 @@ def scene_dir(work: Path, seed: int, views: str = "overlap") -> Path:
     return scene
 
 
-def run_one(scene: Path, model: Path, embedder: Embedder, detector: str | None,
-            folder: Path, realtime: bool, overrides: list[str]) -> float:
-    """One live run of ``scene`` into ``folder``; returns its seconds."""
-    if folder.exists():
-        shutil.rmtree(folder)
+def run_settings(scene: Path, detector: str | None, folder: Path, realtime: bool,
+                 overrides: list[str]) -> LiveSettings:
+    """deen run's settings for one run of ``scene`` into ``folder``: ``detector`` a detector
+    spec (None: deen run's default), ``overrides`` as deen run --set."""
     settings = LiveSettings().updated({
         "sources.rgb": str(scene / "visible.mp4"), "sources.ir": str(scene / "infrared.mp4"),
         "sources.realtime": realtime, "outputs.events": (), "outputs.status_every_s": 0.0,
@@ -148,6 +147,30 @@ def run_one(scene: Path, model: Path, embedder: Embedder, detector: str | None,
         from deen import settings as tree
 
         settings = settings.updated(tree.parse_overrides(LiveSettings, overrides))
+    return settings
+
+
+def check_overrides(parser: argparse.ArgumentParser, overrides: list[str]) -> None:
+    """Refuse a bad --set in one line before any work starts."""
+    from deen import settings as tree
+
+    try:
+        LiveSettings().updated(tree.parse_overrides(LiveSettings, overrides))
+    except tree.SettingError as exc:
+        parser.error(f"--set {exc}")
+
+
+def detector_runs(scene: Path) -> dict[str, str | None]:
+    """The runs of a scene by label: its exact boxes, and deen run's default detector."""
+    return {"boxes": str(scene / "boxes.jsonl"), "default": None}
+
+
+def run_one(scene: Path, model: Path, embedder: Embedder, detector: str | None,
+            folder: Path, realtime: bool, overrides: list[str]) -> float:
+    """One live run of ``scene`` into ``folder``; returns its seconds."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    settings = run_settings(scene, detector, folder, realtime, overrides)
     start = time.perf_counter()
     summary = run_live(embedder, model, settings)
     if summary.failure is not None:
@@ -177,6 +200,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a deen run setting for every run (as deen run --set)")
     args = parser.parse_args()
+    check_overrides(parser, args.set)
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     model = args.model or _exported(live_model(lambda line: print(line, file=sys.stderr)),
@@ -188,8 +212,8 @@ def main() -> None:
     mode = "realtime" if args.realtime else "offline"
     for seed in args.seeds:
         scene = scene_dir(args.work, seed, args.views)
-        runs = (("boxes", str(scene / "boxes.jsonl")), ("default", None))
-        for label, detector in [r for r in runs if r[0] in args.detectors.split(",")]:
+        runs = detector_runs(scene)
+        for label, detector in [r for r in runs.items() if r[0] in args.detectors.split(",")]:
             run = args.work / f"run{seed}-{args.views}-{label}-{mode}"
             seconds = run_one(scene, model, embedder, detector, run, args.realtime, args.set)
             score = score_run(scene, run)

@@ -35,10 +35,9 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from live_accuracy import _exported, scene_dir
+from live_accuracy import _exported, check_overrides, detector_runs, run_settings, scene_dir
 from live_model import live_model
 
-from deen import settings as tree
 from deen.backends.registry import open_embedder
 from deen.eval.live_score import score_run
 from deen.fileio import atomic_path
@@ -150,6 +149,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a deen run setting for every run (as deen run --set)")
     args = parser.parse_args()
+    known = list(detector_runs(Path()))
+    unknown = set(args.detectors.split(",")) - set(known)
+    if unknown:
+        parser.error(f"--detectors: {', '.join(sorted(unknown))}: expected "
+                     f"{', '.join(known)}")
+    check_overrides(parser, args.set)
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     model = _exported(live_model(lambda line: print(line, file=sys.stderr)), args.work)
@@ -158,12 +163,8 @@ def main() -> None:
     for seed in args.seeds:
         scene = scene_dir(args.work, seed, args.views)
         for detector in args.detectors.split(","):
-            settings = LiveSettings().updated({
-                "sources.realtime": True, "outputs.events": (),
-                "detection.detector": str(scene / "boxes.jsonl") if detector == "boxes"
-                else LiveSettings().detection.detector})
-            settings = settings.updated(tree.parse_overrides(LiveSettings, args.set))
             run = args.out / f"run{seed}-{args.views}-{detector}"
+            settings = run_settings(scene, detector_runs(scene)[detector], run, True, args.set)
             simulate(scene, embedder, settings, run, args.round_ms / 1000,
                      args.call_ms / 1000, args.crop_ms / 1000)
             score = score_run(scene, run).to_dict()
