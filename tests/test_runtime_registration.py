@@ -88,3 +88,43 @@ def test_with_a_map_only_people_at_corresponding_places_match():
 
     assert set(matcher.assign(book, distances)) == {(1, 7)}
     assert matcher.assign(book, lambda v, r: np.full((len(v), len(r)), np.nan)) == {}
+
+
+def _walkers(starts: list[tuple[float, float]], speed: float, rounds: int, height: float = 100,
+             stop_after: int | None = None) -> list[list[tuple[int, np.ndarray]]]:
+    """Per round, (track, box) of people walking right from ``starts`` (x, foot y), standing
+    still from round ``stop_after`` on."""
+    out = []
+    for k in range(rounds):
+        step = k if stop_after is None else min(k, stop_after)
+        out.append([(n + 1, np.array([x + speed * step, y - height, x + speed * step + 40, y]))
+                    for n, (x, y) in enumerate(starts)])
+    return out
+
+
+def _learn_rounds(visible: list, infrared: list) -> ViewMap | None:
+    registration = CameraRegistration(refit_every=10**9)
+    for v, r in zip(visible, infrared, strict=True):
+        registration.observe(v, r)
+    return registration.fit()
+
+
+def test_a_group_in_one_view_laid_onto_one_person_in_the_other_is_no_map():
+    """Three visible people walking close together and one infrared person walking with
+    them at another place: every visible box lies near that one infrared box, but one
+    person cannot be three."""
+    visible = _walkers([(100, 300), (130, 305), (160, 310)], speed=3, rounds=120)
+    infrared = _walkers([(130, 305)], speed=3, rounds=120)
+    assert _learn_rounds(visible, infrared) is None
+    # The same three people seen by both cameras give a map.
+    assert _learn_rounds(visible, _walkers([(100, 300), (130, 305), (160, 310)], speed=3,
+                                           rounds=120)) is not None
+
+
+def test_people_in_step_for_a_while_are_no_map():
+    """Three visible and three infrared people walk in step for half of the rounds, then the
+    infrared ones stop: over the rounds no pair stayed together."""
+    starts = [(100, 300), (300, 400), (500, 350)]
+    visible = _walkers(starts, speed=3, rounds=120)
+    assert _learn_rounds(visible, _walkers(starts, speed=3, rounds=120, stop_after=60)) is None
+    assert _learn_rounds(visible, _walkers(starts, speed=3, rounds=120)) is not None

@@ -11,7 +11,12 @@ with no calibration step: each candidate pair (a visible box and an infrared box
 moment) proposes a map from its box heights and foot points, and the proposal that carries
 the most visible boxes onto an infrared box (RANSAC) is refined by least squares on those
 inliers. A map is used only when it explains a clear share of what both cameras saw, over
-several people, so that cameras that see different places never get one by chance.
+several people, so that cameras that see different places never get one by chance. What it
+explains is counted one to one: in each round a mapped visible box is paired with at most
+one infrared box, and over the kept rounds each visible track with one infrared track (its
+most frequent partner). A true map pairs each person with themselves for as long as both
+cameras see them; a false one, found where people in two different places walk at similar
+heights, lays several visible people onto one infrared person, or one onto several in turn.
 
 :class:`PairGeometry` then says, for each visible/infrared track pair, how far apart their
 boxes are once mapped (relative to the person's height), smoothed over the rounds in which
@@ -21,10 +26,11 @@ came from.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from deen.settings import Section, setting
 
@@ -49,7 +55,7 @@ class ViewMap:
     scale: float
     dx: float
     dy: float
-    support: int  # visible boxes the map carried onto an infrared box when it was fitted
+    support: int  # visible boxes the map carried onto their track's infrared partner
     share: float  # their share of the visible boxes seen while the infrared camera saw people
 
     def apply(self, boxes: np.ndarray) -> np.ndarray:
@@ -85,8 +91,9 @@ class CameraRegistration:
 
     inlier_distance: float = 0.35  # a mapped box this close (in heights) explains a box
     min_support: int = 60  # visible boxes the map must explain …
-    min_tracks: int = 3  # … belonging to at least this many visible tracks …
+    min_tracks: int = 3  # … with at least this many pairs of tracks that stayed together …
     min_share: float = 0.4  # … and this share of the visible boxes that had a candidate
+    faithful: float = 0.8  # a pair stayed together: paired in this share of its rounds
     refit_every: int = 50  # rounds between fits
     history: int = 600  # rounds of boxes kept
     hypotheses: int = 300
@@ -108,27 +115,27 @@ class CameraRegistration:
         if visible and infrared:
             self.rounds.append(([t for t, _ in visible], np.array([b for _, b in visible],
                                                                    np.float64),
-                                np.array([b for _, b in infrared], np.float64)))
+                                np.array([b for _, b in infrared], np.float64),
+                                [t for t, _ in infrared]))
             while len(self.rounds) > self.history:
                 self.rounds.popleft()
         self._since_fit += 1
         if self._since_fit >= self.refit_every:
             self._since_fit = 0
             self.current = self.fit()
-            plenty = sum(len(v) for _, v, _ in self.rounds) >= 2 * self.min_support and \
-                len({t for ids, _, _ in self.rounds for t in ids}) >= self.min_tracks
+            plenty = sum(len(v) for _, v, *_ in self.rounds) >= 2 * self.min_support and \
+                len({t for ids, *_ in self.rounds for t in ids}) >= self.min_tracks
             self.misses = 0 if self.current is not None else self.misses + plenty
 
     def fit(self) -> ViewMap | None:
         """RANSAC over the kept rounds; None when no map explains enough."""
         if not self.rounds:
             return None
-        tracks = np.concatenate([np.array(ids) for ids, _, _ in self.rounds])
-        v_boxes = np.concatenate([v for _, v, _ in self.rounds])
+        v_boxes = np.concatenate([v for _, v, *_ in self.rounds])
         # Every candidate pair (visible box, infrared box of the same round).
         pairs_v, pairs_r, r_boxes = [], [], []
         v_offset = r_offset = 0
-        for _, v, r in self.rounds:
+        for _, v, r, _ in self.rounds:
             a, b = np.meshgrid(np.arange(len(v)), np.arange(len(r)), indexing="ij")
             pairs_v.append(a.ravel() + v_offset)
             pairs_r.append(b.ravel() + r_offset)
@@ -160,12 +167,39 @@ class CameraRegistration:
             if inliers.sum() < best_inliers.sum():
                 break
             best, best_inliers = refined, inliers
-        support = int(best_inliers.sum())
+        support, partners = self._one_to_one(best)
         share = support / len(v_boxes)
-        if support < self.min_support or share < self.min_share or \
-                len(set(tracks[best_inliers].tolist())) < self.min_tracks:
+        if support < self.min_support or share < self.min_share or partners < self.min_tracks:
             return None
         return ViewMap(*best, support=support, share=round(share, 3))
+
+    def _one_to_one(self, proposal: tuple[float, float, float]) -> tuple[int, int]:
+        """The visible boxes ``proposal`` carries onto their track's partner, and how many
+        partners stayed together. Each round pairs mapped visible and infrared boxes one to
+        one (nearest in total, within ``inlier_distance``); over the rounds, each visible
+        track keeps one infrared partner and each infrared track one visible partner, the
+        pairs paired most often first. A pair stayed together when it was paired in at least
+        ``faithful`` of the rounds that both tracks were live: one person seen by two
+        cameras is, two people who fell in step for a while are not."""
+        together: Counter[tuple[int, int]] = Counter()
+        live: Counter[tuple[int, int]] = Counter()
+        for v_ids, v, r, r_ids in self.rounds:
+            distance = _apart(_mapped(v, proposal)[:, None], r[None])
+            rows, cols = linear_sum_assignment(np.minimum(distance, 10.0))
+            for i, j in zip(rows, cols, strict=True):
+                if distance[i, j] <= self.inlier_distance:
+                    together[v_ids[i], r_ids[j]] += 1
+            live.update((a, b) for a in v_ids for b in r_ids)
+        taken_v: set[int] = set()
+        taken_r: set[int] = set()
+        support = stayed = 0
+        for (v_id, r_id), rounds in together.most_common():
+            if v_id not in taken_v and r_id not in taken_r:
+                taken_v.add(v_id)
+                taken_r.add(r_id)
+                support += rounds
+                stayed += rounds >= self.faithful * live[v_id, r_id]
+        return support, stayed
 
     def _distances(self, proposal: tuple[float, float, float], v_boxes: np.ndarray,
                    r_boxes: np.ndarray, pv: np.ndarray, pr: np.ndarray) -> np.ndarray:
