@@ -93,7 +93,8 @@ class CameraRegistration:
     min_support: int = 60  # visible boxes the map must explain …
     min_tracks: int = 3  # … with at least this many pairs of tracks that stayed together …
     min_share: float = 0.4  # … and this share of the visible boxes that had a candidate
-    faithful: float = 0.8  # a pair stayed together: paired in this share of its rounds
+    faithful: float = 0.8  # a pair stayed together: paired in this share of its rounds …
+    min_rounds: int = 10  # … and in at least this many
     refit_every: int = 50  # rounds between fits
     history: int = 600  # rounds of boxes kept
     hypotheses: int = 300
@@ -198,7 +199,7 @@ class CameraRegistration:
                 taken_v.add(v_id)
                 taken_r.add(r_id)
                 support += rounds
-                stayed += rounds >= self.faithful * live[v_id, r_id]
+                stayed += rounds >= max(self.faithful * live[v_id, r_id], self.min_rounds)
         return support, stayed
 
     def _distances(self, proposal: tuple[float, float, float], v_boxes: np.ndarray,
