@@ -98,6 +98,7 @@ class CameraRegistration:
     refit_every: int = 50  # rounds between fits
     history: int = 600  # rounds of boxes kept
     hypotheses: int = 300
+    score_rounds: int = 120  # kept rounds, spread evenly, that rank the hypotheses
     seed: int = 0
     rounds: deque = field(default_factory=deque)
     current: ViewMap | None = None
@@ -134,12 +135,13 @@ class CameraRegistration:
             return None
         v_boxes = np.concatenate([v for _, v, *_ in self.rounds])
         # Every candidate pair (visible box, infrared box of the same round).
-        pairs_v, pairs_r, r_boxes = [], [], []
+        pairs_v, pairs_r, pairs_round, r_boxes = [], [], [], []
         v_offset = r_offset = 0
-        for _, v, r, _ in self.rounds:
+        for n, (_, v, r, _) in enumerate(self.rounds):
             a, b = np.meshgrid(np.arange(len(v)), np.arange(len(r)), indexing="ij")
             pairs_v.append(a.ravel() + v_offset)
             pairs_r.append(b.ravel() + r_offset)
+            pairs_round.append(np.full(a.size, n))
             r_boxes.append(r)
             v_offset += len(v)
             r_offset += len(r)
@@ -147,18 +149,24 @@ class CameraRegistration:
         r_boxes = np.concatenate(r_boxes)
         if len(v_boxes) < self.min_support:
             return None
+        # Proposals are drawn and ranked on rounds spread over the history (neighbouring
+        # rounds are near copies); the best is refined and counted on all of them.
+        scored = np.isin(np.concatenate(pairs_round), np.unique(np.linspace(
+            0, len(self.rounds) - 1, min(len(self.rounds), self.score_rounds)).astype(int)))
+        sv, sr = pv[scored], pr[scored]
         rng = np.random.default_rng(self.seed)
-        picks = rng.choice(len(pv), size=min(self.hypotheses, len(pv)), replace=False)
+        picks = rng.choice(len(sv), size=min(self.hypotheses, len(sv)), replace=False)
         best, best_inliers = None, np.zeros(len(v_boxes), bool)
         for k in picks:
-            proposal = _from_one_pair(v_boxes[pv[k]], r_boxes[pr[k]])
+            proposal = _from_one_pair(v_boxes[sv[k]], r_boxes[sr[k]])
             if proposal is None:
                 continue
-            inliers = self._inliers(proposal, v_boxes, r_boxes, pv, pr)
+            inliers = self._inliers(proposal, v_boxes, r_boxes, sv, sr)
             if inliers.sum() > best_inliers.sum():
                 best, best_inliers = proposal, inliers
         if best is None:
             return None
+        best_inliers = self._inliers(best, v_boxes, r_boxes, pv, pr)
         for _ in range(2):  # refine on the inliers' closest pairs, then recount
             refined = _least_squares(*self._closest_pairs(best, v_boxes, r_boxes, pv, pr,
                                                           best_inliers))
