@@ -98,7 +98,12 @@ class CameraRegistration:
     refit_every: int = 50  # rounds between fits
     history: int = 600  # rounds of boxes kept
     hypotheses: int = 300
-    score_rounds: int = 120  # kept rounds, spread evenly, that rank the hypotheses
+    score_rounds: int = 120  # kept rounds, spread evenly, that rank the hypotheses …
+    finalists: int = 10  # … whose best are counted on all kept rounds
+    # A least-squares refinement is kept unless it explains clearly fewer boxes: a
+    # proposal from one pair is rough, and within the inlier distance many rough maps
+    # explain about as many boxes as the right one.
+    keep_refined: float = 0.95
     seed: int = 0
     rounds: deque = field(default_factory=deque)
     current: ViewMap | None = None
@@ -150,30 +155,34 @@ class CameraRegistration:
         if len(v_boxes) < self.min_support:
             return None
         # Proposals are drawn and ranked on rounds spread over the history (neighbouring
-        # rounds are near copies); the best is refined and counted on all of them.
+        # rounds are near copies); the best few are counted on all of them, and the best
+        # of those refined.
         scored = np.isin(np.concatenate(pairs_round), np.unique(np.linspace(
             0, len(self.rounds) - 1, min(len(self.rounds), self.score_rounds)).astype(int)))
         sv, sr = pv[scored], pr[scored]
         rng = np.random.default_rng(self.seed)
         picks = rng.choice(len(sv), size=min(self.hypotheses, len(sv)), replace=False)
-        best, best_inliers = None, np.zeros(len(v_boxes), bool)
+        ranked = []
         for k in picks:
             proposal = _from_one_pair(v_boxes[sv[k]], r_boxes[sr[k]])
-            if proposal is None:
-                continue
-            inliers = self._inliers(proposal, v_boxes, r_boxes, sv, sr)
+            if proposal is not None:
+                ranked.append((int(self._inliers(proposal, v_boxes, r_boxes, sv, sr).sum()),
+                               proposal))
+        if not ranked:
+            return None
+        ranked.sort(key=lambda scored_proposal: -scored_proposal[0])
+        best, best_inliers = None, np.zeros(len(v_boxes), bool)
+        for _, proposal in ranked[:self.finalists]:
+            inliers = self._inliers(proposal, v_boxes, r_boxes, pv, pr)
             if inliers.sum() > best_inliers.sum():
                 best, best_inliers = proposal, inliers
-        if best is None:
-            return None
-        best_inliers = self._inliers(best, v_boxes, r_boxes, pv, pr)
         for _ in range(2):  # refine on the inliers' closest pairs, then recount
             refined = _least_squares(*self._closest_pairs(best, v_boxes, r_boxes, pv, pr,
                                                           best_inliers))
             if refined is None:
                 break
             inliers = self._inliers(refined, v_boxes, r_boxes, pv, pr)
-            if inliers.sum() < best_inliers.sum():
+            if inliers.sum() < self.keep_refined * best_inliers.sum():
                 break
             best, best_inliers = refined, inliers
         support, partners = self._one_to_one(best)
