@@ -25,7 +25,6 @@ writes DIR/view_map.json and DIR/view_map.md. Scenes come from --work (default
 from __future__ import annotations
 
 import argparse
-import configparser
 import json
 import sys
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from live_accuracy import scene_dir
 
-from deen.mot import read_boxes
+from deen.mot import SequenceInfo, read_boxes, read_seqinfo
 from deen.runtime.registration import (
     CameraRegistration,
     ViewMap,
@@ -55,29 +54,20 @@ class Stream:
     """One stream's truth: per frame (1-based) the (person, x1 y1 x2 y2 box) rows."""
 
     rows: dict[int, list[tuple[int, np.ndarray]]]
-    fps: float
-    start: float  # seconds on the pair's clock
-    frames: int
+    info: SequenceInfo
 
     @classmethod
     def read(cls, folder: Path) -> Stream:
-        info = configparser.ConfigParser()
-        info.read(folder / "seqinfo.ini")
-        seq = info["Sequence"]
         boxes = read_boxes(folder / "gt" / "gt.txt")
         rows = {f: [(int(i), np.array([b[0], b[1], b[0] + b[2], b[1] + b[3]], np.float64))
                     for i, b in zip(boxes.ids[f], boxes.boxes[f], strict=True)]
                 for f in boxes.frames()}
-        return cls(rows, float(seq["frameRate"]), float(seq.get("startTime", 0.0)),
-                   int(seq["seqLength"]))
+        return cls(rows, read_seqinfo(folder / "seqinfo.ini"))
 
     def newest(self, now: float) -> int | None:
-        """The 0-based index of the newest frame taken by ``now``."""
-        index = int(np.floor((now - self.start) * self.fps + 1e-9))
-        return index if 0 <= index < self.frames else None
-
-    def taken(self, index: int) -> float:
-        return self.start + index / self.fps
+        """The newest frame (1-based) taken by ``now``."""
+        frame = int(np.floor((now - self.info.start) * self.info.fps + 1e-9)) + 1
+        return frame if 1 <= frame <= self.info.length else None
 
 
 def right(view: ViewMap, visible: list, infrared: list, inlier: float) -> bool | None:
@@ -103,16 +93,17 @@ def replay(scene: Path, rate: float) -> dict:
     last: tuple[int | None, int | None] = (None, None)
     current: ViewMap | None = None
     verdict: bool | None = None
-    end = min(visible.taken(visible.frames), infrared.taken(infrared.frames))
+    end = min(visible.info.time_of(visible.info.length + 1),
+              infrared.info.time_of(infrared.info.length + 1))
     for step in range(int(end * rate)):
         now = step / rate
         v, r = visible.newest(now), infrared.newest(now)
         if v is None or r is None or (v, r) == last:
             continue
         last = (v, r)
-        paired = abs(visible.taken(v) - infrared.taken(r)) <= skew
-        seen_v = visible.rows.get(v + 1, []) if paired else []
-        seen_r = infrared.rows.get(r + 1, []) if paired else []
+        paired = abs(visible.info.time_of(v) - infrared.info.time_of(r)) <= skew
+        seen_v = visible.rows.get(v, []) if paired else []
+        seen_r = infrared.rows.get(r, []) if paired else []
         registration.observe(seen_v, seen_r)
         if registration.current is not current:
             current, verdict = registration.current, None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -85,6 +86,15 @@ def box_distance(mapped: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return _apart(mapped[:, None], boxes[None])
 
 
+class _Round(NamedTuple):
+    """One paired round's live tracks: each stream's track ids and N×4 boxes."""
+
+    visible_ids: list[int]
+    visible: np.ndarray
+    infrared: np.ndarray
+    infrared_ids: list[int]
+
+
 @dataclass
 class CameraRegistration:
     """Learns the visible→infrared :class:`ViewMap` from boxes seen at the same moments."""
@@ -105,7 +115,7 @@ class CameraRegistration:
     # explain about as many boxes as the right one.
     keep_refined: float = 0.95
     seed: int = 0
-    rounds: deque = field(default_factory=deque)
+    rounds: deque[_Round] = field(default_factory=deque)
     current: ViewMap | None = None
     misses: int = 0  # fits in a row that had plenty to go on and found no map
     _since_fit: int = 0
@@ -120,25 +130,25 @@ class CameraRegistration:
                 infrared: list[tuple[int, np.ndarray]]) -> None:
         """One paired round's live tracks, as (track id, box) of each stream."""
         if visible and infrared:
-            self.rounds.append(([t for t, _ in visible], np.array([b for _, b in visible],
-                                                                   np.float64),
-                                np.array([b for _, b in infrared], np.float64),
-                                [t for t, _ in infrared]))
+            self.rounds.append(_Round([t for t, _ in visible],
+                                      np.array([b for _, b in visible], np.float64),
+                                      np.array([b for _, b in infrared], np.float64),
+                                      [t for t, _ in infrared]))
             while len(self.rounds) > self.history:
                 self.rounds.popleft()
         self._since_fit += 1
         if self._since_fit >= self.refit_every:
             self._since_fit = 0
             self.current = self.fit()
-            plenty = sum(len(v) for _, v, *_ in self.rounds) >= 2 * self.min_support and \
-                len({t for ids, *_ in self.rounds for t in ids}) >= self.min_tracks
+            plenty = sum(len(r.visible) for r in self.rounds) >= 2 * self.min_support and \
+                len({t for r in self.rounds for t in r.visible_ids}) >= self.min_tracks
             self.misses = 0 if self.current is not None else self.misses + plenty
 
     def fit(self) -> ViewMap | None:
         """RANSAC over the kept rounds; None when no map explains enough."""
         if not self.rounds:
             return None
-        v_boxes = np.concatenate([v for _, v, *_ in self.rounds])
+        v_boxes = np.concatenate([r.visible for r in self.rounds])
         # Every candidate pair (visible box, infrared box of the same round).
         pairs_v, pairs_r, pairs_round, r_boxes = [], [], [], []
         v_offset = r_offset = 0
@@ -202,7 +212,7 @@ class CameraRegistration:
         together: Counter[tuple[int, int]] = Counter()
         live: Counter[tuple[int, int]] = Counter()
         for v_ids, v, r, r_ids in self.rounds:
-            distance = _apart(_mapped(v, proposal)[:, None], r[None])
+            distance = box_distance(_mapped(v, proposal), r)
             rows, cols = linear_sum_assignment(np.minimum(distance, 10.0))
             for i, j in zip(rows, cols, strict=True):
                 if distance[i, j] <= self.inlier_distance:
