@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from live_accuracy import scene_dir
 
+from deen.fileio import atomic_path
 from deen.mot import SequenceInfo, read_boxes, read_seqinfo
 from deen.runtime.registration import (
     CameraRegistration,
@@ -156,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"scene {seed} {view}: first map {row['first_map_s']} s, "
                   f"{row['false_maps']} false of {row['maps']} fits with a map", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "view_map.json").write_text(json.dumps(
-        {"rate": args.rate, "scenes": rows}, indent=1) + "\n")
+    with atomic_path(args.out / "view_map.json") as tmp:
+        tmp.write_text(json.dumps({"rate": args.rate, "scenes": rows}, indent=1) + "\n")
     lines = ["# The cameras' view map on generated scenes (truth boxes)", "",
              f"Rounds at {args.rate:g} a second; a map is false when the cameras are apart, "
              "or when it does not lay the people both cameras see onto themselves.", "",
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{'-' if r['first_map_s'] is None else str(r['first_map_s']) + ' s'} | "
                      f"{'-' if r['first_false_s'] is None else str(r['first_false_s']) + ' s'}"
                      " |")
-    (args.out / "view_map.md").write_text("\n".join(lines) + "\n")
+    with atomic_path(args.out / "view_map.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     return 0
 
 
