@@ -138,6 +138,35 @@ def test_a_walking_person_keeps_their_track_across_frames_the_camera_dropped():
     assert len(ids) == 1
 
 
+def _one_box(x: float, width: float = 20) -> Detections:
+    return Detections(np.array([[x, 20, x + width, 80]], np.float32),
+                      np.array([0.9], np.float32))
+
+
+@pytest.mark.parametrize("recover", [0.3, 0.0])
+def test_a_box_beside_a_lost_track_continues_it_unless_recovery_is_off(recover):
+    """A small person (20×60 px) stands at x = 100, then is next seen 14 px on (the frames
+    between were dropped): the boxes overlap by IoU 0.18, under the matching's 0.3, but the
+    centre moved a quarter of a height; the track goes on (a new track is a new id)."""
+    tracker = ByteTracker(TrackingSettings(min_hits=1, recover=recover))
+    ids = set()
+    for frame, x in [*((f, 100) for f in range(6)), (9, 114), (10, 114)]:
+        ids |= {t.track_id for t in tracker.update(_one_box(x), frame, 640).active}
+    assert len(ids) == (1 if recover else 2)
+
+
+def test_a_track_lost_at_the_pictures_side_is_not_continued_by_someone_walking_in():
+    """Someone last seen at the picture's left edge has walked out: a box there a moment
+    later is someone walking in, a new track."""
+    tracker = ByteTracker(TrackingSettings(min_hits=1, recover=0.3))
+    ids = set()
+    for frame in range(4):
+        ids |= {t.track_id for t in tracker.update(_one_box(0), frame, 640).active}
+    tracker.update(Detections.empty(), 4, 640)
+    ids |= {t.track_id for t in tracker.update(_one_box(12), 5, 640).active}
+    assert len(ids) == 2
+
+
 def test_a_part_or_a_merge_is_fitted_to_the_persons_learnt_size():
     """Legs the colour of the floor leave a moving region on the upper body, and two people
     crossing make one region as wide as both: the track keeps its person's height and width

@@ -129,6 +129,7 @@ class Track:
     kalman: BoxKalman | None = field(default=None, repr=False)
     size: BodySize = field(default_factory=BodySize, repr=False)
     fitted: bool = False  # the box is the learnt size fitted to a part or a merge
+    seen_box: np.ndarray | None = field(default=None, repr=False)  # the last matched box
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,16 @@ class TrackUpdate:
     active: list[Track]  # confirmed tracks matched in this frame (their box is current)
     started: list[Track]  # confirmed in this frame
     ended: list[Track]  # removed in this frame (lost for too long)
+
+
+#: A box this close to the picture's left or right edge (a share of its width) belongs to
+#: someone who may be walking out of view.
+SIDE = 0.02
+
+
+def at_side(box: np.ndarray, width: int) -> bool:
+    """Whether ``box`` (x1, y1, x2, y2) reaches the picture's left or right edge."""
+    return bool(box[0] <= SIDE * width or box[2] >= (1 - SIDE) * width)
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,10 @@ class TrackingSettings(Section):
                                at_least=0.0, at_most=1.0)
     min_hits: int = setting(2, "detections before a track is confirmed (and reported)",
                             at_least=1)
+    recover: float = setting(0.3, "a strong detection that overlaps no track continues the "
+                                  "lost track whose predicted centre is nearest, within this "
+                                  "many of its heights, if their heights agree (0: off)",
+                             at_least=0.0)
     max_lost: int = setting(30, "frames without a detection before a track ends", at_least=1)
     fit_boxes: bool = setting(True, "fit a part or a merge of people to the track's learnt "
                                     "body size")
@@ -166,6 +181,7 @@ class ByteTracker:
         self.high, self.low = settings.high_threshold, settings.low_threshold
         self.match_iou, self.fit_boxes = settings.match_iou, settings.fit_boxes
         self.min_hits, self.max_lost = settings.min_hits, settings.max_lost
+        self.recover = settings.recover
         self.tracks: list[Track] = []
         self._next_id = 1
         self._frame: int | None = None  # the last frame's index
@@ -181,7 +197,31 @@ class ByteTracker:
         return (pairs, [i for i in range(len(tracks)) if i not in matched_t],
                 [j for j in range(len(boxes)) if j not in matched_d])
 
-    def update(self, detections: Detections, frame: int) -> TrackUpdate:
+    def _nearest(self, tracks: list[Track], boxes: np.ndarray
+                 ) -> list[tuple[int, int]]:
+        """Pairs of ``tracks`` and ``boxes`` by the distance of their centres in track
+        heights, within ``recover`` and with heights within a factor of 1.5. IoU finds no
+        overlap when a small person moves more than their own width between the frames a
+        live camera dropped, or when a moving-region detector's box jumps from a part of
+        the person to the whole."""
+        if not tracks or not len(boxes) or not self.recover:
+            return []
+        mine = np.array([t.box for t in tracks]).reshape(-1, 4)
+        height = np.maximum(mine[:, 3] - mine[:, 1], 1.0)
+        centre = (mine[:, :2] + mine[:, 2:]) / 2
+        theirs = (boxes[:, :2] + boxes[:, 2:]) / 2
+        distance = np.linalg.norm(centre[:, None] - theirs[None], axis=2) / height[:, None]
+        ratio = (boxes[None, :, 3] - boxes[None, :, 1]) / height[:, None]
+        cost = np.where((ratio >= 1 / 1.5) & (ratio <= 1.5), distance, np.inf)
+        finite = np.where(np.isfinite(cost), cost, 1e6)
+        rows, cols = linear_sum_assignment(finite)
+        return [(r, c) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= self.recover]
+
+    def update(self, detections: Detections, frame: int, width: int | None = None
+               ) -> TrackUpdate:
+        """One frame's detections (``frame``: its index in the stream, so dropped frames
+        count; ``width``: the picture's, so that tracks last seen at its side are not
+        recovered)."""
         steps = 1 if self._frame is None else max(1, frame - self._frame)
         self._frame = frame
         for track in self.tracks:
@@ -196,6 +236,7 @@ class ByteTracker:
                 box, track.fitted = track.size.fit(box, track.box)
             track.kalman.update(box)
             track.box, track.score, track.last_seen = box.astype(np.float32), score, frame
+            track.seen_box = track.box
             track.hits += 1
             if not track.confirmed and track.hits >= self.min_hits:
                 track.confirmed = True
@@ -207,12 +248,22 @@ class ByteTracker:
             matched(self.tracks[t], high_boxes[d], float(high_scores[d]))
         remaining = [self.tracks[t] for t in loose]
         low_boxes, low_scores = detections.boxes[low], detections.scores[low]
-        pairs, _, _ = self._associate(remaining, low_boxes)
+        pairs, still, _ = self._associate(remaining, low_boxes)
         for t, d in pairs:
             matched(remaining[t], low_boxes[d], float(low_scores[d]))
-        for d in new:
+        # A track last seen at the picture's side has most likely walked out; someone
+        # walking in there is someone else.
+        lost = [remaining[t] for t in still if remaining[t].confirmed
+                and not (width and remaining[t].seen_box is not None
+                         and at_side(remaining[t].seen_box, width))]
+        recovered = self._nearest(lost, high_boxes[new])
+        for t, d in recovered:
+            matched(lost[t], high_boxes[new[d]], float(high_scores[new[d]]))
+        taken = {new[d] for _, d in recovered}
+        for d in [d for d in new if d not in taken]:
             track = Track(self._next_id, high_boxes[d].astype(np.float32), float(high_scores[d]),
-                          frame, frame, kalman=BoxKalman(high_boxes[d]))
+                          frame, frame, kalman=BoxKalman(high_boxes[d]),
+                          seen_box=high_boxes[d].astype(np.float32))
             if self.fit_boxes:
                 track.size.fit(track.box, track.box)  # the first whole detection
             self._next_id += 1
