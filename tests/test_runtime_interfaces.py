@@ -321,3 +321,46 @@ def test_a_person_is_embedded_alike_when_the_picture_grows_brighter(level_light)
     assert len(embedder.crops) >= 2
     difference = np.abs(embedder.crops[-1] - embedder.crops[0]).mean()
     assert (difference < 2.0) if level_light else (difference > 15.0)
+
+
+def test_a_matched_track_shows_its_partner_only_while_the_partner_is_seen() -> None:
+    """One person in each camera, matched by appearance; the infrared detector then misses
+    them for two frames. The match holds (a missed frame is not a departure), but those
+    frames show no partner: there is no infrared box to pair the visible one with, and a
+    row naming one would claim a box that is not there."""
+    from deen.backends.base import Embedder
+
+    class Same(Embedder):
+        backend, variant, dim, input_size = "same", "sysu", 4, (64, 24)
+
+        def embed(self, images, modality, color_order=None, batch_size=16) -> np.ndarray:
+            return np.tile(np.array([1, 0, 0, 0], np.float32), (len(images), 1))
+
+        def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+            raise AssertionError("embed is what the pipeline calls")
+
+    class MissesInfrared(JsonlBoxes):
+        def __init__(self) -> None:
+            pass
+
+        def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
+            if stream == "ir" and frame in (8, 9):
+                return Detections.empty()
+            return Detections(np.array([[100, 40, 140, 120]], np.float32),
+                              np.ones(1, np.float32))
+
+    pipeline = Pipeline(Same(), MissesInfrared(), EventLog(None),
+                        OFFLINE.updated({"view_map.enabled": False,
+                                         "matching.without_map": True}))
+    image = np.full((240, 320, 3), 90, np.uint8)
+    partners = []
+    for index in range(11):
+        pipeline.process({m: Frame(image, float(index), index, index) for m in
+                          (Modality.VISIBLE, Modality.INFRARED)})
+        shown = pipeline.snapshot().tracks[Modality.VISIBLE]
+        partners.append((shown[0].partner, pipeline.match.partner(
+            (Modality.VISIBLE, shown[0].track_id))) if shown else (None, None))
+    pipeline.close()
+    assert partners[7][0] is not None and partners[7] == partners[10]
+    assert [p[0] for p in partners[8:10]] == [None, None]
+    assert [p[1] for p in partners[8:10]] == [partners[7][1]] * 2

@@ -83,7 +83,9 @@ class TrackView:
 
     track_id: int
     box: np.ndarray  # x1, y1, x2, y2 in frame pixels (a read-only copy)
-    partner: int | None  # the other stream's track it is matched to, if confirmed
+    # The other stream's track it is matched to, if confirmed and seen in that stream's
+    # newest frame (a partner the detector missed there has no box to pair with).
+    partner: int | None
     name: str | None  # its gallery name, if it has one
     person: int = -1  # its person id in this stream (deen.runtime.relink); -1: the track id
     partner_person: int | None = None  # the partner's person id in the other stream
@@ -206,6 +208,7 @@ class Pipeline:
     def snapshot(self) -> PipelineSnapshot:
         """What the outputs show, copied: later rounds do not change it."""
         state, tracks = self.state, {}
+        seen = {m: {t.track_id for t in active} for m, active in state.active.items()}
         for modality, active in state.active.items():
             views = []
             other = Modality.INFRARED if modality == Modality.VISIBLE else Modality.VISIBLE
@@ -213,7 +216,11 @@ class Pipeline:
                 box = np.array(track.box, copy=True)
                 box.flags.writeable = False
                 key = (modality, track.track_id)
+                # A partner the detector missed in its stream's newest frame has no box to
+                # pair with: the match holds, but this frame shows no partner.
                 partner = self.match.partner(key)
+                if partner not in seen.get(other, ()):
+                    partner = None
                 entry = state.book.entries.get(key)
                 views.append(TrackView(
                     track.track_id, box, partner, state.names.get(key), self.person(key),

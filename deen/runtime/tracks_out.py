@@ -5,8 +5,8 @@
   the **person id the run gave that track at that frame** (the one its events carried; one
   id space for both streams), never changed afterwards;
 - ``matches.txt``: ``stream,frame,id,partner,partner_frame`` for every row above whose track
-  was matched at that moment to the other stream's track: ``partner`` is that track's person
-  id then, on its own stream's frame ``partner_frame``;
+  was matched at that moment to the other stream's track, and that track had a box in its
+  stream's newest frame ``partner_frame``: ``partner`` is that track's person id then;
 - ``names.txt``: ``stream,frame,id,name`` for rows whose track had a gallery name;
 - ``matches.json``: the match intervals, ``{"rgb": id, "ir": id, "first": frame, "last":
   frame}`` in visible-stream frames;
