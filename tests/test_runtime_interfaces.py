@@ -18,6 +18,7 @@ import pytest
 
 from deen.address import ListenAddress
 from deen.backends import open_embedder
+from deen.backends.base import Embedder
 from deen.errors import DeenError, ParameterError
 from deen.modality import Modality
 from deen.runtime.annotate import AnnotatedVideo, LiveWindow, render
@@ -280,38 +281,45 @@ def test_bad_values_name_their_parameter(tmp_path, small_model) -> None:
         assert isinstance(caught.value, DeenError)
 
 
+class _Recording(Embedder):
+    """Keeps every crop it is given; every embedding is the same vector."""
+
+    backend, variant, dim, input_size = "recording", "sysu", 4, (64, 24)
+
+    def __init__(self) -> None:
+        self.crops: list[np.ndarray] = []
+
+    def embed(self, images, modality, color_order=None, batch_size=16) -> np.ndarray:
+        self.crops.extend(np.asarray(image, np.float32) for image in images)
+        return np.ones((len(images), self.dim), np.float32)
+
+    def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        raise AssertionError("embed is what the pipeline calls")
+
+
+class _Still(JsonlBoxes):
+    """One person standing at one place in both streams, missed on the ``missed`` (stream,
+    frame) pairs."""
+
+    def __init__(self, missed: frozenset[tuple[str, int]] = frozenset()) -> None:
+        self.missed = missed
+
+    def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
+        if (stream, frame) in self.missed:
+            return Detections.empty()
+        return Detections(np.array([[100, 40, 140, 120]], np.float32), np.ones(1, np.float32))
+
+
 @pytest.mark.parametrize("level_light", [True, False])
 def test_a_person_is_embedded_alike_when_the_picture_grows_brighter(level_light) -> None:
     """One person standing still, the whole picture 25% brighter from the fourth round: with
     light levelling the two crops the embedder gets are the same; without it they differ
     by the change of light."""
-    from deen.backends.base import Embedder
-
-    class Recording(Embedder):
-        backend, variant, dim, input_size = "recording", "sysu", 4, (64, 24)
-        def __init__(self) -> None:
-            self.crops: list[np.ndarray] = []
-
-        def embed(self, images, modality, color_order=None, batch_size=16) -> np.ndarray:
-            self.crops.extend(np.asarray(image, np.float32) for image in images)
-            return np.ones((len(images), self.dim), np.float32)
-
-        def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
-            raise AssertionError("embed is what the pipeline calls")
-
-    class Still(JsonlBoxes):
-        def __init__(self) -> None:
-            pass
-
-        def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
-            return Detections(np.array([[100, 40, 140, 120]], np.float32),
-                              np.ones(1, np.float32))
-
     rng = np.random.default_rng(0)
     first = rng.integers(40, 180, (240, 320, 3)).astype(np.uint8)
     brighter = np.clip(first.astype(np.float32) * 1.25, 0, 255).astype(np.uint8)
-    embedder = Recording()
-    pipeline = Pipeline(embedder, Still(), EventLog(None),
+    embedder = _Recording()
+    pipeline = Pipeline(embedder, _Still(), EventLog(None),
                         OFFLINE.updated({"embedding.level_light": level_light,
                                          "view_map.enabled": False}))
     for index, image in enumerate([first] * 3 + [brighter] * 3):
@@ -328,28 +336,7 @@ def test_a_matched_track_shows_its_partner_only_while_the_partner_is_seen() -> N
     them for two frames. The match holds (a missed frame is not a departure), but those
     frames show no partner: there is no infrared box to pair the visible one with, and a
     row naming one would claim a box that is not there."""
-    from deen.backends.base import Embedder
-
-    class Same(Embedder):
-        backend, variant, dim, input_size = "same", "sysu", 4, (64, 24)
-
-        def embed(self, images, modality, color_order=None, batch_size=16) -> np.ndarray:
-            return np.tile(np.array([1, 0, 0, 0], np.float32), (len(images), 1))
-
-        def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
-            raise AssertionError("embed is what the pipeline calls")
-
-    class MissesInfrared(JsonlBoxes):
-        def __init__(self) -> None:
-            pass
-
-        def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
-            if stream == "ir" and frame in (8, 9):
-                return Detections.empty()
-            return Detections(np.array([[100, 40, 140, 120]], np.float32),
-                              np.ones(1, np.float32))
-
-    pipeline = Pipeline(Same(), MissesInfrared(), EventLog(None),
+    pipeline = Pipeline(_Recording(), _Still(frozenset({("ir", 8), ("ir", 9)})), EventLog(None),
                         OFFLINE.updated({"view_map.enabled": False,
                                          "matching.without_map": True}))
     image = np.full((240, 320, 3), 90, np.uint8)

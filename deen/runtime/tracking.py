@@ -212,9 +212,8 @@ class ByteTracker:
         theirs = (boxes[:, :2] + boxes[:, 2:]) / 2
         distance = np.linalg.norm(centre[:, None] - theirs[None], axis=2) / height[:, None]
         ratio = (boxes[None, :, 3] - boxes[None, :, 1]) / height[:, None]
-        cost = np.where((ratio >= 1 / 1.5) & (ratio <= 1.5), distance, np.inf)
-        finite = np.where(np.isfinite(cost), cost, 1e6)
-        rows, cols = linear_sum_assignment(finite)
+        cost = np.where((ratio >= 1 / 1.5) & (ratio <= 1.5), distance, 1e6)
+        rows, cols = linear_sum_assignment(cost)
         return [(r, c) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= self.recover]
 
     def update(self, detections: Detections, frame: int, width: int | None = None
