@@ -143,6 +143,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--work", type=Path,
                         default=Path.home() / ".cache" / "deen" / "live-accuracy")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a checkpoint or export (default: the cached benchmark model, "
+                             "exported)")
     parser.add_argument("--round-ms", type=float, default=17.0)
     parser.add_argument("--call-ms", type=float, default=10.0)
     parser.add_argument("--crop-ms", type=float, default=187.0)
@@ -157,7 +160,8 @@ def main() -> None:
     check_overrides(parser, args.set)
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    model = _exported(live_model(lambda line: print(line, file=sys.stderr)), args.work)
+    model = args.model or _exported(live_model(lambda line: print(line, file=sys.stderr)),
+                                    args.work)
     embedder = open_embedder(model, device="cpu")
     rows = []
     for seed in args.seeds:

@@ -12,7 +12,9 @@ the tracker and detector out of the way, in about a minute:
   two people's; ``tpr_at_q99``: the share of same-person pairs above the 99th percentile
   of the different-person pairs (the relinker's calibrated threshold is such a quantile);
 - ``rank1``: for each visit of a person seen before, whether the most similar earlier visit
-  is theirs.
+  is theirs;
+- ``cross``: the same across the modalities, an infrared visit against the visible visits
+  (what cameras apart need: the person seen in colour found again in infrared).
 
     python benchmarks/reid_probe.py --model M.xml [--seeds 1,2,3] [--json OUT.json]
 
@@ -70,7 +72,9 @@ def visits(gt: Path) -> tuple[list[tuple[int, int, int, list[int]]], dict]:
     return found, good
 
 
-def probe(embedder, scene: Path, stream: str, video: str, modality: Modality) -> dict:
+def visit_means(embedder, scene: Path, stream: str, video: str, modality: Modality
+                ) -> tuple[list, np.ndarray]:
+    """The stream's visits and their normalised mean embeddings (one row per visit)."""
     found, good = visits(scene / stream / "gt" / "gt.txt")
     wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for index, (person, _, _, picks) in enumerate(found):
@@ -95,21 +99,45 @@ def probe(embedder, scene: Path, stream: str, video: str, modality: Modality) ->
         mean = vectors[start:start + len(crops[index])].mean(0)
         start += len(crops[index])
         means.append(mean / np.linalg.norm(mean))
-    similarity = np.stack(means) @ np.stack(means).T
+    return found, np.stack(means)
+
+
+def separation(positives: np.ndarray, negatives: np.ndarray) -> dict:
+    """AUC and the share of positives above the negatives' 99th percentile."""
+    q99 = float(np.quantile(negatives, 0.99))
+    return {"auc": float((positives[:, None] > negatives[None]).mean()),
+            "tpr_at_q99": float((positives > q99).mean()), "q99": q99}
+
+
+def probe(found: list, means: np.ndarray) -> dict:
+    """Within one stream: a visit against the stream's earlier visits."""
+    similarity = means @ means.T
     persons = np.array([v[0] for v in found])
     upper = np.triu_indices(len(found), 1)
     same = (persons[:, None] == persons[None, :])[upper]
-    positives, negatives = similarity[upper][same], similarity[upper][~same]
-    q99 = float(np.quantile(negatives, 0.99))
     hits = returning = 0
     for index, (person, first, _, _) in enumerate(found):
         earlier = [j for j, v in enumerate(found) if v[2] < first]
         if any(found[j][0] == person for j in earlier):
             returning += 1
             hits += found[max(earlier, key=lambda j: similarity[index, j])][0] == person
-    return {"visits": len(found), "auc": float((positives[:, None] > negatives[None]).mean()),
-            "tpr_at_q99": float((positives > q99).mean()), "q99": q99,
+    return {"visits": len(found), **separation(similarity[upper][same],
+                                               similarity[upper][~same]),
             "rank1": hits / max(returning, 1), "returning": returning}
+
+
+def cross_probe(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarray]) -> dict:
+    """Across the modalities: an infrared visit against every visible visit (the people
+    both streams saw). ``rank1``: the most similar visible visit is the same person's."""
+    (found_v, means_v), (found_i, means_i) = visible, infrared
+    similarity = means_i @ means_v.T
+    persons_v = np.array([v[0] for v in found_v])
+    persons_i = np.array([v[0] for v in found_i])
+    same = persons_i[:, None] == persons_v[None, :]
+    both = same.any(1)
+    hits = (persons_v[similarity[both].argmax(1)] == persons_i[both]).mean()
+    return {"visits": int(both.sum()), **separation(similarity[same], similarity[~same]),
+            "rank1": float(hits), "returning": int(both.sum())}
 
 
 def main() -> None:
@@ -128,14 +156,17 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         scene = scene_dir(args.work, seed)
+        seen = {}
         for stream, video, modality in STREAMS:
-            row = {"seed": seed, "stream": stream,
-                   **probe(embedder, scene, stream, video, modality)}
+            seen[stream] = visit_means(embedder, scene, stream, video, modality)
+        for stream, result in (("rgb", probe(*seen["rgb"])), ("ir", probe(*seen["ir"])),
+                               ("cross", cross_probe(seen["rgb"], seen["ir"]))):
+            row = {"seed": seed, "stream": stream, **result}
             rows.append(row)
             print(f"scene {seed} {stream}: AUC {row['auc']:.3f}, TPR at q99 "
                   f"{row['tpr_at_q99']:.2f} (q99 {row['q99']:.2f}), rank-1 {row['rank1']:.2f} "
                   f"of {row['returning']} returning visits", flush=True)
-    for stream, *_ in STREAMS:
+    for stream in ("rgb", "ir", "cross"):
         mine = [r for r in rows if r["stream"] == stream]
         print(f"{stream} mean: AUC {np.mean([r['auc'] for r in mine]):.3f}, TPR at q99 "
               f"{np.mean([r['tpr_at_q99'] for r in mine]):.2f}, rank-1 "
