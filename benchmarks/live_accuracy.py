@@ -165,6 +165,28 @@ def detector_runs(scene: Path) -> dict[str, str | None]:
     return {"boxes": str(scene / "boxes.jsonl"), "default": None}
 
 
+def chosen_detectors(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """--detectors' labels (comma-separated), each one of :func:`detector_runs`'; else one
+    line and exit 2, before any work starts."""
+    known = list(detector_runs(Path()))
+    chosen = [label.strip() for label in text.split(",") if label.strip()]
+    unknown = sorted(set(chosen) - set(known))
+    if unknown or not chosen:
+        parser.error(f"--detectors: {', '.join(unknown) or 'none given'}: expected "
+                     f"{', '.join(known)}")
+    return chosen
+
+
+def open_model(args: argparse.Namespace) -> tuple[Path, Embedder]:
+    """--model (default: the cached benchmark model, exported as deen run uses it live) and
+    its embedder; ``args.out`` and ``args.work`` made first."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    model = args.model or _exported(live_model(lambda line: print(line, file=sys.stderr)),
+                                    args.work)
+    return model, open_embedder(model, device="cpu")
+
+
 def run_one(scene: Path, model: Path, embedder: Embedder, detector: str | None,
             folder: Path, realtime: bool, overrides: list[str]) -> float:
     """One live run of ``scene`` into ``folder``; returns its seconds."""
@@ -200,12 +222,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a deen run setting for every run (as deen run --set)")
     args = parser.parse_args()
+    detectors = chosen_detectors(parser, args.detectors)
     check_overrides(parser, args.set)
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.work.mkdir(parents=True, exist_ok=True)
-    model = args.model or _exported(live_model(lambda line: print(line, file=sys.stderr)),
-                                    args.work)
-    embedder = open_embedder(model, device="cpu")
+    model, embedder = open_model(args)
     if args.realtime:
         embedder = CostedEmbedder(embedder, open_embedder(cost_model(args.work), device="CPU"))
     rows = []
@@ -213,7 +232,7 @@ def main() -> None:
     for seed in args.seeds:
         scene = scene_dir(args.work, seed, args.views)
         runs = detector_runs(scene)
-        for label, detector in [r for r in runs.items() if r[0] in args.detectors.split(",")]:
+        for label, detector in [r for r in runs.items() if r[0] in detectors]:
             run = args.work / f"run{seed}-{args.views}-{label}-{mode}"
             seconds = run_one(scene, model, embedder, detector, run, args.realtime, args.set)
             score = score_run(scene, run)

@@ -35,10 +35,15 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from live_accuracy import _exported, check_overrides, detector_runs, run_settings, scene_dir
-from live_model import live_model
+from live_accuracy import (
+    check_overrides,
+    chosen_detectors,
+    detector_runs,
+    open_model,
+    run_settings,
+    scene_dir,
+)
 
-from deen.backends.registry import open_embedder
 from deen.eval.live_score import score_run
 from deen.fileio import atomic_path
 from deen.modality import Modality
@@ -152,21 +157,13 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a deen run setting for every run (as deen run --set)")
     args = parser.parse_args()
-    known = list(detector_runs(Path()))
-    unknown = set(args.detectors.split(",")) - set(known)
-    if unknown:
-        parser.error(f"--detectors: {', '.join(sorted(unknown))}: expected "
-                     f"{', '.join(known)}")
+    detectors = chosen_detectors(parser, args.detectors)
     check_overrides(parser, args.set)
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.work.mkdir(parents=True, exist_ok=True)
-    model = args.model or _exported(live_model(lambda line: print(line, file=sys.stderr)),
-                                    args.work)
-    embedder = open_embedder(model, device="cpu")
+    model, embedder = open_model(args)
     rows = []
     for seed in args.seeds:
         scene = scene_dir(args.work, seed, args.views)
-        for detector in args.detectors.split(","):
+        for detector in detectors:
             run = args.out / f"run{seed}-{args.views}-{detector}"
             settings = run_settings(scene, detector_runs(scene)[detector], run, True, args.set)
             simulate(scene, embedder, settings, run, args.round_ms / 1000,
@@ -174,7 +171,7 @@ def main() -> None:
             score = score_run(scene, run).to_dict()
             rows.append({"seed": seed, "views": args.views, "detector": detector, **score})
             print(f"seed {seed} {args.views} {detector}: {_line(score)}")
-    for detector in args.detectors.split(","):
+    for detector in detectors:
         mine = [r for r in rows if r["detector"] == detector]
         mean = {k: _mean([r[k] for r in mine]) for k in
                 ("match_precision", "match_recall", "idf1_cross")}
