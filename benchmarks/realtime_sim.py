@@ -100,10 +100,10 @@ class VirtualWorker:
 def simulate(scene: Path, embedder, settings: LiveSettings, out: Path, round_s: float,
              call_s: float, crop_s: float) -> None:
     """One run of ``scene`` on the virtual clock into ``out`` (deen run --tracks-out's
-    files)."""
+    files), its events beside it (``<out>.events.jsonl``)."""
     clock = Clock()
-    pipeline = Pipeline(embedder, open_detector(settings.detection.detector), EventLog(None),
-                        settings)
+    events = EventLog(out.with_name(out.name + ".events.jsonl"))
+    pipeline = Pipeline(embedder, open_detector(settings.detection.detector), events, settings)
     pipeline.embed.close()
     pipeline.embed.worker = VirtualWorker(embedder, settings.embedding.batch, clock, call_s,
                                           crop_s)  # type: ignore[assignment]
@@ -133,6 +133,7 @@ def simulate(scene: Path, embedder, settings: LiveSettings, out: Path, round_s: 
             pipeline.end_stream(m)
         writer.close()
     finally:
+        events.close()
         for capture in captures.values():
             capture.release()
 

@@ -1,0 +1,127 @@
+"""Which of a live run's identity decisions were right, judged against the scene's truth.
+
+Every ``person_changed`` event moves one track to another person id: a relink (the track's
+own look matched a person who had left), a cross-camera match (the other stream's person),
+or a link across the modalities. IDF1 says how much identity was lost; this says which
+kind of decision lost it. Judged as ``deen score`` judges ids: each emitted person id
+belongs to the truth person it is on in most of the run's rows, and a change is right when
+its new id belongs to the person the track itself is on (its first box's truth person).
+It also counts the tracks that ended under a fresh id though their person had been seen
+before: links never made, which cost IDF1 without any wrong decision.
+
+    python benchmarks/person_changes.py --truth SCENE --run RUN [--events FILE] [--list]
+
+``RUN`` is a tracks-out folder and ``FILE`` its events (default ``RUN.events.jsonl``, as
+``realtime_sim.py`` and ``live_accuracy.py`` write them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deen.errors import DeenError
+from deen.eval.live_score import _assign, _on_person, box_iou, read_run, read_truth
+
+
+def owners(truth, run) -> dict[tuple[str, int], str]:
+    """(stream, person id) → the truth person that id is on in most of its rows. Ids are
+    per stream here, as each stream's IDF1 maps them."""
+    votes: dict[tuple[str, int], Counter] = defaultdict(Counter)
+    for stream, boxes in run.tracks.items():
+        for (_, pid), person in _on_person(truth, stream, boxes).items():
+            votes[stream, pid][person] += 1
+    return {key: count.most_common(1)[0][0] for key, count in votes.items()}
+
+
+def track_people(truth, events: list[dict]) -> dict[tuple[str, int], str | None]:
+    """(stream, track) → the truth person under the track's first box (None: on no one)."""
+    out = {}
+    for event in events:
+        if event["event"] != "track_started":
+            continue
+        stream, frame = event["stream"], event["frame"] + 1  # rows count frames from 1
+        counted = truth.streams[stream].counted
+        person = None
+        if frame in counted.boxes:
+            box = np.asarray([event["box"]], float)
+            box[:, 2:] -= box[:, :2]  # x1,y1,x2,y2 → x,y,w,h, as the truth's boxes
+            for _, g in _assign(box_iou(box, counted.boxes[frame])):
+                person = truth.person[stream, int(counted.ids[frame][g])]
+        out[stream, event["track"]] = person
+    return out
+
+
+def judge(truth_dir: Path, run_dir: Path, events_path: Path) -> tuple[Counter, list[str]]:
+    truth = read_truth(truth_dir)
+    run = read_run(run_dir, truth)
+    try:
+        events = [json.loads(line) for line in events_path.read_text().splitlines()
+                  if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DeenError(f"{events_path}: cannot read the run's events ({exc})") from None
+    owner, on = owners(truth, run), track_people(truth, events)
+    tally: Counter = Counter()
+    wrong = []
+    final: dict[tuple[str, int], int] = {}  # (stream, track) → its person id now
+    began: dict[tuple[str, int], int] = {}  # (stream, track) → its start's place in the log
+    gone: dict[str, int] = {}  # truth person → where in the log their first track ended
+    for order, event in enumerate(events):
+        key = (event.get("stream"), event.get("track"))
+        if event["event"] == "track_started":
+            final[key], began[key] = event["person"], order
+        elif event["event"] == "track_ended":
+            person = on.get(key)
+            if person is None:
+                continue
+            own_id = all(k == key or pid != final.get(key) for k, pid in final.items()
+                         if began[k] <= began[key])
+            if own_id and gone.get(person, order) < began[key]:
+                tally[key[0], "never linked", "wrong"] += 1
+            gone.setdefault(person, order)
+        if event["event"] != "person_changed":
+            continue
+        final[key] = event["person"]
+        stream, track = event["stream"], event["track"]
+        person = on.get((stream, track))
+        new = owner.get((stream, event["person"]))
+        verdict = "unknown" if person is None or new is None else \
+            "right" if new == person else "wrong"
+        tally[stream, event["reason"], verdict] += 1
+        if verdict == "wrong":
+            wrong.append(f"{stream} frame {event['frame']} track {track} ({person}): id "
+                         f"{event['previous']} -> {event['person']} ({new}), "
+                         f"{event['reason']}, similarity {event.get('similarity')}")
+    return tally, wrong
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--truth", type=Path, required=True, help="the scene's folder")
+    parser.add_argument("--run", type=Path, required=True, help="the run's tracks-out folder")
+    parser.add_argument("--events", type=Path, default=None,
+                        help="the run's events (default: RUN.events.jsonl)")
+    parser.add_argument("--list", action="store_true", help="print each wrong change")
+    args = parser.parse_args()
+    events = args.events or args.run.with_name(args.run.name + ".events.jsonl")
+    try:
+        tally, wrong = judge(args.truth, args.run, events)
+    except DeenError as exc:
+        sys.exit(f"person_changes: {exc}")
+    print("| stream | reason | right | wrong | on no one |\n|---|---|---:|---:|---:|")
+    for stream, reason in sorted({(s, r) for s, r, _ in tally}):
+        print(f"| {stream} | {reason} | {tally[stream, reason, 'right']} | "
+              f"{tally[stream, reason, 'wrong']} | {tally[stream, reason, 'unknown']} |")
+    if args.list:
+        print("\n".join(wrong))
+
+
+if __name__ == "__main__":
+    main()
