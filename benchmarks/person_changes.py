@@ -12,7 +12,7 @@ before: links never made, which cost IDF1 without any wrong decision.
     python benchmarks/person_changes.py --truth SCENE --run RUN [--events FILE] [--list]
 
 ``RUN`` is a tracks-out folder and ``FILE`` its events (default ``RUN.events.jsonl``, as
-``realtime_sim.py`` and ``live_accuracy.py`` write them).
+``realtime_sim.py`` writes them; for ``deen run``, its ``--events`` file).
 """
 
 from __future__ import annotations
