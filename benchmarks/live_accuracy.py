@@ -177,13 +177,10 @@ def chosen_detectors(parser: argparse.ArgumentParser, text: str) -> list[str]:
     return chosen
 
 
-def open_model(args: argparse.Namespace) -> tuple[Path, Embedder]:
-    """--model (default: the cached benchmark model, exported as deen run uses it live) and
-    its embedder; ``args.out`` and ``args.work`` made first."""
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.work.mkdir(parents=True, exist_ok=True)
-    model = args.model or _exported(live_model(lambda line: print(line, file=sys.stderr)),
-                                    args.work)
+def open_model(model: Path | None, work: Path) -> tuple[Path, Embedder]:
+    """``model`` (None: the cached benchmark model, exported into ``work`` as deen run uses
+    it live) and its embedder."""
+    model = model or _exported(live_model(lambda line: print(line, file=sys.stderr)), work)
     return model, open_embedder(model, device="cpu")
 
 
@@ -224,7 +221,9 @@ def main() -> None:
     args = parser.parse_args()
     detectors = chosen_detectors(parser, args.detectors)
     check_overrides(parser, args.set)
-    model, embedder = open_model(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    model, embedder = open_model(args.model, args.work)
     if args.realtime:
         embedder = CostedEmbedder(embedder, open_embedder(cost_model(args.work), device="CPU"))
     rows = []

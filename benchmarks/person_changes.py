@@ -67,6 +67,14 @@ def judge(truth_dir: Path, run_dir: Path, events_path: Path) -> tuple[Counter, l
                   if line.strip()]
     except (OSError, json.JSONDecodeError) as exc:
         raise DeenError(f"{events_path}: cannot read the run's events ({exc})") from None
+    try:
+        return _judge(truth, run, events)
+    except (KeyError, TypeError) as exc:
+        raise DeenError(f"{events_path}: not a deen run event log (a record without "
+                        f"{exc})") from None
+
+
+def _judge(truth, run, events: list[dict]) -> tuple[Counter, list[str]]:
     owner, on = owners(truth, run), track_people(truth, events)
     tally: Counter = Counter()
     wrong = []
@@ -89,14 +97,12 @@ def judge(truth_dir: Path, run_dir: Path, events_path: Path) -> tuple[Counter, l
         if event["event"] != "person_changed":
             continue
         final[key] = event["person"]
-        stream, track = event["stream"], event["track"]
-        person = on.get((stream, track))
-        new = owner.get((stream, event["person"]))
+        person, new = on.get(key), owner.get((key[0], event["person"]))
         verdict = "unknown" if person is None or new is None else \
             "right" if new == person else "wrong"
-        tally[stream, event["reason"], verdict] += 1
+        tally[key[0], event["reason"], verdict] += 1
         if verdict == "wrong":
-            wrong.append(f"{stream} frame {event['frame']} track {track} ({person}): id "
+            wrong.append(f"{key[0]} frame {event['frame']} track {key[1]} ({person}): id "
                          f"{event['previous']} -> {event['person']} ({new}), "
                          f"{event['reason']}, similarity {event.get('similarity')}")
     return tally, wrong

@@ -160,7 +160,9 @@ def main() -> None:
     args = parser.parse_args()
     detectors = chosen_detectors(parser, args.detectors)
     check_overrides(parser, args.set)
-    model, embedder = open_model(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    model, embedder = open_model(args.model, args.work)
     rows = []
     for seed in args.seeds:
         scene = scene_dir(args.work, seed, args.views)

@@ -216,8 +216,6 @@ class Pipeline:
                 box = np.array(track.box, copy=True)
                 box.flags.writeable = False
                 key = (modality, track.track_id)
-                # A partner the detector missed in its stream's newest frame has no box to
-                # pair with: the match holds, but this frame shows no partner.
                 partner = self.match.partner(key)
                 if partner not in seen.get(other, ()):
                     partner = None
