@@ -102,6 +102,28 @@ def test_the_truth_scores_perfectly_and_wrong_matches_do_not(scene, tmp_path):
     assert len(pngs) == len(perfect.timelines) >= 1 and pngs[0].stat().st_size > 1000
 
 
+def _rows_and_events(out: Path, events: Path) -> tuple[dict, list[dict]]:
+    rows = {s: {(int(f), int(i)): [float(v) for v in box]
+                for f, i, *box in (line.split(",")[:6] for line in
+                                   (out / f"{s}.txt").read_text().splitlines())}
+            for s in ("rgb", "ir")}
+    return rows, [json.loads(line) for line in events.read_text().splitlines()]
+
+
+def _said_as_written(rows: dict, said: list[dict]) -> list[dict]:
+    """The person an event gives a track is the id its row carries at that frame (and a
+    track_started's box is that row's box). Returns the track_started events."""
+    started = [e for e in said if e["event"] == "track_started"]
+    changed = [e for e in said if e["event"] == "person_changed"]
+    for event in started + changed:
+        assert (event["frame"] + 1, event["person"]) in rows[event["stream"]], event
+    for event in started:
+        x1, y1, x2, y2 = event["box"]
+        assert rows[event["stream"]][event["frame"] + 1, event["person"]] == pytest.approx(
+            [x1, y1, x2 - x1, y2 - y1], abs=0.1)
+    return started
+
+
 def test_deen_run_tracks_out_is_scored_against_the_scene(scene, small_model, tmp_path):
     out, events = tmp_path / "run", tmp_path / "events.jsonl"
     done = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared), "--model",
@@ -110,21 +132,10 @@ def test_deen_run_tracks_out_is_scored_against_the_scene(scene, small_model, tmp
                  "outputs.status_every_s=0", "--tracks-out", str(out), "--set",
                  "relink.enabled=false")
     assert done.returncode == 0, done.stderr
-    # The person an event gives a track is the id its row carries at that frame.
-    rows = {s: {(int(f), int(i)): [float(v) for v in box]
-                for f, i, *box in (line.split(",")[:6] for line in
-                                   (out / f"{s}.txt").read_text().splitlines())}
-            for s in ("rgb", "ir")}
-    said = [json.loads(line) for line in events.read_text().splitlines()]
-    started = [e for e in said if e["event"] == "track_started"]
-    changed = [e for e in said if e["event"] == "person_changed"]
-    assert started and changed  # matches join the two streams' tracks into one person
-    for event in started + changed:
-        assert (event["frame"] + 1, event["person"]) in rows[event["stream"]], event
-    for event in started:
-        x1, y1, x2, y2 = event["box"]
-        assert rows[event["stream"]][event["frame"] + 1, event["person"]] == pytest.approx(
-            [x1, y1, x2 - x1, y2 - y1], abs=0.1)
+    rows, said = _rows_and_events(out, events)
+    assert _said_as_written(rows, said)
+    # Matches join the two streams' tracks into one person, and say so.
+    assert any(e["event"] == "person_changed" for e in said)
     rgb = (out / "rgb.txt").read_text().splitlines()
     frame, _track, *_ = rgb[0].split(",")
     assert int(frame) >= 1 and len(rgb[0].split(",")) == 10
@@ -139,6 +150,21 @@ def test_deen_run_tracks_out_is_scored_against_the_scene(scene, small_model, tmp
     assert 0 < result["idf1_cross"] <= 1
     assert {"match_precision", "match_recall", "matches_per_true_pair"} <= set(result)
     assert (out / "timelines").is_dir()
+
+
+def test_a_track_is_announced_once_its_person_is_decided(scene, small_model, tmp_path):
+    """With relinking (the default), a new track is held until its person is decided: its
+    track_started comes then, as of that frame, and its rows start there."""
+    out, events = tmp_path / "run", tmp_path / "events.jsonl"
+    done = _deen("run", "--rgb", str(scene.visible), "--ir", str(scene.infrared), "--model",
+                 str(small_model), "--device", "cpu", "--no-flip", "--detector",
+                 str(scene.boxes), "--no-realtime", "--events", str(events), "--set",
+                 "outputs.status_every_s=0", "--tracks-out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows, said = _rows_and_events(out, events)
+    started = _said_as_written(rows, said)
+    assert all(e["first_frame"] <= e["frame"] for e in started if "first_frame" in e)
+    assert any(e["first_frame"] < e["frame"] for e in started if "first_frame" in e)
 
 
 def _one_line(result: subprocess.CompletedProcess[str], *needles: str, code: int = 1) -> None:

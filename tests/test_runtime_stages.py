@@ -189,7 +189,8 @@ def test_match_reports_a_pair_once_confirmed():
 def test_relink_gives_a_returning_person_their_earlier_id_and_says_so():
     state = stages.LiveState()
     match = stages.Match()
-    relink = stages.Relink(match, None, RelinkSettings(min_embeddings=2, default=0.8))
+    relink = stages.Relink(match, None, RelinkSettings(min_embeddings=2, default=0.8,
+                                                       hold_s=0.0))  # announced at once
     state.stages = [relink]
     look, other = np.array([1.0, 0, 0, 0]), np.array([0, 1.0, 0, 0])
     state.active[V] = [_track(1), _track(2)]
@@ -228,6 +229,63 @@ def test_name_recognises_embedded_tracks_from_the_gallery(tmp_path):
         assert kind == EventKind.RECOGNISED and when == 3.0 and fields["name"] == "alice"
         name(round_, state)  # named already: no second event
         assert len(round_.events) == 1
+
+
+def _started(round_: stages.Round, track: int, frame: int) -> None:
+    round_.emit(EventKind.TRACK_STARTED, float(frame), stream="rgb", frame=frame, track=track,
+                box=BOX[0].copy(), score=1.0)
+
+
+def test_relink_announces_a_new_track_once_its_person_is_decided():
+    state = stages.LiveState()
+    relink = stages.Relink(stages.Match(), None, RelinkSettings(min_embeddings=2, default=0.8,
+                                                                hold_s=1.5))
+    state.stages = [relink]
+    look, other = np.array([1.0, 0, 0, 0]), np.array([0, 1.0, 0, 0])
+    state.active[V] = [_track(1), _track(2)]
+    state.book.add((V, 1), look, 0.0)
+    state.book.add((V, 1), look, 0.0)
+    state.book.add((V, 2), other, 0.0)
+    round_ = stages.Round({V: _frame(0)})
+    _started(round_, 1, 0)
+    relink(round_, state)
+    relink.annotate(round_)  # 1 has two embeddings: compared (no one seen before), announced
+    assert [(e[2]["track"], e[2]["person"]) for e in round_.events] == [(1, 1)]
+    assert relink.held((V, 2)) and not relink.held((V, 1))
+    first = relink.person_of((V, 1))
+    state.end((V, 1), 1.0)  # person 1 leaves; 3 comes in: held, nothing said of it yet
+    state.active[V] = [_track(2), _track(3)]
+    state.book.add((V, 3), look * 0.99 + 0.01, 0.0)
+    state.clock = 1.0
+    round_ = stages.Round({V: _frame(1)})
+    _started(round_, 3, 1)
+    relink(round_, state)
+    relink.annotate(round_)
+    assert relink.held((V, 3)) and [e[2].get("track") for e in round_.events] == []
+    state.book.add((V, 3), look, 0.0)  # compared now: person 1 is back, announced as 1
+    state.clock = 1.2
+    round_ = stages.Round({V: _frame(2)})
+    relink(round_, state)
+    relink.annotate(round_)
+    (kind, when, fields), = round_.events
+    assert kind == EventKind.TRACK_STARTED and fields["person"] == first and when == 2.0
+    assert fields["frame"] == 2 and fields["first_frame"] == 1 and not relink.held((V, 3))
+    state.clock = 1.6  # 2 never embedded: announced once it has waited hold_s
+    round_ = stages.Round({V: _frame(3)})
+    relink(round_, state)
+    assert not relink.held((V, 2))
+    state.active[V] = [_track(3), _track(4)]  # 4 starts and ends unannounced: never told of
+    round_ = stages.Round({V: _frame(4)})
+    _started(round_, 4, 4)
+    relink(round_, state)
+    relink.annotate(round_)
+    state.active[V] = [_track(3)]
+    state.end((V, 4), 1.7)
+    round_ = stages.Round({V: _frame(5)})
+    round_.emit(EventKind.TRACK_ENDED, 5.0, stream="rgb", track=4, frames=1, name=None)
+    relink(round_, state)
+    relink.annotate(round_)
+    assert round_.events == [] and relink.waiting == {}
 
 
 def test_emit_sends_the_rounds_events_in_order():

@@ -21,6 +21,9 @@ from deen.runtime.outputs import Output
 from deen.runtime.pipeline import PipelineSnapshot
 from deen.runtime.sources import Frame
 
+#: The box of a track whose person is not decided yet (BGR).
+HELD_COLOUR = (160, 160, 160)
+
 
 def _colour(key: int) -> tuple[int, int, int]:
     r, g, b = colorsys.hsv_to_rgb((key * 0.618) % 1.0, 0.85, 1.0)
@@ -46,6 +49,10 @@ def render(snapshot: PipelineSnapshot, frames: Mapping[Modality, np.ndarray | No
         sx, sy = width / image.shape[1], panel_height / image.shape[0]
         panel = cv2.resize(image, (width, panel_height))
         for track in snapshot.tracks[modality]:
+            x1, y1, x2, y2 = (track.box * [sx, sy, sx, sy]).astype(int)
+            if track.held:  # its person is not decided yet: a thin grey box, no id
+                cv2.rectangle(panel, (x1, y1), (x2, y2), HELD_COLOUR, 1)
+                continue
             # A person's colour and label are the same in both streams and every visit.
             partner = track.partner
             colour = _colour(track.person_id)
@@ -55,7 +62,6 @@ def render(snapshot: PipelineSnapshot, frames: Mapping[Modality, np.ndarray | No
                 label += f"={'I' if modality == Modality.VISIBLE else 'V'}{partner}"
             if track.name is not None:
                 label += f" {track.name}"
-            x1, y1, x2, y2 = (track.box * [sx, sy, sx, sy]).astype(int)
             cv2.rectangle(panel, (x1, y1), (x2, y2), colour, 2)
             cv2.putText(panel, label, (x1, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                         colour, 1, cv2.LINE_AA)

@@ -26,7 +26,11 @@ track of the other stream waits ``follow_after`` embeddings for a match before i
 its own appearance (infrared people look alike; a match to the lead stream is surer).
 
 Each change of a live track's person is returned by :meth:`Identities.update`, so that an
-event says so: nothing is rewritten silently.
+event says so: nothing is rewritten silently. A new track whose person is not decided yet is
+*held* (:meth:`Identities.held`) for up to ``hold_s``: until its look has been compared with
+the people seen before, or a match or its place has joined it to a person, nothing about it
+is announced, so that a returning person is not shown under a fresh id for their first
+second.
 """
 
 from __future__ import annotations
@@ -87,7 +91,10 @@ class RelinkSettings(Section):
                                 at_least=1)
     place_join: bool = setting(True, "with a view map: a new track alone at the place of one "
                                      "track of the other stream is that track's person at once")
-    joint_quantile: float = setting(0.9, "a person seen by both cameras, back in both: the "
+    # As high as one stream's own quantile: at 0.9, wrong links of two people back in both
+    # views cost up to 10 points of IDF1 on a scene (benchmarks/README.md, "Announcing a
+    # track once its person is decided").
+    joint_quantile: float = setting(0.99, "a person seen by both cameras, back in both: the "
                                          "quantile each stream's look must reach when both "
                                          "agree on who it is", at_least=0.0, at_most=1.0)
     cross: bool = setting(True, "link a track to a person seen only by the other camera, by "
@@ -99,6 +106,9 @@ class RelinkSettings(Section):
                                  at_least=-1.0, at_most=1.0)
     cross_margin: float = setting(0.1, "across the modalities, the best person must beat the "
                                        "runner-up by this", at_least=0.0, at_most=2.0)
+    hold_s: float = setting(1.5, "a new track is announced (its events, rows and boxes) "
+                                 "once its person is decided, at the latest after this "
+                                 "many seconds (0: at once)", at_least=0.0)
 
     @property
     def lead_modality(self) -> Modality | None:
@@ -156,6 +166,7 @@ class Identities:
     matched: set[TrackKey] = field(default_factory=set)  # matched across the cameras
     placed: set[TrackKey] = field(default_factory=set)  # joined by place before a match
     compared: dict[TrackKey, int] = field(default_factory=dict)  # embeddings at last compare
+    started: dict[TrackKey, float] = field(default_factory=dict)  # capture time of its start
     # Per kind (a stream's modality name, or "cross"): each pair of tracks certainly two
     # people → their newest similarity. One value per pair, not per round: a pair seen
     # together for a minute is one observation, not six hundred.
@@ -165,6 +176,19 @@ class Identities:
     # -- reading ---------------------------------------------------------------------------
     def person_of(self, key: TrackKey) -> int:
         return self.track_person[key]
+
+    def held(self, key: TrackKey, now: float) -> bool:
+        """Whether the live track's person is still undecided and may wait to be announced:
+        it has not been compared with the people seen before, matched, or placed, and it
+        started less than ``hold_s`` ago. A returning person's first second under a fresh
+        id is a wrong id on every row; held, it is no id at all."""
+        s = self.settings
+        if not s.enabled or s.hold_s <= 0 or key not in self.track_person:
+            return False
+        if key in self.compared or key in self.matched or key in self.linked \
+                or key in self.placed or self.persons[self.track_person[key]].known:
+            return False
+        return now - self.started.get(key, now) < s.hold_s
 
     def settled(self, key: TrackKey) -> bool:
         """Whether the track's person is decided (linked by its look, or matched and
@@ -211,6 +235,7 @@ class Identities:
         self.matched.discard(key)
         self.placed.discard(key)
         self.compared.pop(key, None)
+        self.started.pop(key, None)
         return pid
 
     def update(self, book: AppearanceBook, active: dict[Modality, list[int]], now: float,
@@ -228,6 +253,7 @@ class Identities:
             for track in ids:
                 if (modality, track) not in self.track_person:
                     self.start((modality, track))
+                    self.started[modality, track] = now
         self._learn(book, active, apart)
         changes = [c for v, i in matches for c in self._join(v, i)]
         if near is not None:

@@ -92,6 +92,8 @@ class TrackView:
     # Its summed unit embeddings so far (the array is replaced, never changed, as crops are
     # added); None until its first crop is embedded.
     appearance: np.ndarray | None = None
+    # Not announced yet (its person undecided, deen.runtime.identity): outputs show no id.
+    held: bool = False
 
     @property
     def person_id(self) -> int:
@@ -223,7 +225,8 @@ class Pipeline:
                 views.append(TrackView(
                     track.track_id, box, partner, state.names.get(key), self.person(key),
                     None if partner is None else self.person((other, partner)),
-                    None if entry is None else entry.total))
+                    None if entry is None else entry.total,
+                    self.relink.held(key)))
             tracks[modality] = tuple(views)
         return PipelineSnapshot(
             tracks=MappingProxyType(tracks),

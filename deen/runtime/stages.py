@@ -49,6 +49,9 @@ from deen.runtime.sources import Frame
 from deen.runtime.tracking import ByteTracker, TrackingSettings
 from deen.streams import STREAM_MODALITY, STREAMS
 
+#: An event as a round queues it: its kind, the capture time it reports on, its fields.
+Event = tuple[EventKind, float | None, dict[str, Any]]
+
 
 @dataclass
 class Round:
@@ -62,7 +65,7 @@ class Round:
     crops: dict[TrackKey, tuple[np.ndarray, Frame]] = field(default_factory=dict)  # new crops
     embedded: list[tuple[TrackKey, float, int]] = field(default_factory=list)  # key, capture
     #                                                     time, frame of each applied vector
-    events: list[tuple[EventKind, float | None, dict[str, Any]]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     def emit(self, kind: EventKind, frame_time: float | None = None, **fields: Any) -> None:
         """Queue an event; :class:`Emit` sends the round's events in order."""
@@ -415,7 +418,13 @@ class Relink:
     """Who each track is (:mod:`deen.runtime.identity`): one person id per person across
     visits, streams and places. Reports each change of a person already announced as a
     ``person_changed`` event, and gives every event about a track its ``person``
-    (:meth:`annotate`, called by :class:`Emit`), as it stands when the round ends."""
+    (:meth:`annotate`, called by :class:`Emit`), as it stands when the round ends.
+
+    A track is *announced* once its person is decided (:meth:`Identities.held`), in a round
+    with a frame of its stream: its ``track_started`` goes out then, with that frame and
+    box (and ``first_frame``, where it was first seen), followed by whatever was said about
+    it meanwhile. Until then its events wait, and a track that ends unannounced is never
+    told of."""
 
     name = "relink"
 
@@ -425,7 +434,9 @@ class Relink:
         self.settings = settings
         self.match, self.place = match, place
         self.announced: dict[TrackKey, int] = {}  # the person each live track's events gave
+        self.waiting: dict[TrackKey, list[Event]] = {}  # events of tracks not announced yet
         self.ended: dict[TrackKey, int] = {}  # tracks ended this round → their person
+        self.silent: set[TrackKey] = set()  # tracks ended this round before being announced
         self.newest: dict[Modality, int] = {}  # each stream's newest frame index
 
     def __call__(self, round_: Round, state: LiveState) -> None:
@@ -440,7 +451,11 @@ class Relink:
             self.newest[modality] = frame.index
         for key, person in self.identities.track_person.items():
             said = self.announced.get(key)
-            if said is not None and said != person:
+            if said is None:
+                if key[0] in round_.frames and not self.identities.held(key, state.clock):
+                    self._announce(key, round_, state)
+                continue
+            if said != person:
                 change = reasons.get(key)
                 # The frame from which the track's rows carry the new person: this round's
                 # frame of its stream, else the next one.
@@ -452,31 +467,64 @@ class Relink:
                             similarity=change.similarity if change else None)
             self.announced[key] = person
 
+    def _announce(self, key: TrackKey, round_: Round, state: LiveState) -> None:
+        """The track's person is decided: from this round's frame of its stream on, it is
+        shown. A ``track_started`` still waiting is sent as of this frame."""
+        self.announced[key] = self.identities.person_of(key)
+        waiting = self.waiting.pop(key, [])
+        frame = round_.frames[key[0]]
+        track = next((t for t in state.active[key[0]] if t.track_id == key[1]), None)
+        for kind, _, fields in waiting:
+            if kind == EventKind.TRACK_STARTED and track is not None:
+                fields = {**fields, "first_frame": fields["frame"], "frame": frame.index,
+                          "box": track.box}
+                round_.emit(kind, frame.timestamp, **fields)
+            elif kind != EventKind.TRACK_STARTED:
+                round_.emit(kind, round_.newest, **fields)
+
     def forget(self, key: TrackKey, state: LiveState, when: float) -> None:
         if key in self.identities.track_person:
             self.ended[key] = self.identities.end(key, state.book, when)
-        self.announced.pop(key, None)
+        if self.announced.pop(key, None) is None:
+            self.silent.add(key)
+            self.waiting.pop(key, None)
 
     def person_of(self, key: TrackKey) -> int | None:
         """A live track's person, or that of a track that ended this round."""
         return self.identities.track_person.get(key, self.ended.get(key))
+
+    def held(self, key: TrackKey) -> bool:
+        """Whether the live track is not announced yet (nothing about it is shown)."""
+        return key in self.identities.track_person and key not in self.announced
 
     def settled(self, key: TrackKey) -> bool:
         return self.identities.settled(key)
 
     def annotate(self, round_: Round) -> None:
         """Give the round's events about tracks their ``person`` (the visible track's for a
-        match or unmatch, with ``infrared_person``)."""
-        for _, _, fields in round_.events:
+        match or unmatch, with ``infrared_person``); events about a track not announced yet
+        wait for it, those about a track that ended unannounced are dropped."""
+        kept: list[Event] = []
+        for event in round_.events:
+            _, _, fields = event
             if "track" in fields and "stream" in fields:
-                person = self.person_of((STREAM_MODALITY[fields["stream"]], fields["track"]))
+                key = (STREAM_MODALITY[fields["stream"]], fields["track"])
+                if key in self.silent:
+                    continue
+                if self.held(key):
+                    self.waiting.setdefault(key, []).append(event)
+                    continue
+                person = self.person_of(key)
                 if person is not None:
                     fields["person"] = person
             elif "visible_track" in fields:
                 fields["person"] = self.person_of((Modality.VISIBLE, fields["visible_track"]))
                 fields["infrared_person"] = self.person_of(
                     (Modality.INFRARED, fields["infrared_track"]))
+            kept.append(event)
+        round_.events[:] = kept
         self.ended.clear()
+        self.silent.clear()
 
 
 class Name:

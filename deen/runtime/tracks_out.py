@@ -70,6 +70,8 @@ class TracksWriter(Output):
             stream, number = STREAMS[modality], frame.position + 1
             other = OTHER_STREAM[stream]
             for track in snapshot.tracks.get(modality, ()):
+                if track.held:
+                    continue
                 if track.appearance is not None:
                     self.appearance[stream, track.track_id] = track.appearance
                 self.rows[stream].append((number, track.track_id, track.person_id,

@@ -111,15 +111,15 @@ class LiveView(Output):
                 "tracks": len(snapshot.tracks[modality])}
         names = {f"{STREAMS[m]}:{track}": name for (m, track), name in snapshot.names.items()}
         persons = {(m, t.track_id): t.person_id for m, views in snapshot.tracks.items()
-                   for t in views}
+                   for t in views if not t.held}
         return {
             "state": "running", "time": time.time(), "streams": streams,
             "stage_ms": {k: round(v, 1) for k, v in snapshot.stage_ms.items()},
             "matches": [{"visible_track": v, "infrared_track": i,
                          "person": persons.get((Modality.VISIBLE, v))}
                         for v, i in snapshot.matches],
-            "persons": {f"{STREAMS[m]}:{t.track_id}": t.person_id
-                        for m, views in snapshot.tracks.items() for t in views},
+            "persons": {f"{STREAMS[m]}:{track}": person
+                        for (m, track), person in persons.items()},
             "names": names, "faults": dict(snapshot.faults),
             "events": dict(snapshot.events), "viewers": self.video_viewers,
             "dropped_events": self.dropped_events}
