@@ -179,14 +179,15 @@ class Identities:
 
     def held(self, key: TrackKey, now: float) -> bool:
         """Whether the live track's person is still undecided and may wait to be announced:
-        it has not been compared with the people seen before, matched, or placed, and it
-        started less than ``hold_s`` ago. A returning person's first second under a fresh
-        id is a wrong id on every row; held, it is no id at all."""
+        neither the track nor the other stream's track joined with it (matched, or at its
+        place) has been compared with the people seen before, and it started less than
+        ``hold_s`` ago. A returning person's first second under a fresh id is a wrong id on
+        every row; held, it is no id at all."""
         s = self.settings
         if not s.enabled or s.hold_s <= 0 or key not in self.track_person:
             return False
-        if key in self.compared or key in self.matched or key in self.linked \
-                or key in self.placed or self.persons[self.track_person[key]].known:
+        partner = self.persons[self.track_person[key]].live.get(_other(key[0]))
+        if any(k in self.compared or k in self.linked for k in (key, partner)):
             return False
         return now - self.started.get(key, now) < s.hold_s
 
