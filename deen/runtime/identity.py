@@ -27,9 +27,9 @@ its own appearance (infrared people look alike; a match to the lead stream is su
 
 Each change of a live track's person is returned by :meth:`Identities.update`, so that an
 event says so: nothing is rewritten silently. A new track whose person is not decided yet is
-*held* (:meth:`Identities.held`) for up to ``hold_s``: until its look has been compared with
-the people seen before, or a match or its place has joined it to a person, nothing about it
-is announced, so that a returning person is not shown under a fresh id for their first
+*held* (:meth:`Identities.held`) for up to ``hold_s``: until its look, or that of the other
+stream's track joined with it, has been compared with the people seen before, nothing about
+it is announced, so that a returning person is not shown under a fresh id for their first
 second.
 """
 
@@ -210,13 +210,14 @@ class Identities:
                           s.default, s.min_negatives)
 
     # -- the round -------------------------------------------------------------------------
-    def start(self, key: TrackKey) -> int:
-        """A new track: a new person."""
+    def start(self, key: TrackKey, now: float) -> int:
+        """A new track, started at capture time ``now``: a new person."""
         person = Person(self.next_id)
         self.next_id += 1
         person.live[key[0]] = key
         self.persons[person.id] = person
         self.track_person[key] = person.id
+        self.started[key] = now
         return person.id
 
     def end(self, key: TrackKey, book: AppearanceBook, now: float) -> int:
@@ -253,8 +254,7 @@ class Identities:
         for modality, ids in active.items():
             for track in ids:
                 if (modality, track) not in self.track_person:
-                    self.start((modality, track))
-                    self.started[modality, track] = now
+                    self.start((modality, track), now)
         self._learn(book, active, apart)
         changes = [c for v, i in matches for c in self._join(v, i)]
         if near is not None:

@@ -471,15 +471,13 @@ class Relink:
         """The track's person is decided: from this round's frame of its stream on, it is
         shown. A ``track_started`` still waiting is sent as of this frame."""
         self.announced[key] = self.identities.person_of(key)
-        waiting = self.waiting.pop(key, [])
         frame = round_.frames[key[0]]
-        track = next((t for t in state.active[key[0]] if t.track_id == key[1]), None)
-        for kind, _, fields in waiting:
-            if kind == EventKind.TRACK_STARTED and track is not None:
-                fields = {**fields, "first_frame": fields["frame"], "frame": frame.index,
-                          "box": track.box}
-                round_.emit(kind, frame.timestamp, **fields)
-            elif kind != EventKind.TRACK_STARTED:
+        for kind, _, fields in self.waiting.pop(key, []):
+            if kind == EventKind.TRACK_STARTED:
+                box = next(t.box for t in state.active[key[0]] if t.track_id == key[1])
+                round_.emit(kind, frame.timestamp, **{**fields, "first_frame": fields["frame"],
+                                                      "frame": frame.index, "box": box})
+            else:
                 round_.emit(kind, round_.newest, **fields)
 
     def forget(self, key: TrackKey, state: LiveState, when: float) -> None:
