@@ -421,7 +421,7 @@ class Relink:
     (:meth:`annotate`, called by :class:`Emit`), as it stands when the round ends.
 
     A track is *announced* once its person is decided (:meth:`Identities.held`), in a round
-    with a frame of its stream: its ``track_started`` goes out then, with that frame and
+    whose frame of its stream shows it: its ``track_started`` goes out then, with that frame and
     box (and ``first_frame``, where it was first seen), followed by whatever was said about
     it meanwhile. Until then its events wait, and a track that ends unannounced is never
     told of."""
@@ -449,11 +449,13 @@ class Relink:
         reasons = {c.key: c for c in changes}
         for modality, frame in round_.frames.items():
             self.newest[modality] = frame.index
+        # Tracks in view in this round's frames (a track lost for a moment is not).
+        in_view = {(m, t.track_id): t.box for m in round_.frames for t in state.active[m]}
         for key, person in self.identities.track_person.items():
             said = self.announced.get(key)
             if said is None:
-                if key[0] in round_.frames and not self.identities.held(key, state.clock):
-                    self._announce(key, round_, state)
+                if key in in_view and not self.identities.held(key, state.clock):
+                    self._announce(key, round_, in_view[key])
                 continue
             if said != person:
                 change = reasons.get(key)
@@ -467,14 +469,14 @@ class Relink:
                             similarity=change.similarity if change else None)
             self.announced[key] = person
 
-    def _announce(self, key: TrackKey, round_: Round, state: LiveState) -> None:
-        """The track's person is decided: from this round's frame of its stream on, it is
-        shown. A ``track_started`` still waiting is sent as of this frame."""
+    def _announce(self, key: TrackKey, round_: Round, box: np.ndarray) -> None:
+        """The track's person is decided and it is in view (at ``box``) in this round's
+        frame of its stream: from that frame on it is shown. A ``track_started`` still
+        waiting is sent as of this frame."""
         self.announced[key] = self.identities.person_of(key)
         frame = round_.frames[key[0]]
         for kind, _, fields in self.waiting.pop(key, []):
             if kind == EventKind.TRACK_STARTED:
-                box = next(t.box for t in state.active[key[0]] if t.track_id == key[1])
                 round_.emit(kind, frame.timestamp, **{**fields, "first_frame": fields["frame"],
                                                       "frame": frame.index, "box": box})
             else:
