@@ -69,6 +69,19 @@ def small_model(tmp_path_factory):
     return path
 
 
+def write_person_images(folder: Path, count: int, seed: int) -> Path:
+    """``count`` visible pictures of one generated person as ``folder/<i>.png`` (made if
+    missing): what ``deen gallery add --images`` reads."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    person = make_people(1, seed=seed)[0]
+    for index in range(count):
+        image = render_person(person, Modality.VISIBLE, np.random.default_rng(index))
+        cv2.imwrite(str(folder / f"{index}.png"), image)
+    return folder
+
+
 def person_images(modalities: list[Modality], seed: int) -> list[np.ndarray]:
     """Generated BGR uint8 people, one per requested modality (distinct identities)."""
     rng = np.random.default_rng(seed)

@@ -16,9 +16,9 @@ import textwrap
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from conftest import write_person_images
 from servers import Postgres, free_port
 
 from deen.backends import open_embedder
@@ -27,7 +27,6 @@ from deen.modality import Modality
 from deen.runtime.gallery import Gallery, PostgresStore, StoreKind, store_format
 from deen.runtime.live import enrol, model_id
 from deen.scenes import write_stream_pair
-from deen.synthetic import make_people, render_person
 
 REPO = Path(__file__).resolve().parents[1]
 pytest.importorskip("psycopg")
@@ -164,12 +163,7 @@ def test_two_live_runs_recognise_a_person_enrolled_elsewhere_and_ride_out_an_out
         while not all(_started(log) for log in logs) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert all(_started(log) for log in logs)
-        folder = tmp_path / "alice"
-        folder.mkdir()
-        person = make_people(1, seed=7)[0]
-        for index in range(3):
-            image = render_person(person, Modality.VISIBLE, np.random.default_rng(index))
-            cv2.imwrite(str(folder / f"{index}.png"), image)
+        folder = write_person_images(tmp_path / "alice", 3, seed=7)
         enrol(database, "alice", folder, Modality.VISIBLE, embedder, small_model)
         enrolled = time.time()  # committed: every box may now see it
         deadline = time.monotonic() + 10

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import write_person_images
 from servers import Mosquitto, Postgres, free_port
 
 from deen.backends import open_embedder
@@ -91,12 +92,7 @@ def _database(postgres: Postgres, name: str) -> str:
 def test_the_gallery_takes_its_password_from_pgpassword_and_pgpass(
         postgres, small_model, tmp_path) -> None:
     url = _database(postgres, "from_environment")
-    people = tmp_path / "alice"
-    people.mkdir()
-    person = make_people(1, seed=3)[0]
-    for index in range(2):
-        image = render_person(person, Modality.VISIBLE, np.random.default_rng(index))
-        cv2.imwrite(str(people / f"{index}.png"), image)
+    people = write_person_images(tmp_path / "alice", 2, seed=3)
     # $PGPASSWORD
     added = _deen("gallery", "add", "alice", "--images", str(people), "--modality", "visible",
                   "--model", str(small_model), "--device", "cpu", "--gallery", url,
