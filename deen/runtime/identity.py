@@ -189,7 +189,7 @@ class Identities:
         partner = self.persons[self.track_person[key]].live.get(_other(key[0]))
         if any(k in self.compared or k in self.linked for k in (key, partner)):
             return False
-        return now - self.started.get(key, now) < s.hold_s
+        return now - self.started[key] < s.hold_s
 
     def settled(self, key: TrackKey) -> bool:
         """Whether the track's person is decided (linked by its look, or matched and
