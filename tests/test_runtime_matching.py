@@ -205,6 +205,64 @@ def test_a_part_or_a_merge_is_fitted_to_the_persons_learnt_size():
     assert not update.active[0].fitted and np.allclose(update.active[0].box, [100, 50, 140, 100])
 
 
+def _people(size: tuple[int, int], *people: tuple[list[float], tuple[int, int, int]]
+            ) -> np.ndarray:
+    """A grey frame with each (box, BGR colour) painted in order: later ones in front."""
+    image = np.full((*size, 3), 128, np.uint8)
+    for (x1, y1, x2, y2), colour in people:
+        image[int(y1):int(y2), int(x1):int(x2)] = colour
+    return image
+
+
+RED, BLUE = (40, 40, 200), (200, 60, 40)
+
+
+@pytest.mark.parametrize("appearance", [1.0, 0.0])
+def test_two_people_whose_boxes_overlap_keep_their_tracks_by_their_colours(appearance):
+    """A person in red and one in blue stand side by side (frame 0); in the next frame each
+    detection overlaps both predicted boxes, and the overlap alone favours giving the red
+    track the blue person's box (0.44 + 0.50 against 0.34 + 0.31). The colours say
+    otherwise: with ``appearance`` on, each track keeps its own person."""
+    tracker = ByteTracker(TrackingSettings(min_hits=1, appearance=appearance))
+    before = [[100, 50, 140, 150], [140, 50, 180, 150]]
+    update = tracker.update(Detections(np.array(before, np.float32),
+                                       np.array([0.9, 0.9], np.float32)), 0, 320,
+                            _people((240, 320), (before[0], RED), (before[1], BLUE)))
+    red_track = next(t.track_id for t in update.active if t.box[0] == 100)
+    red, blue = [114, 48, 174, 148], [106, 60, 166, 160]  # blue is nearer (feet lower)
+    update = tracker.update(Detections(np.array([red, blue], np.float32),
+                                       np.array([0.9, 0.9], np.float32)), 1, 320,
+                            _people((240, 320), (red, RED), (blue, BLUE)))
+    box = next(t.box for t in update.active if t.track_id == red_track)
+    assert np.allclose(box, red if appearance else blue)
+
+
+def test_a_boxs_look_is_its_colours_head_to_feet_and_unknown_when_hidden():
+    """Bands run head to feet; lightness counts less than hue (a person under a light shadow,
+    three quarters of the light, stays nearer their own look than anyone in another colour
+    is); a box that a nearer box covers by a fifth has no look of its own."""
+    from deen.runtime.tracking import LOOK_BANDS, look_distance, looks
+
+    image = _people((240, 320), ([10, 10, 50, 110], RED), ([10, 60, 50, 110], BLUE))
+    two_tone = looks(image, np.array([[10, 10, 50, 110]], np.float32))[0]
+    assert two_tone[0, 1] > two_tone[-1, 1]  # red on top (Lab a), blue below
+    assert two_tone.shape == (LOOK_BANDS, 3)
+    shaded = tuple(3 * c // 4 for c in RED)
+    image = _people((240, 320), ([10, 10, 50, 110], RED), ([60, 10, 100, 110], shaded),
+                    ([110, 10, 150, 110], BLUE))
+    seen = looks(image, np.array([[10, 10, 50, 110], [60, 10, 100, 110],
+                                  [110, 10, 150, 110]], np.float32))
+    distance = look_distance(seen[:1], seen)[0]
+    assert distance[0] == 0 and distance[1] < 0.5 < distance[2]
+    # Side by side, feet level: neither is known to be in front, so neither has a look.
+    behind = looks(image, np.array([[10, 10, 50, 110], [30, 10, 70, 110]], np.float32))
+    assert np.isnan(behind).all()
+    # The nearer one (feet lower) keeps its look; the one it hides has none.
+    hidden = looks(image, np.array([[10, 10, 50, 110], [30, 20, 70, 130]], np.float32))
+    assert np.isnan(hidden[0]).all() and not np.isnan(hidden[1]).any()
+    assert look_distance(hidden[:1], seen)[0].max() == 0  # unknown never decides
+
+
 def test_gallery_recognises_and_survives_a_restart(tmp_path):
     path = tmp_path / "gallery.db"
     with Gallery(path, "model-a", 4) as gallery:

@@ -164,7 +164,7 @@ class Track:
     def __call__(self, round_: Round, state: LiveState) -> None:
         for modality, frame in round_.tracked():
             update = self.trackers[modality].update(round_.found[modality], frame.index,
-                                                    frame.image.shape[1])
+                                                    frame.image.shape[1], frame.image)
             for track in update.started:
                 round_.emit(EventKind.TRACK_STARTED, frame.timestamp, stream=STREAMS[modality],
                             frame=frame.index, track=track.track_id, box=track.box,

@@ -13,11 +13,60 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from deen.runtime.detect import Detections
 from deen.settings import Section, setting
+
+#: Horizontal bands of a person's box whose mean colours make a track's look.
+LOOK_BANDS = 6
+#: Colour distance (mean of the bands' Lab differences, in Lab units) that counts as wholly
+#: unlike.
+LOOK_SCALE = 40.0
+#: Weight of lightness beside the two colour axes: shade and light change it most.
+LIGHTNESS = 0.3
+
+
+def looks(image: np.ndarray, boxes: np.ndarray, hidden: float = 0.2) -> np.ndarray:
+    """Each box's look (N×LOOK_BANDS×3): the mean Lab colour of its central half in
+    ``LOOK_BANDS`` horizontal bands, head to feet. A few microseconds a box: cheap enough
+    for every detection of every frame, and it tells a red shirt from a blue one (or, in
+    infrared, a warm body from a cool coat) where two people's boxes cross. Unknown (NaN)
+    for a box too small, or one that a box as near or nearer (its foot as low or lower in
+    the picture) covers by ``hidden`` of its area or more: its pixels there may be the other
+    person's."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    out = np.full((len(boxes), LOOK_BANDS, 3), np.nan, np.float32)
+    height, width = image.shape[:2]
+    for n, (x1, y1, x2, y2) in enumerate(boxes):
+        # Feet about level: which one is in front is not known, so either may be hidden.
+        nearer = boxes[(boxes[:, 3] >= y2 - 0.05 * (y2 - y1)) & (np.arange(len(boxes)) != n)]
+        if len(nearer):
+            w = np.clip(np.minimum(nearer[:, 2], x2) - np.maximum(nearer[:, 0], x1), 0, None)
+            h = np.clip(np.minimum(nearer[:, 3], y2) - np.maximum(nearer[:, 1], y1), 0, None)
+            if (w * h).sum() >= hidden * max((x2 - x1) * (y2 - y1), 1e-9):
+                continue
+        quarter = (x2 - x1) / 4
+        left, right = int(max(x1 + quarter, 0)), int(min(np.ceil(x2 - quarter), width))
+        top, bottom = int(max(y1, 0)), int(min(np.ceil(y2), height))
+        if right - left < 2 or bottom - top < LOOK_BANDS:
+            continue
+        small = cv2.resize(image[top:bottom, left:right], (1, LOOK_BANDS),
+                           interpolation=cv2.INTER_AREA)
+        out[n] = cv2.cvtColor(small, cv2.COLOR_BGR2Lab).reshape(LOOK_BANDS, 3)
+    return out
+
+
+def look_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance 0..1 of every look in ``a`` (N×B×3) to every look in ``b`` (M×B×3); 0 where
+    either is unknown (NaN), so that a missing look never decides."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    weight = np.array([LIGHTNESS, 1.0, 1.0], np.float32)
+    d = np.linalg.norm((a[:, None] - b[None]) * weight, axis=3).mean(axis=2) / LOOK_SCALE
+    return np.nan_to_num(np.clip(d, 0.0, 1.0), nan=0.0).astype(np.float32)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -130,6 +179,7 @@ class Track:
     size: BodySize = field(default_factory=BodySize, repr=False)
     fitted: bool = False  # the box is the learnt size fitted to a part or a merge
     seen_box: np.ndarray | None = field(default=None, repr=False)  # the last matched box
+    look: np.ndarray | None = field(default=None, repr=False)  # running look (see looks())
 
 
 @dataclass(frozen=True)
@@ -168,6 +218,11 @@ class TrackingSettings(Section):
     max_lost: int = setting(30, "frames without a detection before a track ends", at_least=1)
     fit_boxes: bool = setting(True, "fit a part or a merge of people to the track's learnt "
                                     "body size")
+    appearance: float = setting(1.0, "weight of the boxes' colours (a cheap look, not the "
+                                     "model's) against their overlap when detections are "
+                                     "given to tracks (0: overlap alone)", at_least=0.0)
+    look_rate: float = setting(0.2, "weight of each whole detection's colours in a track's "
+                                    "running look", above=0.0, at_most=1.0)
 
 
 class ByteTracker:
@@ -175,27 +230,45 @@ class ByteTracker:
     remaining tracks alive (occlusions lower scores); a track is confirmed after
     ``min_hits`` matches and removed after ``max_lost`` frames without one. With
     ``fit_boxes``, a matched detection that is a part or a merge is fitted to the track's
-    learnt body size (:class:`BodySize`) before it updates the track."""
+    learnt body size (:class:`BodySize`) before it updates the track. Given the frame and
+    a non-zero ``appearance``, each assignment also weighs how unlike a detection's colours
+    are to the track's running look (:func:`looks`), so that where two people's predicted
+    boxes overlap both detections, each track keeps its own person; the overlap alone still
+    decides whether a pair may match at all."""
 
     def __init__(self, settings: TrackingSettings = TrackingSettings()) -> None:
         self.high, self.low = settings.high_threshold, settings.low_threshold
         self.match_iou, self.fit_boxes = settings.match_iou, settings.fit_boxes
         self.min_hits, self.max_lost = settings.min_hits, settings.max_lost
         self.recover = settings.recover
+        self.appearance, self.look_rate = settings.appearance, settings.look_rate
         self.tracks: list[Track] = []
         self._next_id = 1
         self._frame: int | None = None  # the last frame's index
 
-    def _associate(self, tracks: list[Track], boxes: np.ndarray
+    def _associate(self, tracks: list[Track], boxes: np.ndarray,
+                   seen: np.ndarray | None = None
                    ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+        """Detections to tracks by the overlap with their predicted boxes, less
+        ``appearance`` times how unlike their looks are (``seen``: the boxes' looks); a pair
+        needs ``match_iou`` of overlap either way."""
         iou = iou_matrix(np.array([t.box for t in tracks]).reshape(-1, 4), boxes)
         if iou.size == 0:
             return [], list(range(len(tracks))), list(range(len(boxes)))
-        rows, cols = linear_sum_assignment(-iou)
+        score = iou - self.appearance * self._unlike(tracks, seen) if seen is not None \
+            else iou
+        rows, cols = linear_sum_assignment(-score)
         pairs = [(r, c) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= self.match_iou]
         matched_t, matched_d = {r for r, _ in pairs}, {c for _, c in pairs}
         return (pairs, [i for i in range(len(tracks)) if i not in matched_t],
                 [j for j in range(len(boxes)) if j not in matched_d])
+
+    @staticmethod
+    def _unlike(tracks: list[Track], seen: np.ndarray) -> np.ndarray:
+        """How unlike each track's running look is each box's (0..1; 0 when unknown)."""
+        mine = np.stack([t.look if t.look is not None
+                         else np.full((LOOK_BANDS, 3), np.nan, np.float32) for t in tracks])
+        return look_distance(mine, seen)
 
     def _nearest(self, tracks: list[Track], boxes: np.ndarray
                  ) -> list[tuple[int, int]]:
@@ -216,11 +289,11 @@ class ByteTracker:
         rows, cols = linear_sum_assignment(cost)
         return [(r, c) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= self.recover]
 
-    def update(self, detections: Detections, frame: int, width: int | None = None
-               ) -> TrackUpdate:
+    def update(self, detections: Detections, frame: int, width: int | None = None,
+               image: np.ndarray | None = None) -> TrackUpdate:
         """One frame's detections (``frame``: its index in the stream, so dropped frames
         count; ``width``: the picture's, so that tracks last seen at its side are not
-        recovered)."""
+        recovered; ``image``: the frame, for the boxes' looks when ``appearance`` is on)."""
         steps = 1 if self._frame is None else max(1, frame - self._frame)
         self._frame = frame
         for track in self.tracks:
@@ -230,9 +303,17 @@ class ByteTracker:
         low = ~high & (detections.scores >= self.low)
         started: list[Track] = []
 
-        def matched(track: Track, box: np.ndarray, score: float) -> None:
+        seen = looks(image, detections.boxes) if image is not None and self.appearance \
+            else None
+
+        def matched(track: Track, box: np.ndarray, score: float,
+                    look: np.ndarray | None) -> None:
             if self.fit_boxes:
                 box, track.fitted = track.size.fit(box, track.box)
+            if look is not None and not track.fitted and not np.isnan(look).any():
+                # Only a whole box shows the track's own person alone.
+                track.look = look.copy() if track.look is None else \
+                    track.look + self.look_rate * (look - track.look)
             track.kalman.update(box)
             track.box, track.score, track.last_seen = box.astype(np.float32), score, frame
             track.seen_box = track.box
@@ -242,27 +323,35 @@ class ByteTracker:
                 started.append(track)
 
         high_boxes, high_scores = detections.boxes[high], detections.scores[high]
-        pairs, loose, new = self._associate(self.tracks, high_boxes)
+        high_looks = seen[high] if seen is not None else None
+        pairs, loose, new = self._associate(self.tracks, high_boxes, high_looks)
         for t, d in pairs:
-            matched(self.tracks[t], high_boxes[d], float(high_scores[d]))
+            matched(self.tracks[t], high_boxes[d], float(high_scores[d]),
+                    high_looks[d] if high_looks is not None else None)
         remaining = [self.tracks[t] for t in loose]
         low_boxes, low_scores = detections.boxes[low], detections.scores[low]
-        pairs, still, _ = self._associate(remaining, low_boxes)
+        low_looks = seen[low] if seen is not None else None
+        pairs, still, _ = self._associate(remaining, low_boxes, low_looks)
         for t, d in pairs:
-            matched(remaining[t], low_boxes[d], float(low_scores[d]))
+            matched(remaining[t], low_boxes[d], float(low_scores[d]),
+                    low_looks[d] if low_looks is not None else None)
         # A track last seen at the picture's side has most likely walked out; someone
         # walking in there is someone else.
         lost = [remaining[t] for t in still if remaining[t].confirmed
                 and not (width and remaining[t].seen_box is not None
                          and at_side(remaining[t].seen_box, width))]
+        new_looks = high_looks[new] if high_looks is not None else None
         recovered = self._nearest(lost, high_boxes[new])
         for t, d in recovered:
-            matched(lost[t], high_boxes[new[d]], float(high_scores[new[d]]))
+            matched(lost[t], high_boxes[new[d]], float(high_scores[new[d]]),
+                    new_looks[d] if new_looks is not None else None)
         taken = {new[d] for _, d in recovered}
         for d in [d for d in new if d not in taken]:
             track = Track(self._next_id, high_boxes[d].astype(np.float32), float(high_scores[d]),
                           frame, frame, kalman=BoxKalman(high_boxes[d]),
                           seen_box=high_boxes[d].astype(np.float32))
+            if high_looks is not None and not np.isnan(high_looks[d]).any():
+                track.look = high_looks[d].copy()
             if self.fit_boxes:
                 track.size.fit(track.box, track.box)  # the first whole detection
             self._next_id += 1
