@@ -246,8 +246,7 @@ class ByteTracker:
         self._next_id = 1
         self._frame: int | None = None  # the last frame's index
 
-    def _associate(self, tracks: list[Track], boxes: np.ndarray,
-                   seen: np.ndarray | None = None
+    def _associate(self, tracks: list[Track], boxes: np.ndarray, seen: np.ndarray
                    ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
         """Detections to tracks by the overlap with their predicted boxes, less
         ``appearance`` times how unlike their looks are (``seen``: the boxes' looks); a pair
@@ -255,8 +254,7 @@ class ByteTracker:
         iou = iou_matrix(np.array([t.box for t in tracks]).reshape(-1, 4), boxes)
         if iou.size == 0:
             return [], list(range(len(tracks))), list(range(len(boxes)))
-        score = iou - self.appearance * self._unlike(tracks, seen) if seen is not None \
-            else iou
+        score = iou - self.appearance * self._unlike(tracks, seen) if self.appearance else iou
         rows, cols = linear_sum_assignment(-score)
         pairs = [(r, c) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= self.match_iou]
         matched_t, matched_d = {r for r, _ in pairs}, {c for _, c in pairs}
@@ -303,14 +301,14 @@ class ByteTracker:
         low = ~high & (detections.scores >= self.low)
         started: list[Track] = []
 
+        # Unknown (NaN) looks when there is no frame or the looks are off: they never decide.
         seen = looks(image, detections.boxes) if image is not None and self.appearance \
-            else None
+            else np.full((len(detections), LOOK_BANDS, 3), np.nan, np.float32)
 
-        def matched(track: Track, box: np.ndarray, score: float,
-                    look: np.ndarray | None) -> None:
+        def matched(track: Track, box: np.ndarray, score: float, look: np.ndarray) -> None:
             if self.fit_boxes:
                 box, track.fitted = track.size.fit(box, track.box)
-            if look is not None and not track.fitted and not np.isnan(look).any():
+            if not track.fitted and not np.isnan(look).any():
                 # Only a whole box shows the track's own person alone.
                 track.look = look.copy() if track.look is None else \
                     track.look + self.look_rate * (look - track.look)
@@ -323,34 +321,31 @@ class ByteTracker:
                 started.append(track)
 
         high_boxes, high_scores = detections.boxes[high], detections.scores[high]
-        high_looks = seen[high] if seen is not None else None
+        high_looks = seen[high]
         pairs, loose, new = self._associate(self.tracks, high_boxes, high_looks)
         for t, d in pairs:
-            matched(self.tracks[t], high_boxes[d], float(high_scores[d]),
-                    high_looks[d] if high_looks is not None else None)
+            matched(self.tracks[t], high_boxes[d], float(high_scores[d]), high_looks[d])
         remaining = [self.tracks[t] for t in loose]
         low_boxes, low_scores = detections.boxes[low], detections.scores[low]
-        low_looks = seen[low] if seen is not None else None
+        low_looks = seen[low]
         pairs, still, _ = self._associate(remaining, low_boxes, low_looks)
         for t, d in pairs:
-            matched(remaining[t], low_boxes[d], float(low_scores[d]),
-                    low_looks[d] if low_looks is not None else None)
+            matched(remaining[t], low_boxes[d], float(low_scores[d]), low_looks[d])
         # A track last seen at the picture's side has most likely walked out; someone
         # walking in there is someone else.
         lost = [remaining[t] for t in still if remaining[t].confirmed
                 and not (width and remaining[t].seen_box is not None
                          and at_side(remaining[t].seen_box, width))]
-        new_looks = high_looks[new] if high_looks is not None else None
         recovered = self._nearest(lost, high_boxes[new])
         for t, d in recovered:
             matched(lost[t], high_boxes[new[d]], float(high_scores[new[d]]),
-                    new_looks[d] if new_looks is not None else None)
+                    high_looks[new[d]])
         taken = {new[d] for _, d in recovered}
         for d in [d for d in new if d not in taken]:
             track = Track(self._next_id, high_boxes[d].astype(np.float32), float(high_scores[d]),
                           frame, frame, kalman=BoxKalman(high_boxes[d]),
                           seen_box=high_boxes[d].astype(np.float32))
-            if high_looks is not None and not np.isnan(high_looks[d]).any():
+            if not np.isnan(high_looks[d]).any():
                 track.look = high_looks[d].copy()
             if self.fit_boxes:
                 track.size.fit(track.box, track.box)  # the first whole detection
