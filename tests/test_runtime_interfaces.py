@@ -301,13 +301,15 @@ class _Still(JsonlBoxes):
     """One person standing at one place in both streams, missed on the ``missed`` (stream,
     frame) pairs."""
 
-    def __init__(self, missed: frozenset[tuple[str, int]] = frozenset()) -> None:
-        self.missed = missed
+    def __init__(self, missed: frozenset[tuple[str, int]] = frozenset(),
+                 boxes: dict[str, list[float]] | None = None) -> None:
+        self.missed, self.boxes = missed, boxes or {}
 
     def detect(self, image: np.ndarray, stream: str, frame: int) -> Detections:
         if (stream, frame) in self.missed:
             return Detections.empty()
-        return Detections(np.array([[100, 40, 140, 120]], np.float32), np.ones(1, np.float32))
+        box = self.boxes.get(stream, [100, 40, 140, 120])
+        return Detections(np.array([box], np.float32), np.ones(1, np.float32))
 
 
 @pytest.mark.parametrize("level_light", [True, False])
@@ -351,3 +353,26 @@ def test_a_matched_track_shows_its_partner_only_while_the_partner_is_seen() -> N
     assert partners[7][0] is not None and partners[7] == partners[10]
     assert [p[0] for p in partners[8:10]] == [None, None]
     assert [p[1] for p in partners[8:10]] == [partners[7][1]] * 2
+
+
+@pytest.mark.parametrize("group_width", [0.5, 1.0])
+def test_a_match_is_not_shown_on_a_box_that_holds_several_people(group_width) -> None:
+    """The infrared detector sees the person in a box as wide as it is tall (two or three
+    people in one box, as a group walking together gives). The match holds, but the visible
+    track shows the infrared one as its partner only where such a box may hold one person
+    (``matching.group_width`` at or above its width over height, 0.875)."""
+    pipeline = Pipeline(_Recording(), _Still(boxes={"ir": [100, 40, 170, 120]}), EventLog(None),
+                        OFFLINE.updated({"view_map.enabled": False,
+                                         "matching.without_map": True,
+                                         "matching.group_width": group_width}))
+    image = np.full((240, 320, 3), 90, np.uint8)
+    shown = []
+    for index in range(8):
+        pipeline.process({m: Frame(image, float(index), index, index) for m in
+                          (Modality.VISIBLE, Modality.INFRARED)})
+        for track in pipeline.snapshot().tracks[Modality.VISIBLE]:
+            shown.append((track.partner,
+                          pipeline.match.partner((Modality.VISIBLE, track.track_id))))
+    pipeline.close()
+    assert shown[-1][1] is not None  # matched
+    assert shown[-1][0] == (None if group_width == 0.5 else shown[-1][1])

@@ -62,6 +62,20 @@ class MatchingSettings(Section):
     without_map: bool = setting(False, "also match by appearance alone while there is no view "
                                        "map (off: cameras that watch different places never "
                                        "see one person at one moment)")
+    # A standing person is about 0.4 of their height wide; a box wider than half its height
+    # is mostly two or three people in one box (a group, a crossing the detector merged),
+    # where "this box is that box's person" is wrong for all but one of them at best:
+    # benchmarks/README.md, "A match shown only on a box of one person".
+    group_width: float = setting(0.5, "a matched track whose box, or whose partner's box, is "
+                                      "wider than this share of its height (several people in "
+                                      "one box) shows no partner on that frame (the match "
+                                      "holds)", above=0.0)
+
+
+def one_person(box: np.ndarray, group_width: float) -> bool:
+    """Whether an x1, y1, x2, y2 ``box`` is narrow enough to hold one standing person, not a
+    group of people in one box (wider than ``group_width`` × its height)."""
+    return box[2] - box[0] <= group_width * (box[3] - box[1])
 
 
 def unit(vector: np.ndarray) -> np.ndarray:

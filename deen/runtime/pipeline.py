@@ -31,7 +31,7 @@ from deen.runtime.detect import Detector
 from deen.runtime.events import EventKind, EventLog
 from deen.runtime.faults import Faults, PersistentFailure, summarise
 from deen.runtime.gallery import Gallery
-from deen.runtime.matching import TrackKey
+from deen.runtime.matching import TrackKey, one_person
 from deen.runtime.settings import LiveSettings
 from deen.runtime.sources import Frame, FrameSource
 from deen.runtime.stages import (
@@ -84,7 +84,8 @@ class TrackView:
     track_id: int
     box: np.ndarray  # x1, y1, x2, y2 in frame pixels (a read-only copy)
     # The other stream's track it is matched to, if confirmed and seen in that stream's
-    # newest frame (a partner the detector missed there has no box to pair with).
+    # newest frame (a partner the detector missed there has no box to pair with), and both
+    # boxes hold one person (matching.group_width: a box of several people is not one).
     partner: int | None
     name: str | None  # its gallery name, if it has one
     person: int = -1  # its person id in this stream (deen.runtime.relink); -1: the track id
@@ -210,7 +211,8 @@ class Pipeline:
     def snapshot(self) -> PipelineSnapshot:
         """What the outputs show, copied: later rounds do not change it."""
         state, tracks = self.state, {}
-        seen = {m: {t.track_id for t in active} for m, active in state.active.items()}
+        seen = {m: {t.track_id: t.box for t in active} for m, active in state.active.items()}
+        width = self.match.matcher.settings.group_width
         for modality, active in state.active.items():
             views = []
             other = Modality.INFRARED if modality == Modality.VISIBLE else Modality.VISIBLE
@@ -219,7 +221,8 @@ class Pipeline:
                 box.flags.writeable = False
                 key = (modality, track.track_id)
                 partner = self.match.partner(key)
-                if partner not in seen.get(other, ()):
+                if partner not in seen.get(other, {}) or not (
+                        one_person(box, width) and one_person(seen[other][partner], width)):
                     partner = None
                 entry = state.book.entries.get(key)
                 views.append(TrackView(

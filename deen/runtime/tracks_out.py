@@ -6,7 +6,8 @@
   id space for both streams), never changed afterwards;
 - ``matches.txt``: ``stream,frame,id,partner,partner_frame`` for every row above whose track
   was matched at that moment to the other stream's track, and that track had a box in its
-  stream's newest frame ``partner_frame``: ``partner`` is that track's person id then;
+  stream's newest frame ``partner_frame`` (neither box wider than a group of people in one
+  box, ``matching.group_width``): ``partner`` is that track's person id then;
 - ``names.txt``: ``stream,frame,id,name`` for rows whose track had a gallery name;
 - ``matches.json``: the match intervals, ``{"rgb": id, "ir": id, "first": frame, "last":
   frame}`` in visible-stream frames;
