@@ -347,6 +347,30 @@ def test_a_person_who_comes_back_keeps_their_id_and_a_stranger_does_not():
     assert ids.person_of((V, 8)) not in (first, ids.person_of((V, 7)))
 
 
+@pytest.mark.parametrize("unsure", [0.2, 0.0])
+def test_a_track_nearly_like_someone_seen_before_stays_held_until_a_compare_decides(unsure):
+    """Alice left. Track 7's first look is near hers but under the threshold (0.8): with
+    ``unsure`` it stays held (no id shown) until its next compare links it to her; without,
+    that first compare decides (a new person, announced). Carol, like no one seen before, is
+    announced at her first compare either way."""
+    ids = _identities(min_embeddings=1, default=0.8, margin=0.05, hold_s=3.0, again=2.0,
+                      unsure=unsure)
+    alice, bob, carol = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
+    book = AppearanceBook()
+    for key, vector in (((V, 1), alice), ((V, 2), bob)):
+        book.add(key, np.asarray(vector), 0.0)
+    _round(ids, book, {V: [1, 2]})
+    first = ids.person_of((V, 1))
+    _leave(ids, book, [(V, 1), (V, 2)], 1.0)
+    book.add((V, 7), np.asarray([0.7, 0.3, 0.64]), 2.0)  # 0.7 like Alice: nearly
+    book.add((V, 8), np.asarray(carol), 2.0)
+    assert _round(ids, book, {V: [7, 8]}, now=2.0) == []
+    assert ids.held((V, 7), 2.5) == (unsure > 0) and not ids.held((V, 8), 2.5)
+    book.add((V, 7), np.asarray(alice), 2.5)  # a second look, clearly hers
+    (change,) = _round(ids, book, {V: [7, 8]}, now=2.5)
+    assert (change.key, change.person) == ((V, 7), first) and not ids.held((V, 7), 2.5)
+
+
 def test_person_ids_are_one_space_for_both_streams():
     ids = _identities()
     book = AppearanceBook()

@@ -28,9 +28,9 @@ its own appearance (infrared people look alike; a match to the lead stream is su
 Each change of a live track's person is returned by :meth:`Identities.update`, so that an
 event says so: nothing is rewritten silently. A new track whose person is not decided yet is
 *held* (:meth:`Identities.held`) for up to ``hold_s``: until its look, or that of the other
-stream's track joined with it, has been compared with the people seen before, nothing about
-it is announced, so that a returning person is not shown under a fresh id for their first
-second.
+stream's track joined with it, has been compared with the people seen before and either
+linked or found like no one (nobody within ``unsure`` of the threshold), nothing about it is
+announced, so that a returning person is not shown under a fresh id for their first seconds.
 """
 
 from __future__ import annotations
@@ -106,9 +106,13 @@ class RelinkSettings(Section):
                                  at_least=-1.0, at_most=1.0)
     cross_margin: float = setting(0.1, "across the modalities, the best person must beat the "
                                        "runner-up by this", at_least=0.0, at_most=2.0)
-    hold_s: float = setting(1.5, "a new track is announced (its events, rows and boxes) "
+    hold_s: float = setting(3.0, "a new track is announced (its events, rows and boxes) "
                                  "once its person is decided, at the latest after this "
                                  "many seconds (0: at once)", at_least=0.0)
+    unsure: float = setting(0.2, "a compare that links no one but found a person within "
+                                 "this of the threshold leaves the track undecided (held) "
+                                 "until a later compare decides (0: any compare decides)",
+                            at_least=0.0, at_most=2.0)
 
     @property
     def lead_modality(self) -> Modality | None:
@@ -166,6 +170,7 @@ class Identities:
     matched: set[TrackKey] = field(default_factory=set)  # matched across the cameras
     placed: set[TrackKey] = field(default_factory=set)  # joined by place before a match
     compared: dict[TrackKey, int] = field(default_factory=dict)  # embeddings at last compare
+    unsure: set[TrackKey] = field(default_factory=set)  # compared, someone nearly clear
     started: dict[TrackKey, float] = field(default_factory=dict)  # capture time of its start
     # Per kind (a stream's modality name, or "cross"): each pair of tracks certainly two
     # people → their newest similarity. One value per pair, not per round: a pair seen
@@ -180,14 +185,16 @@ class Identities:
     def held(self, key: TrackKey, now: float) -> bool:
         """Whether the live track's person is still undecided and may wait to be announced:
         neither the track nor the other stream's track joined with it (matched, or at its
-        place) has been compared with the people seen before, and it started less than
-        ``hold_s`` ago. A returning person's first second under a fresh id is a wrong id on
-        every row; held, it is no id at all."""
+        place) has been linked, or compared and found like no one seen before (a look within
+        ``unsure`` of the threshold is not decided), and it started less than ``hold_s``
+        ago. A returning person's first seconds under a fresh id are a wrong id on every
+        row; held, they are no id at all."""
         s = self.settings
         if not s.enabled or s.hold_s <= 0 or key not in self.track_person:
             return False
         partner = self.persons[self.track_person[key]].live.get(_other(key[0]))
-        if any(k in self.compared or k in self.linked for k in (key, partner)):
+        if any(k in self.linked or (k in self.compared and k not in self.unsure)
+               for k in (key, partner)):
             return False
         return now - self.started[key] < s.hold_s
 
@@ -237,6 +244,7 @@ class Identities:
         self.matched.discard(key)
         self.placed.discard(key)
         self.compared.pop(key, None)
+        self.unsure.discard(key)
         self.started.pop(key, None)
         return pid
 
@@ -423,10 +431,15 @@ class Identities:
             if best is not None:
                 return self._assign(key, best[0], Reason.RELINKED, best[1])
         same = [p for p in absent if modality in p.totals]
-        best = _clear(same, modality, vector, self.threshold(modality), s.margin,
-                      certain_rivals=True)
+        threshold = self.threshold(modality)
+        best = _clear(same, modality, vector, threshold, s.margin, certain_rivals=True)
+        self.unsure.discard(key)
         if best is not None:
             return self._assign(key, best[0], Reason.RELINKED, best[1])
+        # Nearly someone's look: undecided (still held) rather than a new person.
+        if s.unsure > 0 and same and max(unit(p.totals[modality]) @ vector
+                                         for p in same) >= threshold - s.unsure:
+            self.unsure.add(key)
         if not s.cross:
             return None
         other = _other(modality)

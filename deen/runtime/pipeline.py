@@ -84,8 +84,9 @@ class TrackView:
     track_id: int
     box: np.ndarray  # x1, y1, x2, y2 in frame pixels (a read-only copy)
     # The other stream's track it is matched to, if confirmed and seen in that stream's
-    # newest frame (a partner the detector missed there has no box to pair with), and both
-    # boxes hold one person (matching.group_width: a box of several people is not one).
+    # newest frame (a partner the detector missed there has no box to pair with), announced
+    # (a held track shows no id to name), and both boxes hold one person
+    # (matching.group_width: a box of several people is not one).
     partner: int | None
     name: str | None  # its gallery name, if it has one
     person: int = -1  # its person id in this stream (deen.runtime.relink); -1: the track id
@@ -221,8 +222,8 @@ class Pipeline:
                 box.flags.writeable = False
                 key = (modality, track.track_id)
                 partner = self.match.partner(key)
-                if partner not in seen.get(other, {}) or not (
-                        one_person(box, width) and one_person(seen[other][partner], width)):
+                if partner not in seen.get(other, {}) or self.relink.held((other, partner)) \
+                        or not (one_person(box, width) and one_person(seen[other][partner], width)):
                     partner = None
                 entry = state.book.entries.get(key)
                 views.append(TrackView(
