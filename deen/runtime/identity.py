@@ -106,7 +106,7 @@ class RelinkSettings(Section):
                                  at_least=-1.0, at_most=1.0)
     cross_margin: float = setting(0.1, "across the modalities, the best person must beat the "
                                        "runner-up by this", at_least=0.0, at_most=2.0)
-    hold_s: float = setting(3.0, "a new track is announced (its events, rows and boxes) "
+    hold_s: float = setting(1.5, "a new track is announced (its events, rows and boxes) "
                                  "once its person is decided, at the latest after this "
                                  "many seconds (0: at once)", at_least=0.0)
     unsure: float = setting(0.2, "a compare that links no one but found a person within "
