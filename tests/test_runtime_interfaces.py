@@ -333,23 +333,31 @@ def test_a_person_is_embedded_alike_when_the_picture_grows_brighter(level_light)
     assert (difference < 2.0) if level_light else (difference > 15.0)
 
 
-def test_a_matched_track_shows_its_partner_only_while_the_partner_is_seen() -> None:
-    """One person in each camera, matched by appearance; the infrared detector then misses
-    them for two frames. The match holds (a missed frame is not a departure), but those
-    frames show no partner: there is no infrared box to pair the visible one with, and a
-    row naming one would claim a box that is not there."""
-    pipeline = Pipeline(_Recording(), _Still(frozenset({("ir", 8), ("ir", 9)})), EventLog(None),
+def _partners(detector: _Still, settings: dict[str, object], rounds: int
+              ) -> list[tuple[int | None, int | None]]:
+    """Per round of ``detector``'s still person, matched by appearance alone: the visible
+    track's partner as shown (its snapshot) and as matched, (None, None) with no track."""
+    pipeline = Pipeline(_Recording(), detector, EventLog(None),
                         OFFLINE.updated({"view_map.enabled": False,
-                                         "matching.without_map": True}))
+                                         "matching.without_map": True, **settings}))
     image = np.full((240, 320, 3), 90, np.uint8)
     partners = []
-    for index in range(11):
+    for index in range(rounds):
         pipeline.process({m: Frame(image, float(index), index, index) for m in
                           (Modality.VISIBLE, Modality.INFRARED)})
         shown = pipeline.snapshot().tracks[Modality.VISIBLE]
         partners.append((shown[0].partner, pipeline.match.partner(
             (Modality.VISIBLE, shown[0].track_id))) if shown else (None, None))
     pipeline.close()
+    return partners
+
+
+def test_a_matched_track_shows_its_partner_only_while_the_partner_is_seen() -> None:
+    """One person in each camera, matched by appearance; the infrared detector then misses
+    them for two frames. The match holds (a missed frame is not a departure), but those
+    frames show no partner: there is no infrared box to pair the visible one with, and a
+    row naming one would claim a box that is not there."""
+    partners = _partners(_Still(frozenset({("ir", 8), ("ir", 9)})), {}, 11)
     assert partners[7][0] is not None and partners[7] == partners[10]
     assert [p[0] for p in partners[8:10]] == [None, None]
     assert [p[1] for p in partners[8:10]] == [partners[7][1]] * 2
@@ -361,18 +369,7 @@ def test_a_match_is_not_shown_on_a_box_that_holds_several_people(group_width) ->
     people in one box, as a group walking together gives). The match holds, but the visible
     track shows the infrared one as its partner only where such a box may hold one person
     (``matching.group_width`` at or above its width over height, 0.875)."""
-    pipeline = Pipeline(_Recording(), _Still(boxes={"ir": [100, 40, 170, 120]}), EventLog(None),
-                        OFFLINE.updated({"view_map.enabled": False,
-                                         "matching.without_map": True,
-                                         "matching.group_width": group_width}))
-    image = np.full((240, 320, 3), 90, np.uint8)
-    shown = []
-    for index in range(8):
-        pipeline.process({m: Frame(image, float(index), index, index) for m in
-                          (Modality.VISIBLE, Modality.INFRARED)})
-        for track in pipeline.snapshot().tracks[Modality.VISIBLE]:
-            shown.append((track.partner,
-                          pipeline.match.partner((Modality.VISIBLE, track.track_id))))
-    pipeline.close()
+    shown = _partners(_Still(boxes={"ir": [100, 40, 170, 120]}),
+                      {"matching.group_width": group_width}, 8)
     assert shown[-1][1] is not None  # matched
     assert shown[-1][0] == (None if group_width == 0.5 else shown[-1][1])

@@ -432,22 +432,21 @@ class Identities:
                 return self._assign(key, best[0], Reason.RELINKED, best[1])
         same = [p for p in absent if modality in p.totals]
         threshold = self.threshold(modality)
-        best = _clear(same, modality, vector, threshold, s.margin, certain_rivals=True)
+        best, nearest = _clear(same, modality, vector, threshold, s.margin, certain_rivals=True)
         self.unsure.discard(key)
         if best is not None:
-            return self._assign(key, best[0], Reason.RELINKED, best[1])
+            return self._assign(key, best, Reason.RELINKED, nearest)
         # Nearly someone's look: undecided (still held) rather than a new person.
-        if s.unsure > 0 and same and max(unit(p.totals[modality]) @ vector
-                                         for p in same) >= threshold - s.unsure:
+        if s.unsure > 0 and nearest >= threshold - s.unsure:
             self.unsure.add(key)
         if not s.cross:
             return None
         other = _other(modality)
         across = [p for p in absent if modality not in p.totals and other in p.totals]
-        best = _clear(across, other, vector, self.threshold("cross"), s.cross_margin,
-                      certain_rivals=False)
+        best, nearest = _clear(across, other, vector, self.threshold("cross"), s.cross_margin,
+                               certain_rivals=False)
         if best is not None:
-            return self._assign(key, best[0], Reason.CROSS_RELINKED, best[1])
+            return self._assign(key, best, Reason.CROSS_RELINKED, nearest)
         return None
 
 
@@ -476,14 +475,24 @@ def _joint(candidates: list[Person], modality: Modality, vector: np.ndarray,
 
 
 def _clear(candidates: list[Person], modality: Modality, vector: np.ndarray, threshold: float,
-           margin: float, certain_rivals: bool) -> tuple[Person, float] | None:
+           margin: float, certain_rivals: bool) -> tuple[Person | None, float]:
     """The candidate whose ``modality`` look is most like ``vector``, if at least
-    ``threshold`` and ``margin`` ahead of the runner-up that counts. With
-    ``certain_rivals``, that is one certainly not the best person (seen beside them): in
-    its own stream a person once missed is remembered twice, and the two copies must not
-    veto each other. Across the modalities every other candidate counts."""
+    ``threshold`` and ``margin`` ahead of the runner-up that counts (else None), and that
+    look's similarity (-2 without candidates). With ``certain_rivals``, the runner-up that
+    counts is one certainly not the best person (seen beside them): in its own stream a
+    person once missed is remembered twice, and the two copies must not veto each other.
+    Across the modalities every other candidate counts."""
     if not candidates:
-        return None
+        return None, -2.0
+    scores = np.array([unit(p.totals[modality]) @ vector for p in candidates])
+    order = np.argsort(-scores)
+    first = candidates[order[0]]
+    rivals = [scores[k] for k in order[1:]
+              if not certain_rivals or candidates[k].id in first.seen_with]
+    runner_up = rivals[0] if rivals else -1.0
+    best = float(scores[order[0]])
+    clear = best >= threshold and best - runner_up >= margin
+    return (first if clear else None), best
     scores = np.array([unit(p.totals[modality]) @ vector for p in candidates])
     order = np.argsort(-scores)
     first = candidates[order[0]]
