@@ -493,13 +493,3 @@ def _clear(candidates: list[Person], modality: Modality, vector: np.ndarray, thr
     best = float(scores[order[0]])
     clear = best >= threshold and best - runner_up >= margin
     return (first if clear else None), best
-    scores = np.array([unit(p.totals[modality]) @ vector for p in candidates])
-    order = np.argsort(-scores)
-    first = candidates[order[0]]
-    rivals = [scores[k] for k in order[1:]
-              if not certain_rivals or candidates[k].id in first.seen_with]
-    runner_up = rivals[0] if rivals else -1.0
-    best = float(scores[order[0]])
-    if best >= threshold and best - runner_up >= margin:
-        return first, best
-    return None
