@@ -128,3 +128,27 @@ def test_people_in_step_for_a_while_are_no_map():
     visible = _walkers(starts, speed=3, rounds=120)
     assert _learn_rounds(visible, _walkers(starts, speed=3, rounds=120, stop_after=60)) is None
     assert _learn_rounds(visible, _walkers(starts, speed=3, rounds=120)) is not None
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_a_map_that_explains_part_is_used_once_the_next_fit_finds_it_again(together):
+    """Three people walk in step in both views for the first fit, which finds a map; one
+    that explains less than ``sure_share`` waits for the next fit. People who stay together
+    confirm it; if the infrared ones stop (two places where people happened to walk alike
+    for a while), the next fit finds no map and none is ever used."""
+    starts = [(100, 300), (300, 400), (500, 350)]
+    visible = _walkers(starts, speed=3, rounds=80)
+    infrared = _walkers(starts, speed=3, rounds=80, stop_after=None if together else 40)
+    for sure_share, waits in ((1.01, True), (0.8, False)):
+        registration = CameraRegistration(refit_every=40, confirm_after=40, history=40,
+                                          sure_share=sure_share)
+        used, found = [], []
+        for v, r in zip(visible, infrared, strict=True):
+            registration.observe(v, r)
+            used.append(registration.current is not None)
+            found.append(registration.previous is not None)
+        assert found[39] and not any(used[:39])
+        if waits:
+            assert not any(used[:79]) and used[79] == together
+        else:  # explains all: used at once
+            assert used[39]

@@ -11,7 +11,8 @@ with no calibration step: each candidate pair (a visible box and an infrared box
 moment) proposes a map from its box heights and foot points, and the proposal that carries
 the most visible boxes onto an infrared box (RANSAC) is refined by least squares on those
 inliers. A map is used only when it explains a clear share of what both cameras saw, over
-several people, so that cameras that see different places never get one by chance. What it
+several people, and the next fit finds it again, so that cameras that see different places
+never get one by chance. What it
 explains is counted one to one: in each round a mapped visible box is paired with at most
 one infrared box, and over the kept rounds each visible track with one infrared track (its
 most frequent partner). A true map pairs each person with themselves for as long as both
@@ -106,6 +107,8 @@ class CameraRegistration:
     faithful: float = 0.8  # a pair stayed together: paired in this share of its rounds …
     min_rounds: int = 10  # … and in at least this many
     refit_every: int = 50  # rounds between fits
+    sure_share: float = 0.8  # a map explaining this share is used without confirming it …
+    confirm_after: int = 25  # … else it is fitted again after this many rounds
     history: int = 600  # rounds of boxes kept
     hypotheses: int = 300
     score_rounds: int = 120  # kept rounds, spread evenly, that rank the hypotheses …
@@ -116,7 +119,8 @@ class CameraRegistration:
     keep_refined: float = 0.95
     seed: int = 0
     rounds: deque[_Round] = field(default_factory=deque)
-    current: ViewMap | None = None
+    current: ViewMap | None = None  # the map in use
+    previous: ViewMap | None = None  # the last fit's map, used or not
     misses: int = 0  # fits in a row that had plenty to go on and found no map
     _since_fit: int = 0
 
@@ -137,12 +141,28 @@ class CameraRegistration:
             while len(self.rounds) > self.history:
                 self.rounds.popleft()
         self._since_fit += 1
-        if self._since_fit >= self.refit_every:
+        due = self.confirm_after if self.previous is not None and self.current is None \
+            else self.refit_every
+        if self._since_fit >= due:
             self._since_fit = 0
-            self.current = self.fit()
+            found = self.fit()
+            # A map that explains nearly all is used at once; one that explains less only
+            # once the next fit agrees: a false map, found where people in two places
+            # happened to walk alike for a while, is not found again.
+            confirmed = found is not None and (found.share >= self.sure_share or any(
+                known is not None and self._agree(found, known)
+                for known in (self.previous, self.current)))
+            self.previous = found
+            self.current = found if confirmed else None
             plenty = sum(len(r.visible) for r in self.rounds) >= 2 * self.min_support and \
                 len({t for r in self.rounds for t in r.visible_ids}) >= self.min_tracks
-            self.misses = 0 if self.current is not None else self.misses + plenty
+            self.misses = 0 if found is not None else self.misses + plenty
+
+    def _agree(self, a: ViewMap, b: ViewMap) -> bool:
+        """Whether two maps carry the kept visible boxes to nearly the same places: on
+        average within ``inlier_distance`` of the box's height."""
+        boxes = np.concatenate([r.visible for r in self.rounds])
+        return float(np.mean(_apart(a.apply(boxes), b.apply(boxes)))) <= self.inlier_distance
 
     def fit(self) -> ViewMap | None:
         """RANSAC over the kept rounds; None when no map explains enough."""
