@@ -11,13 +11,13 @@ with no calibration step: each candidate pair (a visible box and an infrared box
 moment) proposes a map from its box heights and foot points, and the proposal that carries
 the most visible boxes onto an infrared box (RANSAC) is refined by least squares on those
 inliers. A map is used only when it explains a clear share of what both cameras saw, over
-several people, and the next fit finds it again, so that cameras that see different places
-never get one by chance. What it
-explains is counted one to one: in each round a mapped visible box is paired with at most
-one infrared box, and over the kept rounds each visible track with one infrared track (its
-most frequent partner). A true map pairs each person with themselves for as long as both
-cameras see them; a false one, found where people in two different places walk at similar
-heights, lays several visible people onto one infrared person, or one onto several in turn.
+several people, and (unless it explains nearly all) the next fit finds it again, so that
+cameras that see different places never get one by chance. What it explains is counted one
+to one: in each round a mapped visible box is paired with at most one infrared box, and over
+the kept rounds each visible track with one infrared track (its most frequent partner). A
+true map pairs each person with themselves for as long as both cameras see them; a false
+one, found where people in two different places walk at similar heights, lays several
+visible people onto one infrared person, or one onto several in turn.
 
 :class:`PairGeometry` then says, for each visible/infrared track pair, how far apart their
 boxes are once mapped (relative to the person's height), smoothed over the rounds in which
