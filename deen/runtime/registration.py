@@ -147,11 +147,11 @@ class CameraRegistration:
             self._since_fit = 0
             found = self.fit()
             # A map that explains nearly all is used at once; one that explains less only
-            # once the next fit agrees: a false map, found where people in two places
-            # happened to walk alike for a while, is not found again.
-            confirmed = found is not None and (found.share >= self.sure_share or any(
-                known is not None and self._agree(found, known)
-                for known in (self.previous, self.current)))
+            # once the next fit agrees (the map in use, if any, is the last fit's): a false
+            # map, found where people in two places happened to walk alike for a while, is
+            # not found again.
+            confirmed = found is not None and (found.share >= self.sure_share or (
+                self.previous is not None and self._agree(found, self.previous)))
             self.previous = found
             self.current = found if confirmed else None
             plenty = sum(len(r.visible) for r in self.rounds) >= 2 * self.min_support and \
