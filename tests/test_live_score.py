@@ -272,6 +272,71 @@ def test_the_motion_detector_splits_people_walking_side_by_side(figures, people)
     assert len(found) == people, found.boxes
 
 
+def _ground(offset: float = 45.0, slope: float = 0.25):
+    """A learnt ground: a person with their feet at row y is offset + slope * y tall."""
+    from deen.runtime.detect import GroundHeight
+
+    ground = GroundHeight()
+    ground.line = (offset, slope)
+    return ground
+
+
+@pytest.mark.parametrize(("figures", "people"), [
+    # one person (feet at row 220, 100 px tall) and one behind them further up (feet hidden
+    # at row 140, 80 px tall): one region 160 px tall, split
+    ([(105, 60, 30, 80), (100, 120, 34, 100)], 2),
+    ([(100, 120, 34, 100)], 1),                     # one person as tall as the ground says
+    ([(110, 100, 14, 22), (100, 120, 34, 100)], 1),  # a tall person: 1.2 of the ground's,
+                                                      # only their head above a person there
+])
+def test_the_motion_detector_splits_people_one_behind_the_other(figures, people):
+    from deen.runtime.detect import MotionDetector
+
+    detector = MotionDetector(width=384)
+    detector.heights["rgb"] = _ground()
+    for frame, image in enumerate(_moving_figures(figures)):
+        found = detector.detect(image, "rgb", frame)
+    assert len(found) == people, found.boxes
+    assert (found.scores >= 0.5).all()
+    if people == 2:
+        behind, front = sorted(found.boxes.tolist(), key=lambda b: b[3])
+        assert abs(front[1] - 120) <= 2 and abs(front[3] - 220) <= 2
+        assert abs(behind[1] - 60) <= 2 and abs(behind[3] - 140) <= 3
+
+
+def test_a_region_much_shorter_than_a_person_there_starts_no_track():
+    from deen.runtime.detect import MotionDetector
+
+    detector = MotionDetector(width=384)
+    detector.heights["rgb"] = _ground()
+    for frame, image in enumerate(_moving_figures([(100, 170, 20, 50), (250, 120, 34, 100)])):
+        found = detector.detect(image, "rgb", frame)
+    part, whole = sorted(zip(found.boxes.tolist(), found.scores.tolist(), strict=True),
+                         key=lambda pair: pair[0][0])
+    assert part[1] < 0.5 <= whole[1]
+
+
+def test_the_ground_is_learnt_from_boxes_and_ignores_groups():
+    import numpy as np
+
+    from deen.runtime.detect import GroundHeight
+
+    rng = np.random.default_rng(0)
+    ground = GroundHeight()
+    for _ in range(200):
+        foot = float(rng.uniform(150, 550))
+        height = (30 + 0.4 * foot) * float(rng.uniform(0.9, 1.1))
+        if rng.random() < 0.1:  # two people one behind the other: a region far too tall
+            height *= 1.6
+        ground.add(foot, height)
+    for foot in (200.0, 500.0):
+        assert ground.height_at(foot) == pytest.approx(30 + 0.4 * foot, rel=0.05)
+    flat = GroundHeight()  # every box at one row: no line to fit
+    for _ in range(200):
+        flat.add(300.0, float(rng.uniform(90, 110)))
+    assert flat.height_at(300.0) is None
+
+
 def _write(folder: Path, frames: list[dict]) -> None:
     """A TracksWriter fed one snapshot per frame: {stream: [TrackView, ...]}."""
     from types import SimpleNamespace

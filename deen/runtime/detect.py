@@ -108,17 +108,24 @@ class MotionDetector(Detector):
     person's head, body and legs against a background of similar colour) is joined when the
     parts stack vertically; a region as wide as two or three people side by side (a group
     walking together) is split at the columns where least of it moves (``split_groups``).
-    People who stand still fade into the background after about ``history`` frames; they
-    are found again when they move.
+    Each stream learns how tall a person standing at each row of the picture is
+    (:class:`GroundHeight`); a region much taller than that is people one behind the other
+    and is split into the one in front and the one behind (``split_behind``), and a region
+    much shorter is a part of someone, scored too low to start a track. People who stand
+    still fade into the background after about ``history`` frames; they are found again
+    when they move.
     """
 
     name = "motion"
 
     def __init__(self, width: int = 384, min_height: int = 36, history: int = 300,
-                 var_threshold: float = 25.0, split_groups: bool = True) -> None:
+                 var_threshold: float = 25.0, split_groups: bool = True,
+                 split_behind: bool = True) -> None:
         self.width, self.min_height, self.split_groups = width, min_height, split_groups
         self.history, self.var_threshold = history, var_threshold
+        self.split_behind = split_behind
         self.models: dict[str, cv2.BackgroundSubtractor] = {}
+        self.heights: dict[str, GroundHeight] = {}
         # Speckle noise is removed with an upright 1×3 opening: a square one also removes
         # legs, which are 2–3 px wide at the working scale for people 60–100 px tall.
         self.open_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3))
@@ -148,20 +155,32 @@ class MotionDetector(Detector):
         boxes = _stack_parts(np.array(boxes, np.float32).reshape(-1, 4), min_h)
         if self.split_groups:
             boxes = _split_side_by_side(boxes, mask, min_h)
+        ground = self.heights.setdefault(stream, GroundHeight())
+        if self.split_behind:
+            boxes = _split_one_behind(boxes, mask, ground, min_h)
         keep = []
         for x1, y1, x2, y2 in boxes:
             w, h = x2 - x1, y2 - y1
             if h >= min_h and 1.2 <= h / max(w, 1) <= 6:
                 fill = float((mask[int(y1):int(y2), int(x1):int(x2)] > 0).mean())
                 keep.append((x1, y1, x2, y2, fill))
+                if _person_shaped([x1, y1, x2, y2], min_h) and h <= 4.5 * w:
+                    ground.add(float(y2), float(h))
         if not keep:
             return Detections.empty()
         found = np.array(keep, np.float32)
         scores = np.clip(0.4 + found[:, 4], 0, 1)  # a third filled or more: above ByteTrack's 0.5
+        # Much shorter than a person standing there: a part of one (legs the floor's colour,
+        # a piece left by a split) or clutter. Such a box keeps a track alive but starts none.
+        expected = np.array([ground.height_at(float(y2)) or 0.0 for y2 in found[:, 3]])
+        short = found[:, 3] - found[:, 1] < SHORT * expected
+        scores[short] = np.minimum(scores[short], PART_SCORE)
         return Detections(found[:, :4] / scale, scores)
 
 
 PERSON_WIDTH = 0.4  # a standing person's width over their height, about
+SHORT = 0.7  # a box shorter than this share of a person standing there is a part
+PART_SCORE = 0.3  # its score: under ByteTrack's 0.5, so it starts no track
 
 
 def _person_shaped(box: list[float] | np.ndarray, min_h: float) -> bool:
@@ -238,6 +257,87 @@ def _split_side_by_side(boxes: np.ndarray, mask: np.ndarray, min_h: float) -> np
             out += pieces
         else:
             out.append([x1, y1, x2, y2])
+    return np.array(out, np.float32).reshape(-1, 4)
+
+
+class GroundHeight:
+    """How tall a person standing with their feet at a given row is, on one fixed camera:
+    people stand on the ground, so their height in pixels is about a straight line in the
+    row of their feet (nearer people are lower in the picture and taller). Learnt from the
+    detector's own boxes that are shaped like one person (a robust straight-line fit that
+    drops the boxes far off the line: groups, parts), refitted every ``refit`` boxes; known
+    once ``least`` boxes spread over a tenth of the picture's height agree within
+    ``spread`` of their height."""
+
+    def __init__(self, keep: int = 600, least: int = 60, refit: int = 30,
+                 spread: float = 0.12) -> None:
+        self.keep, self.least, self.refit, self.spread = keep, least, refit, spread
+        self.feet: list[float] = []
+        self.heights: list[float] = []
+        self.line: tuple[float, float] | None = None  # height = line[0] + line[1] * foot
+        self.added = 0
+
+    def add(self, foot: float, height: float) -> None:
+        self.feet.append(foot)
+        self.heights.append(height)
+        if len(self.feet) > self.keep:
+            del self.feet[0], self.heights[0]
+        self.added += 1
+        if len(self.feet) >= self.least and self.added % self.refit == 0:
+            self.line = self._fit()
+
+    def height_at(self, foot: float) -> float | None:
+        """The height of a person whose feet are at row ``foot``; None while not known."""
+        if self.line is None:
+            return None
+        return self.line[0] + self.line[1] * foot
+
+    def _fit(self) -> tuple[float, float] | None:
+        feet, heights = np.array(self.feet), np.array(self.heights)
+        if np.ptp(feet) < 0.1 * max(float(feet.max()), 1.0):
+            return None
+        keep = np.ones(len(feet), bool)
+        for _ in range(3):
+            slope, offset = np.polyfit(feet[keep], heights[keep], 1)
+            off = np.abs(heights - (offset + slope * feet)) / heights
+            keep = off <= max(2 * float(np.median(off)), 0.05)
+        if keep.sum() < self.least // 2 or float(np.median(off[keep])) > self.spread:
+            return None
+        return float(offset), float(slope)
+
+
+def _split_one_behind(boxes: np.ndarray, mask: np.ndarray, ground: GroundHeight,
+                      min_h: float, tall: float = 1.2, wide: float = 0.6) -> np.ndarray:
+    """Split a region taller than a person standing at its foot row (by ``tall``) into the
+    person in front, as tall as the ground says from the region's foot, and one behind them
+    further up the picture, whose feet the front one hides: from the region's top down to
+    where a person that tall would stand, as wide as the moving pixels above the front
+    person's head. People walking one behind the other make such regions."""
+    out = []
+    for x1, y1, x2, y2 in boxes:
+        expected = ground.height_at(float(y2))
+        if expected is None or expected < min_h or (y2 - y1) < tall * expected:
+            out.append([x1, y1, x2, y2])
+            continue
+        front_top = y2 - expected
+        line = ground.line
+        assert line is not None
+        # Feet of the one behind: the row where a person's top would be the region's top.
+        foot = (y1 + line[0]) / max(1 - line[1], 1e-6)
+        region = mask[int(y1):int(front_top), int(x1):int(x2)] > 0
+        cols = np.flatnonzero(region.any(0))
+        # Above the front one's head must be more than a head: a person behind shows
+        # their head and shoulders, as wide as ``wide`` of a person there.
+        if not len(cols) or foot <= y1 or foot > y2 or \
+                cols[-1] + 1 - cols[0] < wide * PERSON_WIDTH * (foot - y1):
+            out.append([x1, y1, x2, y2])
+            continue
+        front = mask[int(front_top):int(y2), int(x1):int(x2)] > 0
+        front_cols = np.flatnonzero(front.any(0))
+        fx1, fx2 = (x1 + front_cols[0], x1 + front_cols[-1] + 1) if len(front_cols) else \
+            (x1, x2)
+        out.append([fx1, front_top, fx2, y2])
+        out.append([x1 + cols[0], y1, x1 + cols[-1] + 1, foot])
     return np.array(out, np.float32).reshape(-1, 4)
 
 
