@@ -209,9 +209,11 @@ class TrackingSettings(Section):
                                    at_least=0.0, at_most=1.0)
     match_iou: float = setting(0.3, "least overlap of a detection with a track's predicted box",
                                at_least=0.0, at_most=1.0)
-    min_hits: int = setting(2, "detections before a track is confirmed (and reported)",
+    # 3, not ByteTrack's 2: the moving-region detector's stray boxes (a shadow, a part)
+    # start fewer tracks; benchmarks/README.md, "People one behind the other".
+    min_hits: int = setting(3, "detections before a track is confirmed (and reported)",
                             at_least=1)
-    recover: float = setting(0.3, "a strong detection that overlaps no track continues the "
+    recover: float = setting(0.5, "a strong detection that overlaps no track continues the "
                                   "lost track whose predicted centre is nearest, within this "
                                   "many of its heights, if their heights agree (0: off)",
                              at_least=0.0)
