@@ -265,9 +265,9 @@ class GroundHeight:
     people stand on the ground, so their height in pixels is about a straight line in the
     row of their feet (nearer people are lower in the picture and taller). Learnt from the
     detector's own boxes that are shaped like one person (a robust straight-line fit that
-    drops the boxes far off the line: groups, parts), refitted every ``refit`` boxes; known
-    once ``least`` boxes spread over a tenth of the picture's height agree within
-    ``spread`` of their height."""
+    drops the boxes far off the line: groups, parts), refitted every ``refit`` boxes over
+    the newest ``keep``; known once ``least`` boxes, whose feet span at least a tenth of the
+    way down to the lowest of them, agree with the line within ``spread`` of their height."""
 
     def __init__(self, keep: int = 600, least: int = 60, refit: int = 30,
                  spread: float = 0.12) -> None:
@@ -293,6 +293,7 @@ class GroundHeight:
         return self.line[0] + self.line[1] * foot
 
     def _fit(self) -> tuple[float, float] | None:
+        """(offset, slope) of the line, or None when the boxes do not give one."""
         feet, heights = np.array(self.feet), np.array(self.heights)
         if np.ptp(feet) < 0.1 * max(float(feet.max()), 1.0):
             return None
@@ -315,15 +316,18 @@ def _split_one_behind(boxes: np.ndarray, mask: np.ndarray, ground: GroundHeight,
     person's head. People walking one behind the other make such regions."""
     out = []
     for x1, y1, x2, y2 in boxes:
-        expected = ground.height_at(float(y2))
-        if expected is None or expected < min_h or (y2 - y1) < tall * expected:
+        if ground.line is None:
+            out.append([x1, y1, x2, y2])
+            continue
+        offset, slope = ground.line
+        expected = offset + slope * y2
+        if expected < min_h or (y2 - y1) < tall * expected:
             out.append([x1, y1, x2, y2])
             continue
         front_top = y2 - expected
-        line = ground.line
-        assert line is not None
-        # Feet of the one behind: the row where a person's top would be the region's top.
-        foot = (y1 + line[0]) / max(1 - line[1], 1e-6)
+        # Feet of the one behind: the row where a person whose head is at the region's top
+        # stands (y - (offset + slope * y) = y1).
+        foot = (y1 + offset) / max(1 - slope, 1e-6)
         region = mask[int(y1):int(front_top), int(x1):int(x2)] > 0
         cols = np.flatnonzero(region.any(0))
         # Above the front one's head must be more than a head: a person behind shows
