@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_accuracy import scene_dir
+from live_accuracy import scene_dir, seed_list
 
 from deen.eval.live_score import _assign, box_iou, read_truth
 from deen.fileio import atomic_path
@@ -124,7 +124,7 @@ def _value(text: str) -> object:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", default="11,12,13,14")
+    parser.add_argument("--seeds", default="11,12,13,14", type=seed_list)
     parser.add_argument("--views", default="overlap", choices=("overlap", "apart"))
     parser.add_argument("--score", type=float, default=0.5,
                         help="least score of a box that counts (0.5: may start a track)")
@@ -134,12 +134,6 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path.home() / ".cache" / "deen" / "live-accuracy")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        print(f"--seeds: {args.seeds!r} is not a comma-separated list of whole numbers",
-              file=sys.stderr)
-        return 2
     detector_args = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -154,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     total = {"hits": Counter(), "counted": Counter(), "boxes": 0, "extra": 0}
     rows = []
-    for seed in seeds:
+    for seed in args.seeds:
         row = scene_recall(scene_dir(args.work, seed, args.views), detector_args, args.score)
         rows.append({"seed": seed, **row})
         for key in ("hits", "counted"):
@@ -170,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  precision {precision:.3f} ({total['boxes']} boxes scoring {args.score} or more)")
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out / "detector_recall.json") as tmp:
-        tmp.write_text(json.dumps({"seeds": seeds, "views": args.views, "score": args.score,
+        tmp.write_text(json.dumps({"seeds": args.seeds, "views": args.views, "score": args.score,
                                    "detector": detector_args, "recall": recall,
                                    "counted": dict(total["counted"]), "precision": precision,
                                    "scenes": rows}, indent=1))

@@ -122,6 +122,18 @@ class CostedEmbedder(Embedder):
         raise NotImplementedError("embed runs both models")
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: comma-separated whole numbers, at least one (an argparse ``type``)."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of whole numbers")
+    return seeds
+
+
 def scene_dir(work: Path, seed: int, views: str = "overlap") -> Path:
     """The benchmark scene of ``seed`` in ``work``, written first if missing."""
     scene = work / f"scene{seed}-{views}"
@@ -200,7 +212,7 @@ def run_one(scene: Path, model: Path, embedder: Embedder, detector: str | None,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3",
-                        type=lambda t: [int(s) for s in t.split(",") if s.strip()])
+                        type=seed_list)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--views", choices=VIEWS, default="overlap",
                         help="the scenes' cameras: on one pole, or at two places")

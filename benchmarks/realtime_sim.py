@@ -42,6 +42,7 @@ from live_accuracy import (
     open_model,
     run_settings,
     scene_dir,
+    seed_list,
 )
 
 from deen.eval.live_score import score_run
@@ -141,7 +142,7 @@ def simulate(scene: Path, embedder, settings: LiveSettings, out: Path, round_s: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="11,12,13,14",
-                        type=lambda t: [int(s) for s in t.split(",") if s.strip()])
+                        type=seed_list)
     parser.add_argument("--views", choices=VIEWS, default="overlap")
     parser.add_argument("--detectors", default="boxes",
                         help="boxes (the scene's exact boxes), default (deen run's default "

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from live_accuracy import scene_dir
+from live_accuracy import scene_dir, seed_list
 
 from deen.backends.registry import open_embedder
 from deen.bench.run import machine_description
@@ -144,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--seeds", default="1,2,3",
-                        type=lambda t: [int(s) for s in t.split(",") if s.strip()])
+                        type=seed_list)
     parser.add_argument("--work", type=Path,
                         default=Path.home() / ".cache" / "deen" / "live-accuracy")
     parser.add_argument("--json", type=Path, default=None)

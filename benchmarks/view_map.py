@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from live_accuracy import scene_dir
+from live_accuracy import scene_dir, seed_list
 
 from deen.fileio import atomic_path
 from deen.mot import SequenceInfo, read_boxes, read_seqinfo
@@ -128,7 +128,7 @@ def replay(scene: Path, rate: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", default="11,12,13,14")
+    parser.add_argument("--seeds", default="11,12,13,14", type=seed_list)
     parser.add_argument("--views", default="overlap,apart")
     parser.add_argument("--rate", type=float, default=18.0,
                         help="rounds a second (a real-time run on 2 cores makes about 18)")
@@ -136,22 +136,16 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path.home() / ".cache" / "deen" / "live-accuracy")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        print(f"--seeds: {args.seeds!r} is not a comma-separated list of whole numbers",
-              file=sys.stderr)
-        return 2
     views = [v.strip() for v in args.views.split(",") if v.strip()]
     bad = [v for v in views if v not in VIEWS]
-    if bad or not seeds or not views or args.rate <= 0:
+    if bad or not views or args.rate <= 0:
         what = f"--views: {bad[0]!r} is not one of {', '.join(VIEWS)}" if bad else \
-            "--rate must be above 0" if args.rate <= 0 else "--seeds and --views name none"
+            "--rate must be above 0" if args.rate <= 0 else "--views names none"
         print(what, file=sys.stderr)
         return 2
     rows = []
     for view in views:
-        for seed in seeds:
+        for seed in args.seeds:
             row = {"seed": seed, **replay(scene_dir(args.work, seed, view), args.rate)}
             rows.append(row)
             print(f"scene {seed} {view}: first map {row['first_map_s']} s, "
