@@ -147,10 +147,15 @@ def ceilings(truth_dir: Path, run_dir: Path) -> dict[str, tuple[float, float, fl
             votes[track][person] += 1
         majority.update({(modality, t): c.most_common(1)[0][0] for t, c in votes.items()})
     number = {name: n for n, name in enumerate(sorted(set(majority.values())), 1)}
-    own = int(table[:, 3].max(initial=0)) + len(number) + 1  # ids no person has
+    spare = int(table[:, 3].max(initial=0)) + len(number) + 1  # ids no person has
+
+    def alone(modality: int, track: int) -> int:
+        """An id of the track's own, which no person and no other track has."""
+        return spare + 100000 * (1 + modality) + track
+
     ways = {"as emitted": lambda m, t, p: p, "first id": lambda m, t, p: first[m, t],
             "own truth person (offline ceiling)":
-                lambda m, t, p: number[majority[m, t]] if (m, t) in majority else own + t}
+                lambda m, t, p: number[majority[m, t]] if (m, t) in majority else alone(m, t)}
     out = {}
     for way, pick in ways.items():
         rows: dict[str, list] = {}
@@ -160,7 +165,7 @@ def ceilings(truth_dir: Path, run_dir: Path) -> dict[str, tuple[float, float, fl
             for _, frame, track, person, *box in table[table[:, 0] == modality]:
                 pid = pick(modality, int(track), int(person))
                 if (int(frame), pid) in used:
-                    pid = own + 100000 * (1 + modality) + int(track)
+                    pid = alone(modality, int(track))
                 used.add((int(frame), pid))
                 rows[stream].append((int(frame), int(track), pid, tuple(box)))
         with tempfile.TemporaryDirectory() as scratch:
