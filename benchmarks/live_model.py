@@ -1,7 +1,7 @@
 """The benchmark model of the live runtime: a DEEN that re-identifies generated people.
 
 See deen/train/generated_model.py for the recipe and the cache (DEEN_LIVE_MODEL_CACHE,
-default ~/.cache/deen/live-model; about 28 minutes on 2 cores the first time, then reused).
+default ~/.cache/deen/live-model; about 60 minutes on 2 cores the first time, then reused).
 
     python benchmarks/live_model.py            # prints the checkpoint's path
 """

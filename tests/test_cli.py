@@ -85,7 +85,7 @@ def test_demo_uses_the_cached_generated_people_model_when_there_is_one(tmp_path,
 
     monkeypatch.setenv("DEEN_LIVE_MODEL_CACHE", str(tmp_path))
     assert generated_model.cached_model() is None
-    final = generated_model.cache_dir() / "scenes-run" / "final.pt"
+    final = generated_model.cache_dir() / generated_model.STAGES[-1] / "final.pt"
     final.parent.mkdir()
     model, _ = random_model("sysu", 0)
     save_checkpoint(model, final)
