@@ -14,9 +14,14 @@ the tracker and detector out of the way, in about a minute:
 - ``rank1``: for each visit of a person seen before, whether the most similar earlier visit
   is theirs;
 - ``cross``: the same across the modalities, an infrared visit against the visible visits
-  (what cameras apart need: the person seen in colour found again in infrared).
+  (what cameras apart need: the person seen in colour found again in infrared);
+- ``cross_person``: across the modalities with all of a person's visits in a stream summed
+  (what a relinker that remembers people can use at best): ``rank1``, for each person both
+  streams saw, whether their infrared look is most like their own visible look; ``auc`` and
+  ``tpr_at_q99`` over person pairs.
 
-    python benchmarks/reid_probe.py --model M.xml [--seeds 1,2,3] [--json OUT.json]
+    python benchmarks/reid_probe.py --model M.xml [--seeds 1,2,3] [--views overlap|apart]
+                                    [--json OUT.json]
 
 The scenes are live_accuracy.py's (``--work``, written there first when missing).
 """
@@ -140,11 +145,34 @@ def cross_probe(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarr
             "rank1": float(hits), "returning": int(both.sum())}
 
 
+def person_means(found: list, means: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """Each person's visits summed and normalised: (persons, one row per person)."""
+    persons = sorted({v[0] for v in found})
+    rows = np.stack([means[[k for k, v in enumerate(found) if v[0] == p]].sum(0)
+                     for p in persons])
+    return persons, rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def cross_person_probe(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarray]
+                       ) -> dict:
+    """Across the modalities, person against person: each person's summed infrared look
+    against every person's summed visible look (the people both streams saw)."""
+    (persons_v, looks_v), (persons_i, looks_i) = person_means(*visible), person_means(*infrared)
+    similarity = looks_i @ looks_v.T
+    same = np.array(persons_i)[:, None] == np.array(persons_v)[None, :]
+    both = same.any(1)
+    hits = (np.array(persons_v)[similarity[both].argmax(1)] == np.array(persons_i)[both])
+    return {"visits": int(both.sum()), **separation(similarity[same], similarity[~same]),
+            "rank1": float(hits.mean()), "returning": int(both.sum())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--seeds", default="1,2,3",
                         type=seed_list)
+    parser.add_argument("--views", choices=("overlap", "apart"), default="overlap",
+                        help="the scenes' views (live_accuracy.py's scenes of that kind)")
     parser.add_argument("--work", type=Path,
                         default=Path.home() / ".cache" / "deen" / "live-accuracy")
     parser.add_argument("--json", type=Path, default=None)
@@ -155,18 +183,20 @@ def main() -> None:
         sys.exit(f"reid_probe: --model {exc}")
     rows = []
     for seed in args.seeds:
-        scene = scene_dir(args.work, seed)
+        scene = scene_dir(args.work, seed, args.views)
         seen = {}
         for stream, video, modality in STREAMS:
             seen[stream] = visit_means(embedder, scene, stream, video, modality)
         for stream, result in (("rgb", probe(*seen["rgb"])), ("ir", probe(*seen["ir"])),
-                               ("cross", cross_probe(seen["rgb"], seen["ir"]))):
-            row = {"seed": seed, "stream": stream, **result}
+                               ("cross", cross_probe(seen["rgb"], seen["ir"])),
+                               ("cross_person", cross_person_probe(seen["rgb"], seen["ir"]))):
+            row = {"seed": seed, "views": args.views, "stream": stream, **result}
             rows.append(row)
+            of = "people both streams saw" if stream == "cross_person" else "returning visits"
             print(f"scene {seed} {stream}: AUC {row['auc']:.3f}, TPR at q99 "
                   f"{row['tpr_at_q99']:.2f} (q99 {row['q99']:.2f}), rank-1 {row['rank1']:.2f} "
-                  f"of {row['returning']} returning visits", flush=True)
-    for stream in ("rgb", "ir", "cross"):
+                  f"of {row['returning']} {of}", flush=True)
+    for stream in ("rgb", "ir", "cross", "cross_person"):
         mine = [r for r in rows if r["stream"] == stream]
         print(f"{stream} mean: AUC {np.mean([r['auc'] for r in mine]):.3f}, TPR at q99 "
               f"{np.mean([r['tpr_at_q99'] for r in mine]):.2f}, rank-1 "
