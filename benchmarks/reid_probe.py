@@ -47,6 +47,7 @@ from deen.bench.run import machine_description
 from deen.errors import DeenError
 from deen.fileio import atomic_path
 from deen.modality import Modality
+from deen.scenes import VIEWS
 
 GAP = 10  # frames: a longer absence ends a visit
 PER_VISIT = 12
@@ -145,25 +146,18 @@ def cross_probe(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarr
             "rank1": float(hits), "returning": int(both.sum())}
 
 
-def person_means(found: list, means: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """Each person's visits summed and normalised: (persons, one row per person)."""
+def person_means(found: list, means: np.ndarray) -> tuple[list, np.ndarray]:
+    """Each person's visits in a stream as one: (person, first frame, last frame, sampled
+    frames) per person, and their visits' means summed and normalised (one row each)."""
     persons = sorted({v[0] for v in found})
-    rows = np.stack([means[[k for k, v in enumerate(found) if v[0] == p]].sum(0)
-                     for p in persons])
-    return persons, rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def cross_person_probe(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarray]
-                       ) -> dict:
-    """Across the modalities, person against person: each person's summed infrared look
-    against every person's summed visible look (the people both streams saw)."""
-    (persons_v, looks_v), (persons_i, looks_i) = person_means(*visible), person_means(*infrared)
-    similarity = looks_i @ looks_v.T
-    same = np.array(persons_i)[:, None] == np.array(persons_v)[None, :]
-    both = same.any(1)
-    hits = (np.array(persons_v)[similarity[both].argmax(1)] == np.array(persons_i)[both])
-    return {"visits": int(both.sum()), **separation(similarity[same], similarity[~same]),
-            "rank1": float(hits.mean()), "returning": int(both.sum())}
+    merged, rows = [], []
+    for person in persons:
+        mine = [k for k, v in enumerate(found) if v[0] == person]
+        merged.append((person, min(found[k][1] for k in mine), max(found[k][2] for k in mine),
+                       [f for k in mine for f in found[k][3]]))
+        rows.append(means[mine].sum(0))
+    rows = np.stack(rows)
+    return merged, rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
 def main() -> None:
@@ -171,7 +165,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--seeds", default="1,2,3",
                         type=seed_list)
-    parser.add_argument("--views", choices=("overlap", "apart"), default="overlap",
+    parser.add_argument("--views", choices=VIEWS, default="overlap",
                         help="the scenes' views (live_accuracy.py's scenes of that kind)")
     parser.add_argument("--work", type=Path,
                         default=Path.home() / ".cache" / "deen" / "live-accuracy")
@@ -189,7 +183,8 @@ def main() -> None:
             seen[stream] = visit_means(embedder, scene, stream, video, modality)
         for stream, result in (("rgb", probe(*seen["rgb"])), ("ir", probe(*seen["ir"])),
                                ("cross", cross_probe(seen["rgb"], seen["ir"])),
-                               ("cross_person", cross_person_probe(seen["rgb"], seen["ir"]))):
+                               ("cross_person", cross_probe(person_means(*seen["rgb"]),
+                                                             person_means(*seen["ir"])))):
             row = {"seed": seed, "views": args.views, "stream": stream, **result}
             rows.append(row)
             of = "people both streams saw" if stream == "cross_person" else "returning visits"
