@@ -9,6 +9,10 @@ cd "$root"
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
+# Both parts share one folder of work done once per run (see tests/conftest.py).
+DEEN_TEST_SHARED="$(mktemp -d "${TMPDIR:-/tmp}/deen-test-shared-XXXXXX")"
+export DEEN_TEST_SHARED
+trap 'rm -rf "$DEEN_TEST_SHARED"' EXIT
 # The suite in two parts. First everything that does not time itself, in two processes,
 # each with one compute thread (threads beyond the cores only wait on each other; PASSIVE
 # stops idle OpenMP threads from spinning on a core another test needs). Then the tests

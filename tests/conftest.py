@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from reference_spec import make_reference_state, save_reference_checkpoint
 
+from deen.fileio import atomic_path
 from deen.modality import Modality
 from deen.models.checkpoint import random_model, save_checkpoint
 from deen.preprocess import preprocess
@@ -23,6 +25,21 @@ from deen.synthetic import make_people, render_person
 # No test may depend on the model this machine happens to have cached (deen demo and the
 # live benchmarks use it when present): tests see an empty cache of their own.
 os.environ["DEEN_LIVE_MODEL_CACHE"] = tempfile.mkdtemp(prefix="deen-test-model-cache-")
+# Work that many tests need and that costs seconds of CPU each time is done once per run and
+# shared by the suite's processes (pytest-xdist's workers and the deen commands they start
+# inherit these variables): the reference-format states below, and traced ONNX graphs (10-20 s
+# each; many tests export the same few seeded networks, and every export is still verified
+# against PyTorch).
+_OWN_SHARED = "DEEN_TEST_SHARED" not in os.environ
+if _OWN_SHARED:
+    os.environ["DEEN_TEST_SHARED"] = tempfile.mkdtemp(prefix="deen-test-shared-")
+SHARED = Path(os.environ["DEEN_TEST_SHARED"])
+os.environ.setdefault("DEEN_TRACE_CACHE", str(SHARED / "traces"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_SHARED:
+        shutil.rmtree(SHARED, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -32,13 +49,20 @@ def reference_state():
 
     def get(variant: str) -> dict:
         if variant not in cache:
-            seed = {"sysu": 1, "regdb": 2}[variant]
-            calibration = {
-                name: torch.from_numpy(preprocess(person_images([modality] * 8, seed=100 + seed)))
-                for name, modality in (("visible", Modality.VISIBLE),
-                                       ("infrared", Modality.INFRARED))
-            }
-            cache[variant] = make_reference_state(variant, calibration, seed=seed)
+            kept = SHARED / f"reference-{variant}.pt"
+            if kept.is_file():
+                cache[variant] = torch.load(kept, weights_only=True)
+            else:
+                seed = {"sysu": 1, "regdb": 2}[variant]
+                calibration = {
+                    name: torch.from_numpy(preprocess(person_images([modality] * 8,
+                                                                    seed=100 + seed)))
+                    for name, modality in (("visible", Modality.VISIBLE),
+                                           ("infrared", Modality.INFRARED))
+                }
+                cache[variant] = make_reference_state(variant, calibration, seed=seed)
+                with atomic_path(kept) as tmp:
+                    torch.save(cache[variant], tmp)
         return cache[variant]
 
     return get
@@ -62,8 +86,8 @@ def reference_checkpoint(reference_state, tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory):
     """A random DEEN checkpoint at a small input size, for the runtime's tests (they are about
-    plumbing, not accuracy)."""
-    model, _ = random_model("sysu", 0)
+    plumbing, not accuracy): the regdb network, a third of sysu's weights and compute."""
+    model, _ = random_model("regdb", 0)
     path = tmp_path_factory.mktemp("model") / "deen_small.pt"
     save_checkpoint(model, path, {"input_size": [64, 24]})
     return path

@@ -32,7 +32,7 @@ SIZE = (64, 24)
 
 @pytest.fixture(scope="module")
 def model():
-    return random_model("regdb", 0)
+    return random_model("regdb", 0)  # as test_site_triton serves it: one trace for both
 
 
 def test_accuracy_against_counts_rank1_agreement():

@@ -28,6 +28,7 @@ from deen.export.onnx_export import export_onnx
 from deen.fileio import sha256_file
 from deen.modality import Modality
 from deen.models.checkpoint import load_checkpoint, random_model
+from deen.models.embedding_network import EmbeddingNetwork
 from deen.preprocess import preprocess
 
 VIS, IR = Modality.VISIBLE, Modality.INFRARED
@@ -151,3 +152,49 @@ def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(DeenError, match="failed verification"):
         export_onnx(model, out, config=EmbeddingConfig(), source=source, input_size=(64, 24))
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_network_is_traced_once_for_its_weights_and_settings(tmp_path, monkeypatch):
+    """Tracing costs 10-20 s; an export of weights and settings traced before reuses that
+    graph (from memory, or from DEEN_TRACE_CACHE in another process), still verified, and a
+    kept graph that does not load is traced again."""
+    from deen.export import onnx_export, trace_cache
+
+    monkeypatch.setenv(trace_cache.ENV, str(tmp_path / "traces"))
+    monkeypatch.setattr(onnx_export, "_TRACES", trace_cache.TraceCache())
+    traced: list = []
+    real = onnx_export._trace
+
+    def counting(*args):  # one real trace (10-20 s), handed out again when asked for more
+        traced.append(traced[0] if traced else real(*args))
+        return traced[-1]
+
+    monkeypatch.setattr(onnx_export, "_trace", counting)
+    model, source = random_model("regdb", seed=0)
+    config = EmbeddingConfig(flip=False)
+
+    def export(name: str) -> dict:
+        return export_onnx(model, tmp_path / name, config=config, source=source,
+                           input_size=(64, 24)).manifest
+
+    assert export("a.onnx")["verification"]["passed"] and len(traced) == 1
+    assert export("b.onnx")["verification"]["passed"] and len(traced) == 1  # from memory
+    kept = list((tmp_path / "traces").glob("*.onnx"))
+    assert len(kept) == 1
+    monkeypatch.setattr(onnx_export, "_TRACES", trace_cache.TraceCache())  # another process
+    assert export("c.onnx")["verification"]["passed"] and len(traced) == 1  # from the folder
+    kept[0].write_bytes(b"not a graph")
+    monkeypatch.setattr(onnx_export, "_TRACES", trace_cache.TraceCache())
+    assert export("d.onnx")["verification"]["passed"] and len(traced) == 2
+
+    # The key: the same for equal weights and settings, another for any change of either.
+    network = EmbeddingNetwork(model, config)
+    settings = {"opset": 18, "input_size": (64, 24), "dee_op": "standard"}
+    key = trace_cache.trace_key(network, settings)
+    other, _ = random_model("regdb", seed=0)
+    assert trace_cache.trace_key(EmbeddingNetwork(other, config), settings) == key
+    for changed in ({**settings, "input_size": (128, 48)}, {**settings, "dee_op": "custom"}):
+        assert trace_cache.trace_key(network, changed) != key
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-3)
+    assert trace_cache.trace_key(EmbeddingNetwork(other, config), settings) != key

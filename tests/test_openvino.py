@@ -40,7 +40,7 @@ def _deen(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    model, _ = random_model(VARIANT, 3)
+    model, _ = random_model(VARIANT, 0)
     path = tmp_path_factory.mktemp("ov-ckpt") / "model.pt"
     save_checkpoint(model, path, {"input_size": list(SIZE)})
     return path
@@ -120,7 +120,7 @@ def test_int8_ir_is_quantised_and_close_to_fp32(exports) -> None:
 
 
 def test_bf16_ir_records_what_it_needs(exports, tmp_path) -> None:
-    _, source = random_model(VARIANT, 3)
+    _, source = random_model(VARIANT, 0)
     result = export_openvino(exports["model"], tmp_path / "m.xml", config=EmbeddingConfig(),
                              source=source, input_size=SIZE, precision="bf16",
                              onnx_path=exports["onnx"])

@@ -180,7 +180,7 @@ def test_a_closed_events_pipe_does_not_end_the_run(scene, small_model):
 
 
 def test_a_model_that_gives_only_non_finite_embeddings_is_refused_at_start(scene, tmp_path):
-    model, _ = random_model("sysu", 0)
+    model, _ = random_model("regdb", 0)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.zero_()  # zero pooled features: the reference divides 0 by 0

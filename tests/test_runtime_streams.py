@@ -39,8 +39,13 @@ def _deen(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, cwd=REPO, **kwargs)
 
 
-def _events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def _events(path: Path, whole_lines: bool = False) -> list[dict]:
+    """The events in ``path``; ``whole_lines``: of a run still writing (none yet, or a last
+    line not yet ended, are left out)."""
+    text = path.read_text() if path.exists() or not whole_lines else ""
+    if whole_lines:
+        text = text[:text.rfind("\n") + 1]
+    return [json.loads(line) for line in text.splitlines()]
 
 
 # -- sources -------------------------------------------------------------------------------
@@ -394,15 +399,27 @@ def test_rtsp_stream_killed_and_restarted_is_picked_up_again(scene, small_model,
         run = subprocess.Popen(
             [sys.executable, "-m", "deen", "run", "--rgb", url, "--ir", str(scene.infrared),
              "--loop", "--model", str(small_model), "--device", "cpu", "--events",
-             str(events_path), "--duration", "25", "--set", "outputs.status_every_s=0",
+             str(events_path), "--duration", "120", "--set", "outputs.status_every_s=0",
              "--set", "sources.timeout_s=3"],
             cwd=REPO, stderr=subprocess.PIPE, text=True)
-        time.sleep(8)
+
+        def rgb(event: str) -> list[dict]:
+            return [e for e in _events(events_path, whole_lines=True)
+                    if e["event"] == event and e.get("stream") == "rgb"]
+
+        def wait_for(condition, seconds: float = 60) -> None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and run.poll() is None and not condition():
+                time.sleep(0.2)
+
+        wait_for(lambda: rgb("track_started"))  # frames come from the camera
         publisher.kill()  # the camera goes away ...
         publisher.wait()
-        time.sleep(4)
+        wait_for(lambda: any(e["state"] == "reconnecting" for e in rgb("stream")))
         publisher = publish()  # ... and comes back
-        _, stderr = run.communicate(timeout=120)
+        wait_for(lambda: rgb("stream")[-1]["state"] == "live")
+        run.send_signal(signal.SIGINT)  # an operator's Ctrl-C: the run ends cleanly
+        _, stderr = run.communicate(timeout=60)
     finally:
         for process in (publisher, relay, run):
             if process is not None and process.poll() is None:
@@ -491,7 +508,7 @@ def test_gallery_cli_enrols_lists_and_names_tracks_in_a_run(scene, small_model, 
     named = [e for e in _events(events_path) if e["event"] == "recognised"]
     assert named and {e["name"] for e in named} == {"alice"}
     other = tmp_path / "other.pt"
-    model, _ = random_model("sysu", 1)
+    model, _ = random_model("regdb", 1)
     save_checkpoint(model, other, {"input_size": [64, 24]})
     refused = _deen("gallery", "add", "bob", "--images", str(crops), "--modality", "visible",
                     "--model", str(other), "--device", "cpu", "--gallery", str(gallery))

@@ -153,7 +153,7 @@ def test_two_live_runs_recognise_a_person_enrolled_elsewhere_and_ride_out_an_out
     runs = [subprocess.Popen(
         [sys.executable, "-m", "deen", "run", "--rgb", str(scene.visible), "--ir",
          str(scene.infrared), "--loop", "--model", str(small_model), "--device", "cpu",
-         "--detector", str(scene.boxes), "--duration", "18", "--set",
+         "--detector", str(scene.boxes), "--duration", "120", "--set",
          "outputs.status_every_s=0", "--gallery", _address(database), "--set",
          "gallery.threshold=-1", "--events", str(log)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -178,7 +178,10 @@ def test_two_live_runs_recognise_a_person_enrolled_elsewhere_and_ride_out_an_out
         postgres.stop()  # the database goes away mid-run …
         time.sleep(2.5)
         postgres.start()  # … and comes back
-        results = [run.communicate(timeout=120) for run in runs]
+        time.sleep(2)  # the runs go on with it
+        for run in runs:
+            run.send_signal(signal.SIGINT)  # an operator's Ctrl-C: each run ends cleanly
+        results = [run.communicate(timeout=60) for run in runs]
     finally:
         for run in runs:
             run.kill()

@@ -46,6 +46,7 @@ from deen.export.base import (
     check_opset,
     require_verified,
 )
+from deen.export.trace_cache import TraceCache, trace_key
 from deen.export.verify import verify_embedder
 from deen.fileio import atomic_path, sha256_file
 from deen.models.checkpoint import SourceInfo
@@ -67,11 +68,47 @@ def _quiet_logger(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
+_TRACES = TraceCache()
+
+
 def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
                   metadata: dict[str, str], input_size: tuple[int, int],
                   dee_op: str = "standard") -> None:
     """Write ``network`` as a single-file ONNX graph with a dynamic batch axis; with
-    ``dee_op="custom"`` DEE is traced on its fused path and becomes one DeeConv node."""
+    ``dee_op="custom"`` DEE is traced on its fused path and becomes one DeeConv node. A
+    graph traced before from the same weights and settings is reused, with ``metadata`` in
+    place of what it was written with (:mod:`deen.export.trace_cache`)."""
+    import onnx
+
+    key = traced_graph_key(network, opset, input_size, dee_op)
+    kept = _TRACES.get(key)
+    if kept is not None:
+        try:
+            model = onnx.load_from_string(kept)
+        except Exception:  # a damaged kept graph is traced again
+            pass
+        else:
+            del model.metadata_props[:]
+            for name, value in metadata.items():
+                model.metadata_props.add(key=name, value=value)
+            onnx.save(model, str(path))
+            return
+    program = _trace(network, opset, input_size, dee_op)
+    program.model.metadata_props.clear()
+    program.model.metadata_props.update(metadata)
+    program.save(str(path), external_data=False)
+    _TRACES.put(key, path.read_bytes())
+
+
+def traced_graph_key(network: EmbeddingNetwork, opset: int, input_size: tuple[int, int],
+                     dee_op: str = "standard") -> str:
+    """The key under which ``trace_to_onnx`` keeps the graph of these weights and settings."""
+    return trace_key(network, {"opset": opset, "input_size": tuple(input_size),
+                               "dee_op": dee_op, "config": network.config.to_dict()})
+
+
+def _trace(network: EmbeddingNetwork, opset: int, input_size: tuple[int, int],
+           dee_op: str) -> torch.onnx.ONNXProgram:
     table = None
     if dee_op == "custom":
         from deen.ops.onnx_custom import translation_table
@@ -85,7 +122,7 @@ def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
             _quiet_logger("torch.onnx"):
         warnings.simplefilter("ignore")
         try:
-            program = torch.onnx.export(
+            return torch.onnx.export(
                 network, example, None, dynamo=True, opset_version=opset,
                 input_names=[INPUT_IMAGES, INPUT_MODALITY], output_names=[OUTPUT_EMBEDDING],
                 dynamic_shapes={"images": {0: batch}, "modality": {0: batch}},
@@ -93,8 +130,6 @@ def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
             )
         except Exception as exc:
             raise DeenError(f"ONNX export failed: {first_line(exc)}") from exc
-    program.model.metadata_props.update(metadata)
-    program.save(str(path), external_data=False)
 
 
 def _set_metadata(path: Path, manifest: dict[str, Any]) -> None:
