@@ -155,13 +155,12 @@ def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_a_network_is_traced_once_for_its_weights_and_settings(tmp_path, monkeypatch):
-    """Tracing costs 10-20 s; an export of weights and settings traced before reuses that
-    graph (from memory, or from DEEN_TRACE_CACHE in another process), still verified, and a
-    kept graph that does not load is traced again."""
+    """Tracing costs 10-20 s; with DEEN_TRACE_CACHE, an export of weights and settings traced
+    before reuses that graph, still verified, and a kept graph that does not load is traced
+    again; without it every export traces."""
     from deen.export import onnx_export, trace_cache
 
     monkeypatch.setenv(trace_cache.ENV, str(tmp_path / "traces"))
-    monkeypatch.setattr(onnx_export, "_TRACES", trace_cache.TraceCache())
     traced: list = []
     real = onnx_export._trace
 
@@ -178,14 +177,14 @@ def test_a_network_is_traced_once_for_its_weights_and_settings(tmp_path, monkeyp
                            input_size=(64, 24)).manifest
 
     assert export("a.onnx")["verification"]["passed"] and len(traced) == 1
-    assert export("b.onnx")["verification"]["passed"] and len(traced) == 1  # from memory
+    assert export("b.onnx")["verification"]["passed"] and len(traced) == 1  # from the folder
     kept = list((tmp_path / "traces").glob("*.onnx"))
     assert len(kept) == 1
-    monkeypatch.setattr(onnx_export, "_TRACES", trace_cache.TraceCache())  # another process
-    assert export("c.onnx")["verification"]["passed"] and len(traced) == 1  # from the folder
     kept[0].write_bytes(b"not a graph")
-    monkeypatch.setattr(onnx_export, "_TRACES", trace_cache.TraceCache())
-    assert export("d.onnx")["verification"]["passed"] and len(traced) == 2
+    assert export("c.onnx")["verification"]["passed"] and len(traced) == 2
+    monkeypatch.delenv(trace_cache.ENV)
+    assert export("d.onnx")["verification"]["passed"] and len(traced) == 3
+    assert export("e.onnx")["verification"]["passed"] and len(traced) == 4
 
     # The key: the same for equal weights and settings, another for any change of either.
     network = EmbeddingNetwork(model, config)

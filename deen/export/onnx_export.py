@@ -76,12 +76,12 @@ def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
                   dee_op: str = "standard") -> None:
     """Write ``network`` as a single-file ONNX graph with a dynamic batch axis; with
     ``dee_op="custom"`` DEE is traced on its fused path and becomes one DeeConv node. A
-    graph traced before from the same weights and settings is reused, with ``metadata`` in
-    place of what it was written with (:mod:`deen.export.trace_cache`)."""
+    graph kept from an earlier trace of the same weights and settings is reused, with
+    ``metadata`` in place of what it was written with (:mod:`deen.export.trace_cache`)."""
     import onnx
 
-    key = traced_graph_key(network, opset, input_size, dee_op)
-    kept = _TRACES.get(key)
+    key = traced_graph_key(network, opset, input_size, dee_op) if _TRACES.folder else None
+    kept = _TRACES.get(key) if key else None
     if kept is not None:
         try:
             model = onnx.load_from_string(kept)
@@ -97,7 +97,8 @@ def trace_to_onnx(network: EmbeddingNetwork, path: Path, opset: int,
     program.model.metadata_props.clear()
     program.model.metadata_props.update(metadata)
     program.save(str(path), external_data=False)
-    _TRACES.put(key, path.read_bytes())
+    if key:
+        _TRACES.put(key, path.read_bytes())
 
 
 def traced_graph_key(network: EmbeddingNetwork, opset: int, input_size: tuple[int, int],

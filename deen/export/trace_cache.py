@@ -4,10 +4,10 @@
 whatever the input size, and the same network is often traced several times: a script comparing
 int8 recipes, or a test suite, exports one checkpoint many ways. A graph depends only on the
 network's weights, its embedding settings, the opset, the input size, the DEE path and the code
-and libraries that trace it; the key is a SHA-256 over all of these. The last graph is kept in
-memory; with ``DEEN_TRACE_CACHE`` naming a folder, graphs are also kept there as ``<key>.onnx``
-(written whole or not at all), for other processes. A kept graph is never trusted blindly:
-every export still runs the file against PyTorch before it is kept.
+and libraries that trace it; the key is a SHA-256 over all of these. With ``DEEN_TRACE_CACHE``
+naming a folder, graphs are kept there as ``<key>.onnx`` (written whole or not at all); without
+it nothing is kept. A kept graph is never trusted blindly: every export still runs the file
+against PyTorch before it is kept.
 """
 
 from __future__ import annotations
@@ -61,12 +61,12 @@ def trace_key(network: torch.nn.Module, settings: dict[str, object]) -> str:
 
 
 class TraceCache:
-    """The last traced graph in memory, and every one in ``folder`` when one is given (by
-    default the folder ``DEEN_TRACE_CACHE`` names when the cache is used, if any)."""
+    """Traced graphs kept in ``folder`` (by default the folder ``DEEN_TRACE_CACHE`` names when
+    the cache is used; none: nothing is kept). Nothing is held in memory: a process that
+    measures its own memory (``deen bench``) sees only what it measures."""
 
     def __init__(self, folder: Path | None = None) -> None:
         self._folder = folder
-        self._last: tuple[str, bytes] | None = None
 
     @property
     def folder(self) -> Path | None:
@@ -76,20 +76,15 @@ class TraceCache:
         return Path(value) if value else None
 
     def get(self, key: str) -> bytes | None:
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
         folder = self.folder
         if folder is None:
             return None
         try:
-            data = (folder / f"{key}.onnx").read_bytes()
+            return (folder / f"{key}.onnx").read_bytes()
         except OSError:
             return None
-        self._last = (key, data)
-        return data
 
     def put(self, key: str, data: bytes) -> None:
-        self._last = (key, data)
         folder = self.folder
         if folder is None:
             return
