@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -40,6 +41,13 @@ os.environ.setdefault("DEEN_TRACE_CACHE", str(SHARED / "traces"))
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _OWN_SHARED:
         shutil.rmtree(SHARED, ignore_errors=True)
+
+
+def read_events(path: Path) -> list[dict]:
+    """The events a run has written to ``path`` so far: whole lines only, as the run may be
+    writing the next one (none while the file does not exist yet)."""
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from conftest import read_events
 from doubles import DelayedEmbedder
 from onnx import TensorProto, helper, numpy_helper
 
@@ -39,13 +40,8 @@ def _deen(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, cwd=REPO, **kwargs)
 
 
-def _events(path: Path, whole_lines: bool = False) -> list[dict]:
-    """The events in ``path``; ``whole_lines``: of a run still writing (none yet, or a last
-    line not yet ended, are left out)."""
-    text = path.read_text() if path.exists() or not whole_lines else ""
-    if whole_lines:
-        text = text[:text.rfind("\n") + 1]
-    return [json.loads(line) for line in text.splitlines()]
+def _events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 # -- sources -------------------------------------------------------------------------------
@@ -404,7 +400,7 @@ def test_rtsp_stream_killed_and_restarted_is_picked_up_again(scene, small_model,
             cwd=REPO, stderr=subprocess.PIPE, text=True)
 
         def rgb(event: str) -> list[dict]:
-            return [e for e in _events(events_path, whole_lines=True)
+            return [e for e in read_events(events_path)
                     if e["event"] == event and e.get("stream") == "rgb"]
 
         def wait_for(condition, seconds: float = 60) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import read_events
 from servers import free_port
 
 from deen.address import ListenAddress
@@ -119,7 +120,7 @@ def test_a_run_rides_out_a_model_server_outage(exported, tmp_path) -> None:
         back = time.time()
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and run.poll() is None and not any(
-                r["event"] == "match" and r["time"] > back for r in _records(events)):
+                r["event"] == "match" and r["time"] > back for r in read_events(events)):
             time.sleep(0.2)
         run.send_signal(signal.SIGINT)  # an operator's Ctrl-C: the run ends cleanly
         _, stderr = run.communicate(timeout=60)
@@ -128,13 +129,7 @@ def test_a_run_rides_out_a_model_server_outage(exported, tmp_path) -> None:
         server.stop()
     assert run.returncode == 0, stderr
     assert re.search(r"faults: .*embed \d+", stderr), stderr
-    assert any(r["event"] == "match" and r["time"] > back for r in _records(events)), stderr
-
-
-def _records(events: Path) -> list[dict]:
-    """The events written so far (whole lines only: the run may be writing the next)."""
-    text = events.read_text() if events.exists() else ""
-    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
+    assert any(r["event"] == "match" and r["time"] > back for r in read_events(events)), stderr
 
 
 def test_deen_eval_on_a_served_model_scores_as_the_file_does(served, exported,

@@ -12,6 +12,7 @@ against PyTorch before it is kept.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from importlib import metadata
@@ -33,7 +34,9 @@ _TRACED_CODE = ("models", "ops", "embedding.py", "preprocess.py", "export/onnx_e
 _LIBRARIES = ("torch", "onnx", "onnxscript")
 
 
+@functools.cache
 def _code_digest() -> bytes:
+    """SHA-256 of the tracing code and library versions (fixed for a process's life)."""
     digest = hashlib.sha256()
     for entry in _TRACED_CODE:
         path = _PACKAGE / entry
@@ -56,7 +59,7 @@ def trace_key(network: torch.nn.Module, settings: dict[str, object]) -> str:
     for name, tensor in network.state_dict().items():
         tensor = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.view(torch.uint8).numpy())  # the buffer itself, not a copy
     return digest.hexdigest()
 
 
