@@ -6,8 +6,8 @@ int8 recipes, or a test suite, exports one checkpoint many ways. A graph depends
 network's weights, its embedding settings, the opset, the input size, the DEE path and the code
 and libraries that trace it; the key is a SHA-256 over all of these. With ``DEEN_TRACE_CACHE``
 naming a folder, graphs are kept there as ``<key>.onnx`` (written whole or not at all); without
-it nothing is kept. A kept graph is never trusted blindly: every export still runs the file
-against PyTorch before it is kept.
+it nothing is kept. A kept graph is never trusted blindly: every export, from a kept graph or
+a new trace, is still verified against PyTorch before its file is published.
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ def trace_key(network: torch.nn.Module, settings: dict[str, object]) -> str:
     digest = hashlib.sha256(_code_digest())
     digest.update(repr(sorted(settings.items())).encode())
     for name, tensor in network.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(torch.uint8).numpy())  # the buffer itself, not a copy
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy())  # the buffer itself, not a copy
     return digest.hexdigest()
 
 
