@@ -514,8 +514,8 @@ def test_a_person_seen_by_one_camera_is_recognised_by_the_other_across_the_modal
     of the infrared camera looks like Alice across the modalities. It takes her id once
     the cross-modality threshold is calibrated (on tracks of the two cameras live at once,
     which are certainly two people); an ambiguous one waits."""
-    ids = _identities(min_embeddings=1, min_negatives=2, cross_quantile=1.0, cross_floor=0.0,
-                      cross_margin=0.1, default=0.99)
+    ids = _identities(min_embeddings=1, cross_min_negatives=2, cross_quantile=1.0,
+                      cross_floor=0.0, cross_margin=0.1, default=0.99)
     alice, bob, other = np.eye(4)[0], np.eye(4)[1], np.eye(4)[2]
     book = AppearanceBook()
     book.add((V, 1), alice, 0.0)
@@ -545,6 +545,24 @@ def test_no_link_across_the_modalities_before_the_threshold_is_calibrated():
     _leave(ids, book, [(V, 1)], 1.0)
     book.add((R, 2), np.eye(3)[0], 2.0)  # identical, but nothing calibrates the threshold
     assert _round(ids, book, {R: [2]}, now=2.0) == []
+
+
+def test_a_cross_default_links_across_the_modalities_before_the_threshold_is_calibrated():
+    """A threshold known for the model (``cross_default``) stands in until live pairs
+    calibrate one: a look above it and clear of the runner-up is linked, one below is not."""
+    ids = _identities(min_embeddings=1, cross_default=0.6, cross_margin=0.1)
+    book = AppearanceBook()
+    book.add((V, 1), np.eye(3)[0], 0.0)
+    book.add((V, 2), np.eye(3)[1], 0.0)
+    _round(ids, book, {V: [1, 2]})
+    alice = ids.person_of((V, 1))
+    _leave(ids, book, [(V, 1), (V, 2)], 1.0)
+    book.add((R, 3), np.array([0.5, 0.1, 0.86]), 2.0)  # most like Alice, but under 0.6
+    assert _round(ids, book, {R: [3]}, now=2.0) == []
+    _leave(ids, book, [(R, 3)], 3.0)
+    book.add((R, 4), np.array([0.8, 0.1, -0.59]), 4.0)  # Alice at 0.8, Bob 0.7 behind
+    (change,) = _round(ids, book, {R: [4]}, now=4.0)
+    assert (change.person, str(change.reason)) == (alice, "cross-relinked")
 
 
 def test_a_person_remembered_twice_does_not_veto_their_own_return():

@@ -104,6 +104,11 @@ class RelinkSettings(Section):
                                           "apart", at_least=0.0, at_most=1.0)
     cross_floor: float = setting(0.3, "the cross-modality threshold is at least this",
                                  at_least=-1.0, at_most=1.0)
+    cross_default: float = setting(2.0, "the cross-modality threshold until cross_min_negatives "
+                                        "pairs are seen (above 1: no cross link until then)",
+                                   at_least=-1.0, at_most=2.0)
+    cross_min_negatives: int = setting(30, "visible/infrared pairs certainly apart before the "
+                                           "cross-modality threshold is calibrated", at_least=1)
     cross_margin: float = setting(0.1, "across the modalities, the best person must beat the "
                                        "runner-up by this", at_least=0.0, at_most=2.0)
     hold_s: float = setting(1.5, "a new track is announced (its events, rows and boxes) "
@@ -211,7 +216,7 @@ class Identities:
         if kind == "cross":
             seen = self.negatives.get("cross", {})
             return calibrated(np.fromiter(seen.values(), float), quantile or s.cross_quantile,
-                              s.cross_floor, 2.0, s.min_negatives)
+                              s.cross_floor, s.cross_default, s.cross_min_negatives)
         seen = self.negatives.get(Modality(kind).name, {})
         return calibrated(np.fromiter(seen.values(), float), quantile or s.quantile, s.floor,
                           s.default, s.min_negatives)
