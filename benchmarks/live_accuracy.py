@@ -62,6 +62,13 @@ COST = ("each embedding call also ran a 384x144 int8 OpenVINO export of DEEN (no
         "weights) on the same crops, output discarded: the deployed model's time on this "
         "machine, beside the benchmark model's")
 
+#: What deen run is told about the benchmark model, as a site would set it for its own: the
+#: cross-modality threshold until live pairs calibrate one, the 99th percentile of its
+#: similarities between two people across the modalities on the tuning scenes
+#: (``reid_probe.py --seeds 11,12,13,14 --views apart``: 0.716). Another ``--model`` takes
+#: ``--set relink.cross_default=…`` of its own.
+MODEL_SETTINGS = ("relink.cross_default=0.72",)
+
 
 def _run(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
@@ -147,7 +154,8 @@ def scene_dir(work: Path, seed: int, views: str = "overlap") -> Path:
 def run_settings(scene: Path, detector: str | None, folder: Path, realtime: bool,
                  overrides: list[str]) -> LiveSettings:
     """deen run's settings for one run of ``scene`` into ``folder``: ``detector`` a detector
-    spec (None: deen run's default), ``overrides`` as deen run --set."""
+    spec (None: deen run's default), :data:`MODEL_SETTINGS`, then ``overrides`` as deen run
+    --set."""
     settings = LiveSettings().updated({
         "sources.rgb": str(scene / "visible.mp4"), "sources.ir": str(scene / "infrared.mp4"),
         "sources.realtime": realtime, "outputs.events": (), "outputs.status_every_s": 0.0,
@@ -155,11 +163,9 @@ def run_settings(scene: Path, detector: str | None, folder: Path, realtime: bool
         "detection.detector": detector or LiveSettings().detection.detector,
         # Offline, the whole budget in one call: results do not depend on the batch.
         **({} if realtime else {"embedding.batch": 8})})
-    if overrides:
-        from deen import settings as tree
+    from deen import settings as tree
 
-        settings = settings.updated(tree.parse_overrides(LiveSettings, overrides))
-    return settings
+    return settings.updated(tree.parse_overrides(LiveSettings, [*MODEL_SETTINGS, *overrides]))
 
 
 def check_overrides(parser: argparse.ArgumentParser, overrides: list[str]) -> None:
@@ -257,7 +263,7 @@ def main() -> None:
                   f"links {row['wrong_cross_link_share']} ({seconds:.0f} s)", file=sys.stderr)
     report = {"model": str(model), "machine": machine_description(), "views": args.views,
               "realtime": args.realtime, "cost": COST if args.realtime else "none (offline)",
-              "settings": args.set, "scenes": rows}
+              "settings": args.set, "model_settings": list(MODEL_SETTINGS), "scenes": rows}
     with atomic_path(args.out / "live_accuracy.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     with atomic_path(args.out / "live_accuracy.md") as tmp:

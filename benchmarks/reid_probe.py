@@ -18,7 +18,9 @@ the tracker and detector out of the way, in about a minute:
 - ``cross_person``: across the modalities with all of a person's visits in a stream summed
   (what a relinker that remembers people can use at best): ``rank1``, for each person both
   streams saw, whether their infrared look is most like their own visible look; ``auc`` and
-  ``tpr_at_q99`` over person pairs.
+  ``tpr_at_q99`` over person pairs; and the 99th percentile of the pairs of two people over
+  all the scenes (``cross_person_q99``): a cross-modality threshold for the model before
+  live pairs calibrate one (deen run's ``relink.cross_default``).
 
     python benchmarks/reid_probe.py --model M.xml [--seeds 1,2,3] [--views overlap|apart]
                                     [--json OUT.json]
@@ -146,6 +148,14 @@ def cross_probe(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarr
             "rank1": float(hits), "returning": int(both.sum())}
 
 
+def cross_negatives(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarray]
+                    ) -> np.ndarray:
+    """The similarities of every infrared person to every other visible person."""
+    (found_v, means_v), (found_i, means_i) = visible, infrared
+    same = np.array([v[0] for v in found_i])[:, None] == np.array([v[0] for v in found_v])
+    return (means_i @ means_v.T)[~same]
+
+
 def person_means(found: list, means: np.ndarray) -> tuple[list, np.ndarray]:
     """Each person's visits in a stream as one: (person, first frame, last frame, sampled
     frames) per person, and their visits' means summed and normalised (one row each)."""
@@ -175,16 +185,17 @@ def main() -> None:
         embedder = open_embedder(args.model, device="cpu")
     except DeenError as exc:
         sys.exit(f"reid_probe: --model {exc}")
-    rows = []
+    rows, apart = [], []
     for seed in args.seeds:
         scene = scene_dir(args.work, seed, args.views)
         seen = {}
         for stream, video, modality in STREAMS:
             seen[stream] = visit_means(embedder, scene, stream, video, modality)
+        people = {stream: person_means(*seen[stream]) for stream in ("rgb", "ir")}
+        apart.append(cross_negatives(people["rgb"], people["ir"]))
         for stream, result in (("rgb", probe(*seen["rgb"])), ("ir", probe(*seen["ir"])),
                                ("cross", cross_probe(seen["rgb"], seen["ir"])),
-                               ("cross_person", cross_probe(person_means(*seen["rgb"]),
-                                                             person_means(*seen["ir"])))):
+                               ("cross_person", cross_probe(people["rgb"], people["ir"]))):
             row = {"seed": seed, "views": args.views, "stream": stream, **result}
             rows.append(row)
             of = "people both streams saw" if stream == "cross_person" else "returning visits"
@@ -196,10 +207,14 @@ def main() -> None:
         print(f"{stream} mean: AUC {np.mean([r['auc'] for r in mine]):.3f}, TPR at q99 "
               f"{np.mean([r['tpr_at_q99'] for r in mine]):.2f}, rank-1 "
               f"{np.mean([r['rank1'] for r in mine]):.2f}")
+    pooled = float(np.quantile(np.concatenate(apart), 0.99))
+    print(f"cross_person q99 of all scenes' pairs of two people: {pooled:.3f} (a cross_default "
+          "for relink, when these scenes are like the site's)")
     if args.json is not None:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps({"model": str(args.model),
-                                       "machine": machine_description(), "rows": rows},
+                                       "machine": machine_description(), "rows": rows,
+                                       "cross_person_q99": pooled},
                                       indent=1))
 
 

@@ -212,7 +212,9 @@ def _live_accuracy(folder: Path, isa: str, report: dict) -> list[str]:
            f"benchmarks/live_accuracy.py --seeds {seeds}{flags} --out "
            f"benchmarks/results/{isa}/{folder.name}`"
            + (f" (settings: `{' '.join(report['settings'])}`)" if report.get("settings")
-              else "") + ".", "",
+              else "") + "."
+           + (f" The benchmark model's own settings: `{' '.join(report['model_settings'])}`."
+              if report.get("model_settings") else ""), "",
            "| seed | detector | match precision | match recall | IDF1 rgb / ir | multi-camera "
            "IDF1 | one id in both | wrong links | targets |",
            "|---|---|---|---|---|---|---|---|---|"]
