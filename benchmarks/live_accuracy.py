@@ -279,7 +279,9 @@ def markdown(report: dict) -> str:
     lines = [f"# Live accuracy on generated scenes ({report['views']} views, {mode}, ids as "
              "emitted)", "",
              f"Machine: {report['machine']['description']}. Model: `{report['model']}`. "
-             f"Cost: {report['cost']}.", "",
+             f"Cost: {report['cost']}."
+             + (f" The benchmark model's settings: `{' '.join(report['model_settings'])}`."
+                if report.get("model_settings") else ""), "",
              "| seed | detector | match precision | match recall | matches per true pair | "
              "IDF1 rgb / ir | multi-camera IDF1 | one id in both | wrong links |",
              "|---|---|---|---|---|---|---|---|---|"]
