@@ -134,14 +134,20 @@ def probe(found: list, means: np.ndarray) -> dict:
             "rank1": hits / max(returning, 1), "returning": returning}
 
 
+def _cross_pairs(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarray]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Infrared rows against visible rows: their similarities, the visible and infrared
+    persons, and which pairs are one person."""
+    (found_v, means_v), (found_i, means_i) = visible, infrared
+    persons_v = np.array([v[0] for v in found_v])
+    persons_i = np.array([v[0] for v in found_i])
+    return means_i @ means_v.T, persons_v, persons_i, persons_i[:, None] == persons_v[None, :]
+
+
 def cross_probe(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarray]) -> dict:
     """Across the modalities: an infrared visit against every visible visit (the people
     both streams saw). ``rank1``: the most similar visible visit is the same person's."""
-    (found_v, means_v), (found_i, means_i) = visible, infrared
-    similarity = means_i @ means_v.T
-    persons_v = np.array([v[0] for v in found_v])
-    persons_i = np.array([v[0] for v in found_i])
-    same = persons_i[:, None] == persons_v[None, :]
+    similarity, persons_v, persons_i, same = _cross_pairs(visible, infrared)
     both = same.any(1)
     hits = (persons_v[similarity[both].argmax(1)] == persons_i[both]).mean()
     return {"visits": int(both.sum()), **separation(similarity[same], similarity[~same]),
@@ -151,9 +157,8 @@ def cross_probe(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarr
 def cross_negatives(visible: tuple[list, np.ndarray], infrared: tuple[list, np.ndarray]
                     ) -> np.ndarray:
     """The similarities of every infrared person to every other visible person."""
-    (found_v, means_v), (found_i, means_i) = visible, infrared
-    same = np.array([v[0] for v in found_i])[:, None] == np.array([v[0] for v in found_v])
-    return (means_i @ means_v.T)[~same]
+    similarity, _, _, same = _cross_pairs(visible, infrared)
+    return similarity[~same]
 
 
 def person_means(found: list, means: np.ndarray) -> tuple[list, np.ndarray]:
